@@ -1,0 +1,25 @@
+//! Steward's cryptography: the KEK keyring, envelope encryption of everything secret in the store,
+//! token generation and hashing, the workload CA (issuing server and client certificates), manifest
+//! signing keys (Ed25519 compact JWS) and the audit key.
+//!
+//! What this crate owns: every use of key material. It is the only place that turns a keyring into
+//! plaintext, and its types keep secrets in `Zeroizing` buffers whose `Debug` output is redacted.
+//!
+//! What it must not do: no network, no database, no reading of the process environment (the caller
+//! passes `STEWARD_KEK_KEYRING`'s value in), no clock (the caller passes `now`), and no file I/O
+//! except reading and writing the keyring file. aws-lc-rs is the only cryptographic backend; `ring`
+//! must never enter the dependency tree. Unix only: keyring files are created with mode 0600.
+
+pub mod audit;
+pub mod ca;
+pub mod envelope;
+pub mod keyring;
+pub mod signing;
+pub mod tokens;
+
+pub use audit::{generate_audit_key, hmac_sha256};
+pub use ca::{CaError, IssuedClientCert, IssuedServerCert, WorkloadCa, thumbprint_s256};
+pub use envelope::{Envelope, EnvelopeError, aad_bytes, open, rewrap, seal};
+pub use keyring::{Keyring, KeyringError, KeyringSource, LoadedKeyring};
+pub use signing::{JwsError, SigningKey, verify_compact_jws_ed25519};
+pub use tokens::{SecretToken, generate_token, hash_token, hashes_equal, random_bytes};
