@@ -1,0 +1,118 @@
+//! The `steward` binary. Thin: it parses arguments, installs the crypto provider, and calls into
+//! `steward-server`; every behaviour lives (and is tested) there.
+
+// A command-line tool's output is its interface: printing to stdout is the point here.
+#![allow(clippy::print_stdout)]
+
+mod server_commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "steward", version, about = "Steward: a secrets firewall for outbound tool calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StorageArg {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a data directory and a deployment (or join an existing shared one).
+    Init {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The URL workloads use to reach the data plane (default https://localhost:8081).
+        #[arg(long)]
+        public_url: Option<String>,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        storage: StorageArg,
+        #[arg(long)]
+        postgres_url: Option<String>,
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// An existing KEK keyring file (to join a shared deployment).
+        #[arg(long)]
+        kek_file: Option<PathBuf>,
+        /// Rewrite steward.toml and the TLS files (never the keyring or the store).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Run the data plane and admin listeners.
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Apply storage migrations and exit.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Key management.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Add a new KEK to the keyring file (inactive unless --activate).
+    GenerateKek {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        activate: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("steward: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Init { data_dir, public_url, storage, postgres_url, redis_url, kek_file, force } => {
+                let storage = match storage {
+                    StorageArg::Sqlite => steward_server::config::StorageBackend::Sqlite,
+                    StorageArg::Postgres => steward_server::config::StorageBackend::Postgres,
+                };
+                server_commands::init(steward_server::bootstrap::InitOptions {
+                    data_dir,
+                    public_url,
+                    storage,
+                    postgres_url,
+                    redis_url,
+                    kek_file,
+                    force,
+                })
+                .await
+            }
+            Command::Serve { config } => server_commands::serve(config).await,
+            Command::Migrate { config } => server_commands::migrate(config).await,
+            Command::Keys { command: KeysCommand::GenerateKek { config, activate } } => {
+                server_commands::generate_kek(config, activate)
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("steward: {}", error.message);
+            std::process::ExitCode::from(u8::try_from(error.code()).unwrap_or(1))
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Running the real `steward` binary in tests.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use http::Method;
+use steward_testkit::http_client::{TlsOptions, request};
+
+pub fn steward() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+    // The tests' own environment must not leak configuration into the binary.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("STEWARD_") {
+            command.env_remove(name);
+        }
+    }
+    command.env("STEWARD_LOG__FORMAT", "json");
+    command
+}
+
+pub fn run(command: &mut Command) -> Output {
+    command.stdin(Stdio::null()).output().expect("run steward")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Listener overrides for a server process.
+pub struct Ports {
+    pub data: u16,
+    pub admin: u16,
+}
+
+impl Ports {
+    pub fn new() -> Self {
+        Self { data: free_port(), admin: free_port() }
+    }
+
+    pub fn apply(&self, command: &mut Command) {
+        command
+            .env("STEWARD_DATA_PLANE__LISTEN", format!("127.0.0.1:{}", self.data))
+            .env("STEWARD_ADMIN__LISTEN", format!("127.0.0.1:{}", self.admin));
+    }
+
+    pub fn data_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.data))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+}
+
+/// Spawns `steward serve` and waits until its admin listener answers `/healthz`.
+pub async fn spawn_serving(mut command: Command, ports: &Ports) -> Child {
+    let mut child =
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = request(ports.admin_addr(), None, Method::GET, "/healthz", &[], "").await
+            && response.status == 200
+        {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            panic!("steward serve exited early with {status}: {err}");
+        }
+        assert!(Instant::now() < deadline, "steward serve did not become healthy");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM (through kill(1), so the tests need no unsafe code), then the exit status.
+pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    child.wait().unwrap()
+}
+
+pub fn tls_for(data_dir: &Path) -> TlsOptions {
+    TlsOptions {
+        ca_pem: std::fs::read_to_string(data_dir.join("ca.crt")).unwrap(),
+        server_name: "localhost".into(),
+        client: None,
+    }
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

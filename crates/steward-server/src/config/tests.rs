@@ -1,0 +1,114 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn from_text(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    from_table(text.parse().unwrap(), &env(vars))
+}
+
+#[test]
+fn defaults_match_the_spec() {
+    let config = from_text("", &[]).unwrap();
+    assert_eq!(config.mode, Mode::Development);
+    assert_eq!(config.public_base_url, "https://localhost:8081");
+    assert_eq!(config.data_plane.listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(config.admin.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.data_plane.max_body_bytes, 1_048_576);
+    assert_eq!(config.storage.backend, StorageBackend::Sqlite);
+    assert_eq!(config.session.default_ttl_seconds, 900);
+    assert_eq!(config.egress.total_timeout_ms, 15_000);
+    assert_eq!(config.manifest.ttl_seconds, 300);
+}
+
+#[test]
+fn the_written_template_parses_to_the_defaults() {
+    let text = default_config_toml(&InitChoices::default());
+    let config = from_text(&text, &[]).unwrap();
+    let defaults = Config::default();
+    assert_eq!(serde_json::to_value(&config).unwrap(), serde_json::to_value(&defaults).unwrap());
+}
+
+#[test]
+fn unknown_keys_in_the_file_are_rejected_by_name() {
+    let err = from_text("[data_plane]\nlisten_addr = \"1.2.3.4:1\"\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("listen_addr"), "{err}");
+    let err = from_text("[nonsense]\nx = 1\n", &[]).unwrap_err();
+    assert!(err.to_string().contains("nonsense"), "{err}");
+}
+
+#[test]
+fn wrong_types_and_ranges_name_the_key() {
+    let err = from_text("[data_plane]\nlisten = \"not an address\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "data_plane.listen");
+    let err = from_text("[manifest]\nttl_seconds = 301\n", &[]).unwrap_err();
+    assert_eq!(err.key, "manifest.ttl_seconds");
+    let err = from_text("[session]\ndefault_ttl_seconds = \"x\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "session.default_ttl_seconds");
+    let err = from_text("mode = \"staging\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "mode");
+}
+
+#[test]
+fn identical_listen_addresses_are_invalid() {
+    let err = from_text("[admin]\nlisten = \"127.0.0.1:8081\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "admin.listen");
+}
+
+#[test]
+fn environment_overrides_the_file_with_toml_values() {
+    let config = from_text(
+        "[data_plane]\nlisten = \"127.0.0.1:9000\"\n",
+        &[
+            ("STEWARD_DATA_PLANE__LISTEN", "0.0.0.0:8443"),
+            ("STEWARD_EGRESS__ALLOW_CIDRS", "[\"127.0.0.1/32\"]"),
+            ("STEWARD_EGRESS__STATIC_HOSTS", "{ \"api.example.test\" = [\"127.0.0.1\"] }"),
+            ("STEWARD_MODE", "production"),
+            ("STEWARD_SESSION__MAX_PER_MINUTE", "5"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.data_plane.listen.to_string(), "0.0.0.0:8443");
+    assert_eq!(config.egress.allow_cidrs.len(), 1);
+    assert_eq!(config.egress.static_hosts["api.example.test"][0].to_string(), "127.0.0.1");
+    assert_eq!(config.mode, Mode::Production);
+    assert_eq!(config.session.max_per_minute, 5);
+}
+
+#[test]
+fn environment_unknown_key_of_a_known_section_is_an_error_and_others_are_ignored() {
+    let err = from_text("", &[("STEWARD_DATA_PLANE__LISTN", "1")]).unwrap_err();
+    assert!(err.to_string().contains("listn"), "{err}");
+    from_text(
+        "",
+        &[
+            ("STEWARD_KEK_KEYRING", "{}"),
+            ("STEWARD_ADMIN_TOKEN", "x"),
+            ("STEWARD_TEST_REDIS_URL", "y"),
+            ("HOME", "/"),
+        ],
+    )
+    .unwrap();
+}
+
+#[test]
+fn shared_mode_needs_both_urls() {
+    let err = from_text("[storage]\nbackend = \"postgres\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "storage.postgres_url");
+    let err =
+        from_text("[storage]\nbackend = \"postgres\"\npostgres_url = \"postgres://x/y\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "storage.redis_url");
+}
+
+#[test]
+fn public_base_url_rules() {
+    assert_eq!(PublicBaseUrl::parse("https://Example.COM:443/").unwrap().origin(), "https://example.com");
+    assert_eq!(PublicBaseUrl::parse("https://localhost:8081").unwrap().origin(), "https://localhost:8081");
+    assert_eq!(PublicBaseUrl::parse("https://[::1]:8081").unwrap().bare_host(), "::1");
+    for bad in ["ftp://x", "https://", "https://x/path", "https://u@x", "x"] {
+        assert!(PublicBaseUrl::parse(bad).is_err(), "{bad}");
+    }
+    let err = from_text("public_base_url = \"https://a/b\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "public_base_url");
+}

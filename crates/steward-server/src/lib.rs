@@ -1,0 +1,23 @@
+//! The running Steward process: configuration, start-up checks, TLS listeners, the data-plane and
+//! admin routers, and their wiring to the store, the coordination service and the audit writer.
+//!
+//! This crate owns the HTTP edge (check order, error bodies, correlation ids, logs, metrics) and the
+//! process lifecycle (`init`, `serve`, signals). It must not implement cryptography, storage or
+//! policy itself: those live in their crates behind typed APIs, and this crate only wires them.
+
+pub mod bootstrap;
+pub mod config;
+pub mod exit;
+pub mod files;
+pub mod health;
+pub mod http;
+pub mod keys;
+pub mod listener;
+pub mod observability;
+pub mod routes;
+pub mod runtime;
+pub mod startup;
+pub mod state;
+pub mod tls;
+
+pub use exit::{ExitCode, StartupError};

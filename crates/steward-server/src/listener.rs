@@ -1,0 +1,140 @@
+//! Accept loops: TCP (and TLS) connections served by hyper with the router, at most
+//! `max_connections` at a time, each request tagged with its connection's [`ConnectionInfo`], and a
+//! graceful stop that finishes in-flight requests.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Who is on the other end of the connection a request came in on.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+    /// The verified client certificate (leaf), when the client presented one. Verification against
+    /// the workload CA already happened in the handshake.
+    pub client_cert: Option<CertificateDer<'static>>,
+}
+
+/// How a listener speaks.
+#[derive(Clone)]
+pub enum Transport {
+    Plain,
+    Tls(TlsAcceptor),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Plain => "Plain",
+            Transport::Tls(_) => "Tls",
+        })
+    }
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long in-flight requests may take to finish after a stop was asked for.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serves `router` on `listener` until `stop` turns true, then stops accepting and waits (up to
+/// [`DRAIN_TIMEOUT`]) for open connections to finish their in-flight requests.
+pub async fn serve(
+    name: &'static str,
+    listener: TcpListener,
+    transport: Transport,
+    router: Router,
+    max_connections: usize,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(listener = name, %error, "Accept failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let transport = transport.clone();
+        let router = router.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match transport {
+                Transport::Plain => {
+                    let info = ConnectionInfo { peer, client_cert: None };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tcp), service(router, info));
+                    let _ = watcher.watch(conn).await;
+                }
+                Transport::Tls(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(listener = name, %peer, %error, "TLS handshake failed.");
+                            metrics::counter!("steward_tls_handshake_failures_total", "listener" => name)
+                                .increment(1);
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let client_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
+                    let info = ConnectionInfo { peer, client_cert: client_cert.map(|c| c.into_owned()) };
+                    let conn =
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service(router, info));
+                    let _ = watcher.watch(conn).await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!(listener = name, "In-flight requests did not finish within the drain timeout.");
+    }
+}
+
+/// The per-connection service: the router, with the connection's identity on every request.
+fn service(
+    router: Router,
+    info: ConnectionInfo,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send + 'static,
+> + Clone {
+    let info = Arc::new(info);
+    hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(Arc::clone(&info));
+        router.clone().oneshot(request.map(Body::new))
+    })
+}

@@ -1,0 +1,40 @@
+//! The two routers. Each route's handler takes its identity extractors before its body extractor,
+//! so the spec's check order (route → identity → body) is the order of the handler's arguments.
+
+mod admin_auth;
+mod metrics;
+
+pub use admin_auth::{ADMIN_TOKEN_PREFIX, AdminPrincipal, authenticate};
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::health::{healthz, readyz};
+use crate::http::BodyLimit;
+use crate::http::context::{ListenerName, request_context, route_not_found};
+use crate::state::AppState;
+
+/// The workload-facing router (HTTPS, mTLS requested).
+pub fn data_plane(state: AppState) -> Router {
+    let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(route_not_found)
+        .layer(axum::Extension(BodyLimit(limit)))
+        .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("data_plane"), r, n)))
+        .with_state(state)
+}
+
+/// The admin router (plain HTTP on loopback, or TLS).
+pub fn admin(state: AppState) -> Router {
+    let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::render))
+        .fallback(route_not_found)
+        .layer(axum::Extension(BodyLimit(limit)))
+        .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("admin"), r, n)))
+        .with_state(state)
+}

@@ -1,0 +1,133 @@
+//! Serving: both listeners, SIGHUP reloads (TLS files and the keyring file), and a graceful stop —
+//! stop accepting, finish in-flight requests (up to 20 s), write the final audit checkpoint.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use steward_crypto::{Keyring, KeyringSource};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::exit::StartupError;
+use crate::listener::{Transport, serve};
+use crate::routes;
+use crate::startup::Prepared;
+use crate::tls;
+
+/// Serves until `shutdown` completes, then drains and writes the final checkpoint.
+pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+    let Prepared { state, data_listener, admin_listener, data_cert, admin_cert, keyring_source, kek_file } =
+        prepared;
+    let data_tls = tls::data_plane_config(&state.ca_pem, Arc::clone(&data_cert))
+        .map_err(|e| StartupError::environment(format!("data plane TLS: {e}")))?;
+    let admin_transport = match &admin_cert {
+        Some(cert) => Transport::Tls(TlsAcceptor::from(Arc::new(
+            tls::admin_config(Arc::clone(cert))
+                .map_err(|e| StartupError::environment(format!("admin TLS: {e}")))?,
+        ))),
+        None => Transport::Plain,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let max_connections = usize::try_from(state.config.data_plane.max_connections).unwrap_or(usize::MAX);
+    tracing::info!(
+        event = "started",
+        data_plane = %data_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        admin = %admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        backend = state.store.backend(),
+        "Steward is serving."
+    );
+    let data_task = tokio::spawn(serve(
+        "data_plane",
+        data_listener,
+        Transport::Tls(TlsAcceptor::from(Arc::new(data_tls))),
+        routes::data_plane(state.clone()),
+        max_connections,
+        stop_rx.clone(),
+    ));
+    let admin_task = tokio::spawn(serve(
+        "admin",
+        admin_listener,
+        admin_transport,
+        routes::admin(state.clone()),
+        max_connections,
+        stop_rx,
+    ));
+
+    let reload_state = state.clone();
+    let reload_task = tokio::spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            reload(&reload_state, &data_cert, admin_cert.as_deref(), &keyring_source, &kek_file);
+        }
+    });
+
+    shutdown.await;
+    tracing::info!(event = "stopping", "Stopping: no new connections; finishing in-flight requests.");
+    let _ = stop_tx.send(true);
+    let _ = data_task.await;
+    let _ = admin_task.await;
+    reload_task.abort();
+    if let Err(error) = state.audit.shutdown().await {
+        tracing::error!(%error, "The final audit checkpoint could not be written.");
+        return Err(StartupError::failure(format!("final audit checkpoint: {error}")));
+    }
+    tracing::info!(event = "stopped", "Steward stopped; final audit checkpoint written.");
+    Ok(())
+}
+
+/// SIGHUP: re-read TLS files and the keyring file. A file that fails to load leaves the current
+/// value in place (logged at ERROR: an operator must act).
+fn reload(
+    state: &crate::state::AppState,
+    data_cert: &tls::ReloadableCert,
+    admin_cert: Option<&tls::ReloadableCert>,
+    keyring_source: &KeyringSource,
+    kek_file: &std::path::Path,
+) {
+    match data_cert.reload() {
+        Ok(()) => tracing::info!(
+            event = "reloaded",
+            what = "data_plane_tls",
+            "Reloaded the data plane certificate."
+        ),
+        Err(error) => {
+            tracing::error!(%error, "Could not reload the data plane certificate; keeping the old one.")
+        }
+    }
+    if let Some(cert) = admin_cert {
+        match cert.reload() {
+            Ok(()) => {
+                tracing::info!(event = "reloaded", what = "admin_tls", "Reloaded the admin certificate.")
+            }
+            Err(error) => {
+                tracing::error!(%error, "Could not reload the admin certificate; keeping the old one.")
+            }
+        }
+    }
+    if matches!(keyring_source, KeyringSource::File { .. }) {
+        match Keyring::load(None, kek_file) {
+            Ok(loaded) => {
+                state.keyring.store(Arc::new(loaded.keyring));
+                tracing::info!(event = "reloaded", what = "keyring", "Reloaded the KEK keyring file.");
+            }
+            Err(error) => tracing::error!(%error, "Could not reload the KEK keyring; keeping the old one."),
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}

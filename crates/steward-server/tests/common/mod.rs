@@ -1,0 +1,105 @@
+//! Starting a real Steward in-process for tests: `steward init` into a temporary directory, then
+//! `prepare` + `run` on free loopback ports.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use steward_server::bootstrap::{InitOptions, init};
+use steward_server::config::{self, StorageBackend};
+use steward_server::startup::{Environment, prepare};
+use steward_server::state::AppState;
+use steward_testkit::http_client::TlsOptions;
+use steward_types::{SharedClock, SystemClock};
+use tokio::sync::oneshot;
+
+pub fn clock() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub fn embedded_options(dir: &Path) -> InitOptions {
+    InitOptions {
+        data_dir: dir.to_path_buf(),
+        public_url: None,
+        storage: StorageBackend::Sqlite,
+        postgres_url: None,
+        redis_url: None,
+        kek_file: None,
+        force: false,
+    }
+}
+
+/// Environment overrides that put both listeners on free ports.
+pub fn free_port_env(extra: &[(&str, &str)]) -> Environment {
+    let mut vars = vec![
+        ("STEWARD_DATA_PLANE__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("STEWARD_ADMIN__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Environment { vars }
+}
+
+/// A running in-process Steward.
+pub struct TestServer {
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), steward_server::StartupError>>>,
+}
+
+impl TestServer {
+    /// Serves the data directory `dir` (already initialized).
+    pub async fn start(dir: &Path, env: Environment) -> Result<Self, steward_server::StartupError> {
+        install_crypto_provider();
+        let loaded = config::load(Some(&dir.join("steward.toml")), &env.vars)?;
+        let prepared = prepare(loaded, &env, clock()).await?;
+        let data_addr = prepared.data_addr();
+        let admin_addr = prepared.admin_addr();
+        let state = prepared.state.clone();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(steward_server::runtime::run(prepared, async move {
+            let _ = stop_rx.await;
+        }));
+        Ok(Self {
+            data_addr,
+            admin_addr,
+            data_dir: dir.to_path_buf(),
+            state,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    /// `steward init` into `dir`, then serve it.
+    pub async fn init_and_start(dir: &Path) -> Self {
+        install_crypto_provider();
+        init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
+        Self::start(dir, free_port_env(&[])).await.expect("start")
+    }
+
+    pub fn tls(&self) -> TlsOptions {
+        TlsOptions {
+            ca_pem: std::fs::read_to_string(self.data_dir.join("ca.crt")).expect("ca.crt"),
+            server_name: "localhost".into(),
+            client: None,
+        }
+    }
+
+    /// Stops gracefully and waits for the final checkpoint.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("run");
+        }
+    }
+}

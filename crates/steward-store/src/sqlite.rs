@@ -1,0 +1,130 @@
+//! The embedded store: one SQLite file in WAL mode, one writer connection and a pool of readers.
+//!
+//! SQLite allows one writer at a time; giving it exactly one connection turns writer contention into
+//! queueing in the pool instead of `SQLITE_BUSY` errors, while readers proceed concurrently (WAL).
+//! A lock file next to the database keeps a second Steward process off the same file.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+
+use crate::StoreError;
+use crate::sql::{impl_store, map_migrate, map_sqlx};
+
+/// How long a statement waits for a lock held by another connection before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Concurrent readers; reads are short, so a handful covers many requests.
+const READERS: u32 = 8;
+
+/// `storage.sqlite_synchronous`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Durable against a crash of the process (WAL), not against power loss.
+    #[default]
+    Normal,
+    /// Durable against power loss too: fsync on every commit.
+    Full,
+}
+
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    path: PathBuf,
+    /// Held (locked) for the store's lifetime; the OS releases it when the process dies.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Takes the data directory's lock, opens (creating if needed) the database at `path` and applies
+    /// migrations. Another live store on the same file, in this process or another, gives
+    /// [`StoreError::Locked`] naming the directory.
+    pub async fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<SqliteStore, StoreError> {
+        let lock = take_lock(path)?;
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(map_sqlx)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match synchronous {
+                SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+                SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            })
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(map_sqlx)?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(map_migrate)?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true).create_if_missing(false))
+            .await
+            .map_err(map_sqlx)?;
+        Ok(SqliteStore { writer, reader, path: path.to_owned(), _lock: lock })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools (waiting for checked-out connections), so the WAL is checkpointed now.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Runs raw SQL (several statements allowed) on the writer connection, bypassing every check of
+    /// this crate. For the conformance suite's tamper tests only; never call it from the server.
+    #[doc(hidden)]
+    pub async fn raw_sql_unchecked(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.writer).await.map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// Nothing to do: the single writer connection already serializes every write transaction, and
+    /// the lock file keeps other processes out.
+    async fn lock_deployment(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+
+/// Locks `<db>.lock` exclusively. The lock belongs to the open file description, so a second open in
+/// the same process conflicts too.
+fn take_lock(path: &Path) -> Result<File, StoreError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut lock_name = path.as_os_str().to_owned();
+    lock_name.push(".lock");
+    let file = File::options().create(true).truncate(false).write(true).open(&lock_name).map_err(|e| {
+        StoreError::Unavailable(format!("cannot open lock file {}: {e}", Path::new(&lock_name).display()))
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Locked(dir.display().to_string())),
+        Err(TryLockError::Error(e)) => {
+            Err(StoreError::Unavailable(format!("cannot lock {}: {e}", Path::new(&lock_name).display())))
+        }
+    }
+}

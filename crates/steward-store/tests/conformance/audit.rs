@@ -1,0 +1,301 @@
+//! The audit log: round trips, append-only rows, the group-committing writer, verification and
+//! checkpoints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::harness::{AUDIT_KEY, Harness, TestSigner, at, t0, writer};
+use steward_store::audit::{
+    Actor, AuditError, AuditEvent, ChainLink, Checkpoint, Decision, Destination, EventType, GENESIS_HASH,
+    PolicyRef, StoredEvent, chain_id_for, compute_hash, verify_tenant,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn execute_event(tenant: Option<&str>, n: i64) -> AuditEvent {
+    let event = AuditEvent::new(EventType::Execute, Actor::workload("w_one"), at(t0().unix_micros() + n))
+        .with_request_id(format!("req-{n}"))
+        .with_correlation_id(format!("corr-{n}"))
+        .with_workload("w_one")
+        .with_integration("i_one")
+        .with_decision(Decision::Allowed)
+        .with_reason_code(format!("r{n}"))
+        .with_action_group("openai_responses")
+        .with_risk_tier("low")
+        .with_destination(Destination {
+            scheme: "https".into(),
+            host: "api.openai.com".into(),
+            port: 443,
+            path_group: Some("openai_responses".into()),
+        })
+        .with_canonical_descriptor(serde_json::json!({"method": "POST", "query": {"a": "hmac:00"}}))
+        .with_policy(PolicyRef {
+            rule_id: Some("pol_1".into()),
+            rule_type: Some("allow".into()),
+            approval_id: None,
+        })
+        .with_metadata("n", serde_json::json!(n));
+    match tenant {
+        Some(tenant) => event.with_tenant(tenant),
+        None => event,
+    }
+}
+
+/// Writes `count` events for `tenant` and returns them as stored, in order.
+async fn write_chain(
+    h: &Harness,
+    tenant: &str,
+    count: i64,
+) -> anyhow::Result<(Vec<StoredEvent>, Arc<TestSigner>)> {
+    let signer = TestSigner::new();
+    let w = writer(h.store(), signer.clone(), HOUR);
+    let mut out = Vec::new();
+    for n in 1..=count {
+        out.push(w.append(execute_event(Some(tenant), n)).await?);
+    }
+    w.shutdown().await?;
+    Ok((out, signer))
+}
+
+pub async fn audit_round_trip_in_seq_order(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let (written, _) = write_chain(&h, "t_one", 5).await?;
+    let chain_id = written[0].chain().chain_id.clone();
+    let read = store.audit_chain_events(&chain_id, 0, 100).await?;
+    assert_eq!(read, written, "bodies, timestamps (microseconds) and chain links survive the round trip");
+    for (i, stored) in read.iter().enumerate() {
+        assert_eq!(stored.chain().seq, i as i64 + 1);
+    }
+    assert_eq!(read[0].chain().prev_hash, GENESIS_HASH);
+    assert_eq!(read[0].event().timestamp.unix_micros() % 1_000_000, 123_458);
+    let page = store.audit_chain_events(&chain_id, 2, 2).await?;
+    assert_eq!(page.iter().map(|e| e.chain().seq).collect::<Vec<_>>(), [3, 4]);
+    let heads = store.audit_chain_heads(Some("t_one")).await?;
+    assert_eq!(heads, vec![written[4].as_head()]);
+    assert!(store.audit_chain_heads(Some("t_other")).await?.is_empty());
+    assert_eq!(store.audit_chain_heads(None).await?.len(), 1);
+
+    // Every field is serialized, nulls included.
+    let json = serde_json::to_value(read[0].event())?;
+    for field in ["latency_ms", "upstream_status_code", "request_id", "metadata", "chain"] {
+        assert!(json.as_object().is_some_and(|o| o.contains_key(field)), "{field} missing");
+    }
+    assert_eq!(json["event_type"], "execute");
+    assert_eq!(json["decision"], "allowed");
+    assert_eq!(json["actor"]["type"], "workload");
+    assert!(json["timestamp"].as_str().is_some_and(|t| t.ends_with(".123458Z")), "{}", json["timestamp"]);
+    Ok(())
+}
+
+pub async fn audit_rows_refuse_update_and_delete(h: Harness) -> anyhow::Result<()> {
+    write_chain(&h, "t_one", 2).await?;
+    assert!(h.raw("UPDATE audit_events SET reason_code = 'x'").await.is_err(), "UPDATE must fail");
+    assert!(h.raw("DELETE FROM audit_events").await.is_err(), "DELETE must fail");
+    assert!(h.raw("UPDATE audit_checkpoints SET kid = 'x'").await.is_err(), "checkpoint UPDATE must fail");
+    assert!(h.raw("DELETE FROM audit_checkpoint_heads").await.is_err(), "checkpoint DELETE must fail");
+    let heads = h.store().audit_chain_heads(Some("t_one")).await?;
+    assert_eq!(heads[0].seq, 2, "nothing changed");
+    Ok(())
+}
+
+pub async fn writer_group_commits_concurrent_appends(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let w = writer(store.clone(), TestSigner::new(), HOUR);
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..300_i64 {
+        let (w, store) = (w.clone(), store.clone());
+        let tenant = ["t_a", "t_b", ""][(n % 3) as usize];
+        tasks.spawn(async move {
+            let event = execute_event((!tenant.is_empty()).then_some(tenant), n);
+            let stored = w.append(event).await?;
+            // Acknowledged means committed: a fresh read sees it.
+            let chain = stored.chain();
+            let read = store.audit_chain_events(&chain.chain_id, chain.seq - 1, 1).await?;
+            anyhow::ensure!(read.first() == Some(&stored), "acknowledged event not readable");
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    w.shutdown().await?;
+    for tenant in ["t_a", "t_b", "global"] {
+        let report = verify_tenant(store.as_ref(), &AUDIT_KEY, tenant).await?;
+        assert!(report.ok, "{tenant}: {report:?}");
+        assert_eq!((report.chains_checked, report.events_checked), (1, 100), "{tenant}");
+        let heads = store.audit_chain_heads(Some(tenant)).await?;
+        assert_eq!(heads[0].seq, 100, "gapless chain of {tenant}");
+        assert_eq!(heads[0].chain_id, chain_id_for(tenant, w.writer_id()));
+    }
+    assert!(matches!(w.append(execute_event(None, 1)).await, Err(AuditError::Closed)));
+    Ok(())
+}
+
+pub async fn failed_batch_leaves_no_gap(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let w = writer(store.clone(), TestSigner::new(), HOUR);
+    let first = w.append(execute_event(Some("t_one"), 1)).await?;
+    // The same event id again: the store refuses the batch.
+    let mut duplicate = execute_event(Some("t_one"), 2);
+    duplicate.event_id = first.event().event_id.clone();
+    assert!(matches!(w.append(duplicate).await, Err(AuditError::WriteFailed(_))));
+    let next = w.append(execute_event(Some("t_one"), 3)).await?;
+    assert_eq!(next.chain().seq, 2);
+    assert_eq!(next.chain().prev_hash, first.chain().hash);
+    w.shutdown().await?;
+    let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events_checked, 2);
+    Ok(())
+}
+
+pub async fn verify_detects_edited_event(h: Harness) -> anyhow::Result<()> {
+    let (events, _) = write_chain(&h, "t_one", 5).await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok && report.events_checked == 5, "{report:?}");
+    let victim = events[2].event().event_id.as_str();
+    h.tamper(&format!(
+        "UPDATE audit_events SET body = REPLACE(body, '\"reason_code\":\"r3\"', '\"reason_code\":\"forged\"') \
+         WHERE event_id = '{victim}'"
+    ))
+    .await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_event_id.as_deref(), Some(victim));
+    Ok(())
+}
+
+pub async fn verify_detects_removed_event(h: Harness) -> anyhow::Result<()> {
+    let (events, _) = write_chain(&h, "t_one", 5).await?;
+    h.tamper(&format!("DELETE FROM audit_events WHERE event_id = '{}'", events[2].event().event_id)).await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_event_id.as_deref(), Some(events[3].event().event_id.as_str()));
+    Ok(())
+}
+
+pub async fn verify_detects_inserted_event(h: Harness) -> anyhow::Result<()> {
+    let (events, _) = write_chain(&h, "t_one", 5).await?;
+    let chain_id = events[0].chain().chain_id.clone();
+    // Make room at seq 3, then insert an event that claims to follow seq 2. Without the audit key the
+    // attacker cannot produce the right hash.
+    for seq in [5, 4, 3] {
+        h.tamper(&format!(
+            "UPDATE audit_events SET seq = {} WHERE chain_id = '{chain_id}' AND seq = {seq}",
+            seq + 1
+        ))
+        .await?;
+    }
+    let mut forged = execute_event(Some("t_one"), 99);
+    forged.chain = Some(ChainLink {
+        chain_id: chain_id.clone(),
+        seq: 3,
+        prev_hash: events[1].chain().hash.clone(),
+        hash: String::new(),
+    });
+    let hash = compute_hash(&[9; 32], &forged)?;
+    if let Some(chain) = forged.chain.as_mut() {
+        chain.hash = hash;
+    }
+    let forged_id = forged.event_id.to_string();
+    h.store().append_audit_events(&[StoredEvent::new(forged, events[0].writer_id().to_owned())?]).await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_event_id, Some(forged_id));
+    Ok(())
+}
+
+pub async fn verify_detects_cut_off_tail(h: Harness) -> anyhow::Result<()> {
+    // The shutdown checkpoint recorded seq 5 as the head.
+    let (events, _) = write_chain(&h, "t_one", 5).await?;
+    let chain_id = events[0].chain().chain_id.clone();
+    h.tamper(&format!("DELETE FROM audit_events WHERE chain_id = '{chain_id}' AND seq >= 4")).await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.first_bad_event_id.as_deref(), Some(events[4].event().event_id.as_str()));
+
+    // The whole chain removed: still detected from the checkpoint.
+    h.tamper(&format!("DELETE FROM audit_events WHERE chain_id = '{chain_id}'")).await?;
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok, "{report:?}");
+    assert_eq!(report.first_bad_event_id.as_deref(), Some(events[4].event().event_id.as_str()));
+    Ok(())
+}
+
+pub async fn verify_rejects_chain_forged_with_another_key(h: Harness) -> anyhow::Result<()> {
+    // A complete, internally consistent chain, but hashed with a key that is not the audit key.
+    let forged_key = [1_u8; 32];
+    let chain_id = chain_id_for("t_one", "wr_forger");
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut stored = Vec::new();
+    for n in 1..=3 {
+        let mut event = execute_event(Some("t_one"), n);
+        event.chain = Some(ChainLink {
+            chain_id: chain_id.clone(),
+            seq: n,
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        });
+        let hash = compute_hash(&forged_key, &event)?;
+        if let Some(chain) = event.chain.as_mut() {
+            chain.hash = hash.clone();
+        }
+        prev = hash;
+        stored.push(StoredEvent::new(event, "wr_forger".to_owned())?);
+    }
+    h.store().append_audit_events(&stored).await?;
+    assert!(
+        verify_tenant(h.store().as_ref(), &forged_key, "t_one").await?.ok,
+        "consistent under its own key"
+    );
+    let report = verify_tenant(h.store().as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_event_id.as_deref(), Some(stored[0].event().event_id.as_str()));
+    Ok(())
+}
+
+pub async fn checkpoints_are_written_signed_and_listed(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let signer = TestSigner::new();
+    let w = writer(store.clone(), signer.clone(), Duration::from_millis(100));
+    let a = w.append(execute_event(Some("t_a"), 1)).await?;
+    let g = w.append(execute_event(None, 2)).await?;
+    // The periodic checkpoint (real time: the interval is 100 ms).
+    let mut periodic = Vec::new();
+    for _ in 0..50 {
+        periodic = store.list_checkpoints(Some("t_a"), 10).await?;
+        if !periodic.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(periodic.len(), 1, "one checkpoint, none while idle");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.list_checkpoints(None, 10).await?.len(), 1, "nothing written, no new checkpoint");
+
+    let a2 = w.append(execute_event(Some("t_a"), 3)).await?;
+    w.shutdown().await?;
+    let all = store.list_checkpoints(None, 10).await?;
+    assert_eq!(all.len(), 2, "the final checkpoint at shutdown");
+    let last = &all[0];
+    assert_eq!(last.writer_id, w.writer_id());
+    assert_eq!(last.kid, "mk_test");
+    assert_eq!(last.heads, {
+        let mut heads = vec![a2.as_head(), g.as_head()];
+        heads.sort_by(|x, y| x.chain_id.cmp(&y.chain_id));
+        heads
+    });
+    let payload = signer.verify(&last.signature)?;
+    assert_eq!(
+        payload,
+        Checkpoint::signed_payload(&last.checkpoint_id, &last.writer_id, last.created_at, &last.heads)
+            .map_err(anyhow::Error::msg)?
+    );
+    assert_eq!(all[1].heads.iter().find(|x| x.tenant_id == "t_a"), Some(&a.as_head()));
+
+    assert_eq!(store.list_checkpoints(Some("global"), 10).await?.len(), 2);
+    assert!(store.list_checkpoints(Some("t_none"), 10).await?.is_empty());
+    assert_eq!(store.list_checkpoints(None, 1).await?.len(), 1);
+    assert_eq!(store.latest_checkpointed_heads("t_a").await?, vec![a2.as_head()]);
+    Ok(())
+}
