@@ -512,8 +512,7 @@ impl ErrorCode {
             | ErrorCode::LastOwnerToken => 409,
             ErrorCode::RequestBodyTooLarge => 413,
             ErrorCode::ContentTypeInvalid => 415,
-            ErrorCode::PolicyRateLimited
-            | ErrorCode::SessionRateLimited => 429,
+            ErrorCode::PolicyRateLimited | ErrorCode::SessionRateLimited => 429,
             ErrorCode::InternalError => 500,
             ErrorCode::DnsResolutionFailed
             | ErrorCode::DnsResolutionEmpty

@@ -25,7 +25,10 @@ impl Timestamp {
     }
 
     pub fn from_unix_seconds(seconds: i64) -> Result<Self, TimestampError> {
-        seconds.checked_mul(1_000_000).ok_or_else(|| TimestampError("overflow".into())).and_then(Self::from_unix_micros)
+        seconds
+            .checked_mul(1_000_000)
+            .ok_or_else(|| TimestampError("overflow".into()))
+            .and_then(Self::from_unix_micros)
     }
 
     /// Truncates to microseconds.
