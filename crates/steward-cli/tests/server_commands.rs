@@ -329,3 +329,49 @@ fn serve_on_an_uninitialized_database_exits_78() {
     assert!(stderr(&output).contains("steward init"), "{}", stderr(&output));
     drop(runtime);
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_files_and_the_keyring() {
+    install_crypto_provider();
+    let temp = tempfile::tempdir().unwrap();
+    init_embedded(temp.path());
+    let ports = Ports::new();
+    let mut command = steward();
+    command.args(["serve", "--config"]).arg(temp.path().join("steward.toml"));
+    ports.apply(&mut command);
+    let mut child = spawn_serving(command, &ports).await;
+
+    // Replace the server certificate with one from another CA, and add a KEK to the keyring file.
+    let other = steward_testkit::pki::TestCa::new("replacement").unwrap();
+    let leaf = other.server_cert(&["localhost"]).unwrap();
+    std::fs::write(temp.path().join("tls/server.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(temp.path().join("tls/server.key"), &leaf.key_pem).unwrap();
+    let output =
+        run(steward().args(["keys", "generate-kek", "--config"]).arg(temp.path().join("steward.toml")));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let new_ca = steward_testkit::http_client::TlsOptions {
+        ca_pem: other.cert_pem.clone(),
+        server_name: "localhost".into(),
+        client: None,
+    };
+    assert!(request(ports.data_addr(), Some(&new_ca), Method::GET, "/healthz", &[], "").await.is_err());
+    let status = std::process::Command::new("kill").arg("-HUP").arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if let Ok(response) =
+            request(ports.data_addr(), Some(&new_ca), Method::GET, "/healthz", &[], "").await
+        {
+            reloaded = response.status == 200;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "after SIGHUP the data plane presents the new certificate");
+    assert_eq!(terminate(&mut child).code(), Some(0));
+    let mut logs = String::new();
+    use std::io::Read;
+    child.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(logs.contains("\"what\":\"keyring\""), "the keyring was re-read: {logs}");
+}

@@ -185,3 +185,68 @@ async fn graceful_stop_writes_the_final_checkpoint() {
     assert_eq!(checkpoints.len(), 1, "the stop wrote the final checkpoint");
     assert_eq!(checkpoints[0].heads.len(), 1);
 }
+
+#[tokio::test]
+async fn metrics_need_an_admin_token_on_a_non_loopback_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    install_crypto_provider();
+    steward_server::bootstrap::init(
+        &common::embedded_options(dir.path()),
+        &Default::default(),
+        common::clock(),
+    )
+    .await
+    .unwrap();
+    let env = common::free_port_env(&[("STEWARD_ADMIN__LISTEN", "0.0.0.0:0")]);
+    let server = TestServer::start(dir.path(), env).await.unwrap();
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], server.admin_addr.port()));
+
+    let anonymous = request(admin, None, Method::GET, "/metrics", &[], "").await.unwrap();
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.json()["error"], "admin_auth_missing");
+    let wrong =
+        request(admin, None, Method::GET, "/metrics", &[("authorization", "Bearer stw_adm_nope")], "")
+            .await
+            .unwrap();
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.json()["error"], "admin_auth_invalid");
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let bearer = format!("Bearer {}", token.trim());
+    let allowed =
+        request(admin, None, Method::GET, "/metrics", &[("authorization", &bearer)], "").await.unwrap();
+    assert_eq!(allowed.status, 200);
+    // Health stays open.
+    assert_eq!(request(admin, None, Method::GET, "/healthz", &[], "").await.unwrap().status, 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    install_crypto_provider();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = Router::new().route("/x", get(|| async { "ok" }));
+    let task = tokio::spawn(serve("admin", listener, Transport::Plain, router, 1, stop_rx));
+
+    // The first connection holds the only slot (keep-alive, idle).
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let waiting = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        request(addr, None, Method::GET, "/x", &[], ""),
+    )
+    .await;
+    assert!(waiting.is_err(), "a second connection is not served while the first holds the slot");
+    drop(first);
+    let served = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        request(addr, None, Method::GET, "/x", &[], ""),
+    )
+    .await
+    .expect("served once the slot is free")
+    .unwrap();
+    assert_eq!(served.status, 200);
+    stop_tx.send(true).unwrap();
+    task.await.unwrap();
+}

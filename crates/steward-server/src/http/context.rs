@@ -52,6 +52,15 @@ pub async fn request_context(listener: ListenerName, mut request: Request, next:
         correlation_id: correlation_id_from(request.headers()),
     };
     let method = request.method().clone();
+    // Header values are logged only for these three (never authorization, cookies, proofs…).
+    let [user_agent, content_type, content_length] =
+        [header::USER_AGENT, header::CONTENT_TYPE, header::CONTENT_LENGTH].map(|name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(200).collect::<String>())
+        });
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -94,6 +103,9 @@ pub async fn request_context(listener: ListenerName, mut request: Request, next:
         tenant_id = fields.tenant_id.as_deref(),
         workload_id = fields.workload_id.as_deref(),
         integration_id = fields.integration_id.as_deref(),
+        user_agent = user_agent.as_deref(),
+        content_type = content_type.as_deref(),
+        content_length = content_length.as_deref(),
         "Request handled."
     );
     let labels = [("listener", listener.0.to_owned()), ("route", route), ("status", status.to_string())];
