@@ -1,6 +1,6 @@
 //! Steward's cryptography: the KEK keyring, envelope encryption of everything secret in the store,
 //! token generation and hashing, the workload CA (issuing server and client certificates), manifest
-//! signing keys (Ed25519 compact JWS) and the audit key.
+//! signing keys (Ed25519 compact JWS), the audit key, and DPoP proof verification (RFC 9449).
 //!
 //! What this crate owns: every use of key material. It is the only place that turns a keyring into
 //! plaintext, and its types keep secrets in `Zeroizing` buffers whose `Debug` output is redacted.
@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod ca;
+pub mod dpop;
 pub mod envelope;
 pub mod keyring;
 pub mod signing;
@@ -19,6 +20,10 @@ pub mod tokens;
 
 pub use audit::{generate_audit_key, hmac_sha256};
 pub use ca::{CaError, IssuedClientCert, IssuedServerCert, WorkloadCa, thumbprint_s256};
+pub use dpop::{
+    DpopAlg, DpopError, DpopExpectations, DpopKey, DpopKeyError, VerifiedProof, access_token_hash,
+    jwk_thumbprint, verify_dpop_proof,
+};
 pub use envelope::{Envelope, EnvelopeError, aad_bytes, open, rewrap, seal};
 pub use keyring::{Keyring, KeyringError, KeyringSource, LoadedKeyring};
 pub use signing::{JwsError, SigningKey, verify_compact_jws_ed25519};

@@ -12,13 +12,19 @@
 //! instance at its next read, well inside the spec's 1 s bound.
 
 pub mod audit;
+pub mod catalog;
 mod error;
+pub mod governance;
+pub mod identity;
 mod postgres;
 mod records;
 mod sql;
 mod sqlite;
 
+pub use catalog::CatalogStore;
 pub use error::StoreError;
+pub use governance::GovernanceStore;
+pub use identity::IdentityStore;
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::{SqliteStore, SqliteSynchronous};
@@ -29,7 +35,15 @@ use async_trait::async_trait;
 
 /// Everything durable. One implementation per backend; both pass the same conformance suite.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    identity::IdentityStore
+    + catalog::CatalogStore
+    + governance::GovernanceStore
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     /// A cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 

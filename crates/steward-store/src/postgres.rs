@@ -9,7 +9,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
-use crate::sql::{impl_store, map_migrate, map_sqlx};
+use crate::sql::{
+    impl_catalog_store, impl_governance_store, impl_identity_store, impl_store, map_migrate, map_sqlx,
+};
 
 /// How long a request waits for a connection before the store reports itself unavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,3 +69,6 @@ impl PostgresStore {
 }
 
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
+impl_identity_store!(PostgresStore, sqlx::Postgres);
+impl_catalog_store!(PostgresStore, sqlx::Postgres);
+impl_governance_store!(PostgresStore, sqlx::Postgres);

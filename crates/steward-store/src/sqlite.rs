@@ -12,7 +12,9 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
 use crate::StoreError;
-use crate::sql::{impl_store, map_migrate, map_sqlx};
+use crate::sql::{
+    impl_catalog_store, impl_governance_store, impl_identity_store, impl_store, map_migrate, map_sqlx,
+};
 
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -128,3 +130,6 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         }
     }
 }
+impl_identity_store!(SqliteStore, sqlx::Sqlite);
+impl_catalog_store!(SqliteStore, sqlx::Sqlite);
+impl_governance_store!(SqliteStore, sqlx::Sqlite);

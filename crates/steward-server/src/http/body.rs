@@ -59,6 +59,50 @@ impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJ
     }
 }
 
+/// A body read now but judged later: admin handlers must check role, tenant and existence before
+/// the body (`spec/control-plane.md`), yet the body arrives with the request. Reading it up front is
+/// bounded by the route's limit; every body error is held back until [`DeferredBody::json`] or
+/// [`DeferredBody::optional_json`] is called, so the spec's check order holds.
+#[derive(Debug)]
+pub struct DeferredBody {
+    content_type: Result<(), ApiError>,
+    bytes: Result<bytes::Bytes, ApiError>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for DeferredBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = check_content_type(&request);
+        let bytes = read_limited(request).await;
+        Ok(Self { content_type, bytes })
+    }
+}
+
+impl DeferredBody {
+    /// A required JSON body, with the same checks and order as [`JsonBody`].
+    pub fn json<T: DeserializeOwned>(self) -> Result<T, ApiError> {
+        self.content_type?;
+        parse(&self.bytes?)
+    }
+
+    /// An optional body: empty (with any content type) means `T::default()`.
+    pub fn optional_json<T: DeserializeOwned + Default>(self) -> Result<T, ApiError> {
+        let bytes = match self.bytes {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.content_type?;
+                return Err(error);
+            }
+        };
+        if bytes.is_empty() {
+            return Ok(T::default());
+        }
+        self.content_type?;
+        parse(&bytes)
+    }
+}
+
 fn content_type_error() -> ApiError {
     ApiError::new(ErrorCode::ContentTypeInvalid, "content-type must be application/json")
 }

@@ -4,6 +4,6 @@ pub mod body;
 pub mod context;
 pub mod error;
 
-pub use body::{BodyLimit, JsonBody, OptionalJsonBody};
+pub use body::{BodyLimit, DeferredBody, JsonBody, OptionalJsonBody};
 pub use context::{ListenerName, LogFields, RequestContext};
 pub use error::ApiError;

@@ -20,6 +20,92 @@ pub struct AdminPrincipal {
     pub tenant_ids: Vec<String>,
 }
 
+/// Which roles may do what (`spec/control-plane.md`, the route × role matrix).
+pub mod roles {
+    use steward_store::AdminRole::{self, Admin, Auditor, Operator, Owner};
+
+    /// Admin tokens, tenants (create, patch), `global` templates, install-builtin, manifest key rotation,
+    /// KEK status and re-wrap.
+    pub const OWNER: &[AdminRole] = &[Owner];
+    /// Every read of tenants, workloads, integrations, templates, policies, approvals; whoami; keyset.
+    pub const READ: &[AdminRole] = &[Owner, Admin, Operator, Auditor];
+    /// Writes of workloads, integrations, policies and tenant templates; enrollment tokens; certificate
+    /// and session revocation; approving with `rule`.
+    pub const WRITE: &[AdminRole] = &[Owner, Admin];
+    /// Approving `once`, denying and cancelling approvals.
+    pub const DECIDE: &[AdminRole] = &[Owner, Admin, Operator];
+    /// Audit events, verification and checkpoints.
+    pub const AUDIT: &[AdminRole] = &[Owner, Admin, Auditor];
+}
+
+impl AdminPrincipal {
+    /// Step 1 of the check order: the role (403 `admin_forbidden`).
+    pub fn require(&self, allowed: &[AdminRole]) -> Result<(), ApiError> {
+        if allowed.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::AdminForbidden,
+                format!("the {} role may not do this", self.role.as_str()),
+            ))
+        }
+    }
+
+    /// Whether the token covers `tenant_id` (owners cover every tenant).
+    pub fn covers(&self, tenant_id: &str) -> bool {
+        self.role == AdminRole::Owner || self.tenant_ids.iter().any(|t| t == tenant_id)
+    }
+
+    /// Step 2: a tenant named in the path, query or body must be one of the token's
+    /// (403 `admin_tenant_forbidden`).
+    pub fn require_tenant(&self, tenant_id: &str) -> Result<(), ApiError> {
+        if self.covers(tenant_id) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::AdminTenantForbidden,
+                format!("this token does not cover tenant {tenant_id}"),
+            ))
+        }
+    }
+
+    /// Step 3 for objects addressed by their own id: one of another tenant is reported exactly like a
+    /// missing one (`not_found`), so ids of other tenants cannot be probed.
+    pub fn visible<T>(
+        &self,
+        object: Option<T>,
+        tenant_of: impl Fn(&T) -> &str,
+        not_found: ApiError,
+    ) -> Result<T, ApiError> {
+        match object {
+            Some(object) if self.covers(tenant_of(&object)) => Ok(object),
+            _ => Err(not_found),
+        }
+    }
+
+    /// The audit actor for this admin.
+    pub fn actor(&self) -> steward_store::audit::Actor {
+        steward_store::audit::Actor::admin(self.token_id.as_str())
+    }
+}
+
+/// Extracts and authenticates the admin behind a request (401 `admin_auth_missing` /
+/// `admin_auth_invalid`). Role and tenant checks are explicit calls in each handler, in the spec's
+/// order, before the body is parsed.
+#[derive(Debug, Clone)]
+pub struct Admin(pub AdminPrincipal);
+
+impl axum::extract::FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        authenticate(state, &parts.headers).await.map(Admin)
+    }
+}
+
 /// Checks the request's admin token.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<AdminPrincipal, ApiError> {
     let value = headers

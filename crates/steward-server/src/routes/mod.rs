@@ -1,10 +1,11 @@
 //! The two routers. Each route's handler takes its identity extractors before its body extractor,
 //! so the spec's check order (route → identity → body) is the order of the handler's arguments.
 
+pub mod admin;
 mod admin_auth;
 mod metrics;
 
-pub use admin_auth::{ADMIN_TOKEN_PREFIX, AdminPrincipal, authenticate};
+pub use admin_auth::{ADMIN_TOKEN_PREFIX, Admin, AdminPrincipal, authenticate, roles};
 
 use axum::Router;
 use axum::routing::get;
@@ -29,7 +30,9 @@ pub fn data_plane(state: AppState) -> Router {
 /// The admin router (plain HTTP on loopback, or TLS).
 pub fn admin(state: AppState) -> Router {
     let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
-    Router::new()
+    let (api, document) = admin::api().split_for_parts();
+    let document = std::sync::Arc::new(document);
+    api.route("/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))

@@ -93,6 +93,36 @@ impl TestServer {
         }
     }
 
+    /// The owner token `steward init` wrote.
+    pub fn owner_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token")).expect("admin-token").trim().to_owned()
+    }
+
+    /// One admin API call with a bearer token and an optional JSON body.
+    pub async fn admin(
+        &self,
+        method: http::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> steward_testkit::http_client::TestResponse {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer));
+        }
+        let body = match body {
+            Some(value) => {
+                headers.push(("content-type", "application/json"));
+                value.to_string()
+            }
+            None => String::new(),
+        };
+        steward_testkit::http_client::request(self.admin_addr, None, method, path, &headers, body)
+            .await
+            .expect("admin request")
+    }
+
     /// Stops gracefully and waits for the final checkpoint.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
