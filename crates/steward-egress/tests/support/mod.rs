@@ -1,0 +1,50 @@
+//! Real local servers for the egress tests: an HTTPS upstream that records every request it gets
+//! (raw, in the order the headers arrived) and a minimal UDP DNS responder. No mocks: real sockets,
+//! real TLS with a CA made at test time.
+
+// Test scaffolding: a failure to bind or build is a broken test environment, so it panics.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod dns;
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use steward_egress::{Forwarder, ForwarderSettings, HickoryResolve, ResolverSettings};
+
+/// A resolver answering `localhost` (and `names`) from static hosts, with no DNS server needed.
+pub fn static_resolver(names: &[(&str, &[IpAddr])]) -> HickoryResolve {
+    let mut static_hosts: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    static_hosts.insert("localhost".into(), vec![IpAddr::from([127, 0, 0, 1])]);
+    for (name, addrs) in names {
+        static_hosts.insert((*name).to_owned(), addrs.to_vec());
+    }
+    HickoryResolve::new(ResolverSettings {
+        static_hosts,
+        // Never consulted for static names; a closed local port if it were.
+        dns_servers: vec!["127.0.0.1:9".parse().unwrap()],
+        dns_timeout: Duration::from_millis(500),
+    })
+    .unwrap()
+}
+
+pub fn loopback_allow() -> Vec<IpNet> {
+    vec!["127.0.0.1/32".parse().unwrap()]
+}
+
+/// A forwarder trusting `ca_pem`, allowing 127.0.0.1, with short timeouts.
+pub fn forwarder(ca_pem: &str, tweak: impl FnOnce(&mut ForwarderSettings)) -> Arc<Forwarder> {
+    let mut settings = ForwarderSettings {
+        connect_timeout: Duration::from_secs(2),
+        total_timeout: Duration::from_secs(5),
+        allow_cidrs: loopback_allow(),
+        extra_ca_pems: vec![ca_pem.to_owned()],
+        ..ForwarderSettings::default()
+    };
+    tweak(&mut settings);
+    Arc::new(Forwarder::new(settings).unwrap())
+}
