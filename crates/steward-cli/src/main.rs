@@ -4,6 +4,7 @@
 // A command-line tool's output is its interface: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
 
+mod admin;
 mod server_commands;
 
 use std::path::PathBuf;
@@ -55,6 +56,8 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The admin API: tenants, workloads, integrations, templates, policies, approvals, audit, tokens, keys.
+    Admin(Box<admin::AdminArgs>),
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -83,8 +86,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    let command = match cli.command {
+        Command::Admin(args) => return runtime.block_on(admin::run(*args)),
+        other => other,
+    };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Init { data_dir, public_url, storage, postgres_url, redis_url, kek_file, force } => {
                 let storage = match storage {
                     StorageArg::Sqlite => steward_server::config::StorageBackend::Sqlite,
@@ -106,6 +113,8 @@ fn main() -> std::process::ExitCode {
             Command::Keys { command: KeysCommand::GenerateKek { config, activate } } => {
                 server_commands::generate_kek(config, activate)
             }
+            // Handled above, before the server runtime work.
+            Command::Admin(_) => Ok(()),
         }
     });
     match result {

@@ -10,18 +10,20 @@ use std::net::IpAddr;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ED25519, ParsedPublicKey, VerificationAlgorithm,
+    ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
+    VerificationAlgorithm,
 };
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PublicKeyData,
-    SanType, SerialNumber, SubjectPublicKeyInfo,
+    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519, PKCS_RSA_SHA256,
+    PKCS_RSA_SHA384, PKCS_RSA_SHA512, PublicKeyData, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use steward_types::Timestamp;
 use x509_parser::prelude::{FromDer, X509Certificate};
+use x509_parser::public_key::RSAPublicKey;
 use zeroize::Zeroizing;
 
 use crate::tokens::random_bytes;
@@ -200,8 +202,8 @@ impl WorkloadCa {
         Ok(IssuedServerCert { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
     }
 
-    /// A workload's client certificate for `subject_public_key_der` (SPKI DER of a P-256, P-384 or
-    /// Ed25519 key) and the identity `san_uri`: that URI SAN only (empty subject, so the SAN is
+    /// A workload's client certificate for `subject_public_key_der` (SPKI DER of a P-256, P-384,
+    /// Ed25519 or RSA 2048–4096 (e = 65537) key) and the identity `san_uri`: that URI SAN only (empty subject, so the SAN is
     /// critical), clientAuth, CA:FALSE, valid from `now` − 5 min to `now` + `ttl_seconds`.
     pub fn issue_client_cert(
         &self,
@@ -333,6 +335,10 @@ fn client_public_key(spki_der: &[u8]) -> Result<SubjectPublicKeyInfo, CaError> {
     let alg = key.algorithm();
     // Uncompressed EC points (0x04 ‖ X ‖ Y) and raw Ed25519 keys; aws-lc then checks that the point
     // is on the curve, so a certificate is never issued for a key nobody can hold.
+    if alg == &PKCS_RSA_SHA256 || alg == &PKCS_RSA_SHA384 || alg == &PKCS_RSA_SHA512 {
+        check_rsa_public_key(key.der_bytes())?;
+        return Ok(key);
+    }
     let (expected_len, verify_alg): (usize, &'static dyn VerificationAlgorithm) =
         if alg == &PKCS_ECDSA_P256_SHA256 {
             (65, &ECDSA_P256_SHA256_ASN1)
@@ -341,7 +347,9 @@ fn client_public_key(spki_der: &[u8]) -> Result<SubjectPublicKeyInfo, CaError> {
         } else if alg == &PKCS_ED25519 {
             (32, &ED25519)
         } else {
-            return Err(CaError::UnsupportedPublicKey("only P-256, P-384 and Ed25519 keys are accepted"));
+            return Err(CaError::UnsupportedPublicKey(
+                "only P-256, P-384, Ed25519 and RSA 2048-4096 (e = 65537) keys are accepted",
+            ));
         };
     let raw = key.der_bytes();
     let well_formed = raw.len() == expected_len
@@ -351,6 +359,25 @@ fn client_public_key(spki_der: &[u8]) -> Result<SubjectPublicKeyInfo, CaError> {
         return Err(CaError::UnsupportedPublicKey("malformed public key"));
     }
     Ok(key)
+}
+
+/// An RSAPublicKey (PKCS#1 DER) with a 2048–4096-bit modulus and e = 65537, which aws-lc also
+/// accepts as a verification key.
+fn check_rsa_public_key(pkcs1_der: &[u8]) -> Result<(), CaError> {
+    let (rest, rsa) = RSAPublicKey::from_der(pkcs1_der)
+        .map_err(|_| CaError::UnsupportedPublicKey("malformed RSA public key"))?;
+    let strip = |bytes: &'_ [u8]| -> Vec<u8> { bytes.iter().copied().skip_while(|b| *b == 0).collect() };
+    let modulus = strip(rsa.modulus);
+    let bits = match modulus.first() {
+        Some(first) => (modulus.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+        None => 0,
+    };
+    if !rest.is_empty() || strip(rsa.exponent) != [0x01, 0x00, 0x01] || !(2048..=4096).contains(&bits) {
+        return Err(CaError::UnsupportedPublicKey("RSA keys must have 2048-4096 bits and e = 65537"));
+    }
+    ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pkcs1_der)
+        .map_err(|_| CaError::UnsupportedPublicKey("malformed RSA public key"))?;
+    Ok(())
 }
 
 #[cfg(test)]

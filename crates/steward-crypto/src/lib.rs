@@ -1,6 +1,7 @@
 //! Steward's cryptography: the KEK keyring, envelope encryption of everything secret in the store,
-//! token generation and hashing, the workload CA (issuing server and client certificates), manifest
-//! signing keys (Ed25519 compact JWS), the audit key, and DPoP proof verification (RFC 9449).
+//! token generation and hashing, CSR intake (parse, key check, proof of possession), the workload CA
+//! (issuing server and client certificates), manifest signing keys (Ed25519 compact JWS), the audit
+//! key, and DPoP proof verification (RFC 9449).
 //!
 //! What this crate owns: every use of key material. It is the only place that turns a keyring into
 //! plaintext, and its types keep secrets in `Zeroizing` buffers whose `Debug` output is redacted.
@@ -12,6 +13,7 @@
 
 pub mod audit;
 pub mod ca;
+pub mod csr;
 pub mod dpop;
 pub mod envelope;
 pub mod keyring;
@@ -20,6 +22,7 @@ pub mod tokens;
 
 pub use audit::{generate_audit_key, hmac_sha256};
 pub use ca::{CaError, IssuedClientCert, IssuedServerCert, WorkloadCa, thumbprint_s256};
+pub use csr::{CsrError, CsrKeyType, VerifiedCsr, verify_csr_pem};
 pub use dpop::{
     DpopAlg, DpopError, DpopExpectations, DpopKey, DpopKeyError, VerifiedProof, access_token_hash,
     jwk_thumbprint, verify_dpop_proof,

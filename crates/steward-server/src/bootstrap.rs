@@ -247,7 +247,11 @@ async fn create_deployment(
     };
     let outcome = store.initialize_deployment(new).await;
     match outcome {
-        Ok(InitOutcome::Created) => {}
+        Ok(InitOutcome::Created) => {
+            crate::builtin_templates::install_builtin_templates(store, now)
+                .await
+                .map_err(|e| StartupError::environment(format!("installing the built-in templates: {e}")))?;
+        }
         Ok(InitOutcome::AlreadyInitialized) | Err(_) => {
             for path in &created_files {
                 let _ = std::fs::remove_file(path);

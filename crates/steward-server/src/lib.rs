@@ -6,6 +6,7 @@
 //! policy itself: those live in their crates behind typed APIs, and this crate only wires them.
 
 pub mod bootstrap;
+pub mod builtin_templates;
 pub mod config;
 pub mod exit;
 pub mod files;
@@ -19,5 +20,6 @@ pub mod runtime;
 pub mod startup;
 pub mod state;
 pub mod tls;
+pub mod webhook;
 
 pub use exit::{ExitCode, StartupError};

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use steward_crypto::{Keyring, KeyringSource};
 use tokio::sync::watch;
@@ -63,18 +64,51 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
         }
     });
 
+    let key_task = tokio::spawn(manifest_key_maintenance(state.clone()));
+
     shutdown.await;
     tracing::info!(event = "stopping", "Stopping: no new connections; finishing in-flight requests.");
     let _ = stop_tx.send(true);
     let _ = data_task.await;
     let _ = admin_task.await;
     reload_task.abort();
+    key_task.abort();
     if let Err(error) = state.audit.shutdown().await {
         tracing::error!(%error, "The final audit checkpoint could not be written.");
         return Err(StartupError::failure(format!("final audit checkpoint: {error}")));
     }
     tracing::info!(event = "stopped", "Steward stopped; final audit checkpoint written.");
     Ok(())
+}
+
+/// How often this instance checks whether the manifest signing key is due for automatic rotation.
+pub const KEY_ROTATION_CHECK: Duration = Duration::from_secs(3600);
+
+/// Keeps the manifest signing key current: every 30 s the store's active key is re-read (so a
+/// rotation made by another instance reaches manifests and audit checkpoints within 30 s), and every
+/// hour — first right after start — the key is rotated if it is `manifest.key_rotation_days` old.
+/// Whichever instance takes the store's rotation lock first rotates; the others find a young key.
+async fn manifest_key_maintenance(state: crate::state::AppState) {
+    let refresh_every = Duration::from_secs(crate::keys::SIGNING_KEY_CACHE_SECONDS.unsigned_abs());
+    let mut refresh = tokio::time::interval(refresh_every);
+    let mut rotation = tokio::time::interval(KEY_ROTATION_CHECK);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    rotation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = refresh.tick() => {
+                if let Err(error) = state.signing_key.refresh(&state).await {
+                    tracing::warn!(%error, "Could not re-read the active manifest signing key; keeping the current one.");
+                }
+            }
+            _ = rotation.tick() => {
+                match crate::keys::rotate_manifest_key_if_due(&state).await {
+                    Ok(_) => {}
+                    Err(error) => tracing::error!(%error, "Automatic manifest key rotation failed; it is retried within the hour."),
+                }
+            }
+        }
+    }
 }
 
 /// SIGHUP: re-read TLS files and the keyring file. A file that fails to load leaves the current

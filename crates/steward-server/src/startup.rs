@@ -17,7 +17,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{LoadedConfig, Mode, SqliteSynchronous, StorageBackend};
 use crate::exit::StartupError;
-use crate::keys::{ActiveKeySigner, ca_key_context, open_audit_key, open_record, signing_key_context};
+use crate::keys::{
+    ActiveKeySigner, ActiveSigningKey, ca_key_context, open_audit_key, open_record, signing_key_context,
+};
 use crate::observability::metrics_handle;
 use crate::state::{AppState, AppStateInner};
 use crate::tls::ReloadableCert;
@@ -233,7 +235,8 @@ pub async fn prepare(
     let admin_is_loopback = config.admin.listen.ip().is_loopback();
 
     let writer_id = format!("wr_{}", uuid::Uuid::now_v7().simple());
-    let signer = Arc::new(ActiveKeySigner::new(Arc::new(ArcSwap::from_pointee(signing_key))));
+    let signing_key = Arc::new(ActiveSigningKey::new(signing_key, clock.now()));
+    let signer = Arc::new(ActiveKeySigner::new(signing_key.shared()));
     let audit = AuditWriter::start(
         Arc::clone(&store),
         audit_key,
@@ -243,7 +246,7 @@ pub async fn prepare(
         CHECKPOINT_INTERVAL,
     );
 
-    let started_at = clock.now();
+    let started_at = if coord.is_shared() { clock.now() } else { start_on_a_whole_second(&clock).await };
     let state = AppState::new(AppStateInner {
         config: loaded.config.clone(),
         store,
@@ -255,6 +258,7 @@ pub async fn prepare(
         ca_pem: deployment.ca_cert_pem.clone(),
         admin_is_loopback,
         started_at,
+        signing_key,
     });
     Ok(Prepared {
         state,
@@ -265,6 +269,21 @@ pub async fn prepare(
         keyring_source: keyring.source,
         kek_file: kek_path,
     })
+}
+
+/// Embedded mode keeps DPoP jtis in memory only, so proofs issued before the process started are
+/// refused (`spec/data-plane.md`). A proof's `iat` has whole-second precision: were the start time
+/// inside a second, a proof used by the previous process in that same second would pass again. So
+/// the process waits for the next whole second (less than one) and that second is its start.
+async fn start_on_a_whole_second(clock: &SharedClock) -> steward_types::Timestamp {
+    let now = clock.now();
+    let fraction = now.unix_micros().rem_euclid(1_000_000);
+    if fraction == 0 {
+        return now;
+    }
+    let wait = 1_000_000 - fraction;
+    tokio::time::sleep(Duration::from_micros(u64::try_from(wait).unwrap_or(1_000_000))).await;
+    steward_types::Timestamp::from_unix_seconds(now.unix_seconds() + 1).unwrap_or(now)
 }
 
 fn redis_refusal(url: &str, error: &dyn std::fmt::Display) -> StartupError {

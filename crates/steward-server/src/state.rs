@@ -12,6 +12,7 @@ use steward_store::audit::AuditWriter;
 use steward_types::{SharedClock, Timestamp};
 
 use crate::config::Config;
+use crate::keys::ActiveSigningKey;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct AppStateInner {
     pub admin_is_loopback: bool,
     /// When this process started: DPoP proofs issued before it are refused in embedded mode.
     pub started_at: Timestamp,
+    /// The active manifest signing key (cached at most 30 s), also used for audit checkpoints.
+    pub signing_key: Arc<ActiveSigningKey>,
 }
 
 impl AppState {

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod catalog;
 mod error;
 pub mod governance;
+pub mod idempotency;
 pub mod identity;
 mod postgres;
 mod records;
@@ -24,7 +25,12 @@ mod sqlite;
 pub use catalog::CatalogStore;
 pub use error::StoreError;
 pub use governance::GovernanceStore;
-pub use identity::IdentityStore;
+pub use idempotency::{IdempotencyRecord, IdempotencyScope, IdempotencyStore};
+pub use identity::{
+    CertificateRecord, EnrollmentTokenRecord, IdentityStore, KeyRotationOutcome, RecentSessions,
+    RecordCertificateOutcome, RevokeAdminTokenOutcome, SessionInsertOutcome, SessionRecord, TenantRecord,
+    WorkloadRecord,
+};
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::{SqliteStore, SqliteSynchronous};
@@ -39,6 +45,7 @@ pub trait Store:
     identity::IdentityStore
     + catalog::CatalogStore
     + governance::GovernanceStore
+    + idempotency::IdempotencyStore
     + Send
     + Sync
     + std::fmt::Debug

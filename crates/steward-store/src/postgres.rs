@@ -10,7 +10,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
 use crate::sql::{
-    impl_catalog_store, impl_governance_store, impl_identity_store, impl_store, map_migrate, map_sqlx,
+    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store, impl_store,
+    map_migrate, map_sqlx,
 };
 
 /// How long a request waits for a connection before the store reports itself unavailable.
@@ -18,6 +19,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CONNECTIONS: u32 = 16;
 /// Key of the advisory lock that serializes `initialize_deployment` ("STEWINIT").
 const INIT_LOCK_KEY: i64 = 0x5354_4557_494e_4954;
+/// Key of the advisory lock that serializes automatic manifest key rotation ("STEWROTK").
+const ROTATION_LOCK_KEY: i64 = 0x5354_4557_524f_544b;
 
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
@@ -66,9 +69,20 @@ impl PostgresStore {
             .map_err(map_sqlx)?;
         Ok(())
     }
+
+    /// Serializes automatic manifest key rotations across instances until the transaction ends.
+    async fn lock_key_rotation(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(ROTATION_LOCK_KEY)
+            .execute(&mut **tx)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
 }
 
 impl_store!(PostgresStore, sqlx::Postgres, "postgres");
 impl_identity_store!(PostgresStore, sqlx::Postgres);
 impl_catalog_store!(PostgresStore, sqlx::Postgres);
 impl_governance_store!(PostgresStore, sqlx::Postgres);
+impl_idempotency_store!(PostgresStore, sqlx::Postgres);

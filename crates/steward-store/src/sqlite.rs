@@ -13,7 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::StoreError;
 use crate::sql::{
-    impl_catalog_store, impl_governance_store, impl_identity_store, impl_store, map_migrate, map_sqlx,
+    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store, impl_store,
+    map_migrate, map_sqlx,
 };
 
 /// How long a statement waits for a lock held by another connection before failing.
@@ -106,6 +107,11 @@ impl SqliteStore {
     async fn lock_deployment(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// Nothing to do, for the same reason: one writer connection, one process.
+    async fn lock_key_rotation(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
@@ -133,3 +139,4 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
 impl_identity_store!(SqliteStore, sqlx::Sqlite);
 impl_catalog_store!(SqliteStore, sqlx::Sqlite);
 impl_governance_store!(SqliteStore, sqlx::Sqlite);
+impl_idempotency_store!(SqliteStore, sqlx::Sqlite);

@@ -252,3 +252,23 @@ fn debug_never_shows_the_key() {
     assert!(debug.starts_with("WorkloadCa"), "{debug}");
     assert!(!debug.contains("BEGIN"), "{debug}");
 }
+
+#[test]
+fn client_cert_accepts_rsa_2048_to_4096_with_e_65537() {
+    let ca = ca();
+    let uri = "spiffe://steward.test/w";
+    for size in [rcgen::RsaKeySize::_2048, rcgen::RsaKeySize::_4096] {
+        let key = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, size).unwrap();
+        let issued = ca.issue_client_cert(&key.subject_public_key_info(), uri, now(), 60).unwrap();
+        let (_, cert) = parse_x509_certificate(&issued.cert_der).unwrap();
+        assert_eq!(cert.public_key().raw, key.subject_public_key_info().as_slice());
+    }
+    // An SPKI claiming RSA but holding garbage is refused.
+    let spki = KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap()
+        .subject_public_key_info();
+    let mut broken = spki.clone();
+    let last = broken.len() - 3;
+    broken[last] ^= 0xff;
+    assert!(ca.issue_client_cert(&broken, uri, now(), 60).is_err());
+}

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_auth;
+pub mod data_plane;
 mod metrics;
 
 pub use admin_auth::{ADMIN_TOKEN_PREFIX, Admin, AdminPrincipal, authenticate, roles};
@@ -21,6 +22,7 @@ pub fn data_plane(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(data_plane::router())
         .fallback(route_not_found)
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("data_plane"), r, n)))

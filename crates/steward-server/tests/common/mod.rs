@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod workload;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,9 +60,18 @@ pub struct TestServer {
 impl TestServer {
     /// Serves the data directory `dir` (already initialized).
     pub async fn start(dir: &Path, env: Environment) -> Result<Self, steward_server::StartupError> {
+        Self::start_with_clock(dir, env, clock()).await
+    }
+
+    /// [`TestServer::start`] with a given clock (e.g. a `ManualClock` for expiry tests).
+    pub async fn start_with_clock(
+        dir: &Path,
+        env: Environment,
+        clock: SharedClock,
+    ) -> Result<Self, steward_server::StartupError> {
         install_crypto_provider();
         let loaded = config::load(Some(&dir.join("steward.toml")), &env.vars)?;
-        let prepared = prepare(loaded, &env, clock()).await?;
+        let prepared = prepare(loaded, &env, clock).await?;
         let data_addr = prepared.data_addr();
         let admin_addr = prepared.admin_addr();
         let state = prepared.state.clone();

@@ -3,13 +3,15 @@
 //! placeholders work in sqlx-sqlite too). Each backend supplies only its pools and the few statements
 //! that differ.
 
-mod catalog;
-mod governance;
-mod identity;
+pub(crate) mod catalog;
+pub(crate) mod governance;
+mod idempotency;
+pub(crate) mod identity;
 mod shared;
 
 pub(crate) use catalog::impl_catalog_store;
 pub(crate) use governance::impl_governance_store;
+pub(crate) use idempotency::impl_idempotency_store;
 pub(crate) use identity::impl_identity_store;
 pub(crate) use shared::impl_store;
 

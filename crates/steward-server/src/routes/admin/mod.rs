@@ -6,7 +6,19 @@
 //! role (`principal.require`), tenant (`principal.require_tenant`), existence (`principal.visible`),
 //! and only then the body ([`crate::http::DeferredBody`]).
 
+pub mod approvals;
+pub mod audit;
+mod catalog_secrets;
+mod identity_common;
+mod identity_credentials;
+pub mod integrations;
+pub mod keys;
+pub mod policies;
+pub mod templates;
+pub mod tenants;
+pub mod tokens;
 mod whoami;
+pub mod workloads;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -53,7 +65,6 @@ impl Modify for BearerAuth {
 /// and for templates and policies the new value) and waits for its commit. Call it after the change
 /// succeeded and before answering; a failure answers 503 `audit_write_failed` (logged at ERROR: the
 /// change is in the store but its audit record is not).
-#[allow(dead_code)] // the resource modules that write are being added next
 pub(crate) async fn record_admin_action(
     state: &AppState,
     context: &crate::http::RequestContext,
@@ -82,7 +93,18 @@ pub(crate) async fn record_admin_action(
 
 /// Every admin API route, with its OpenAPI description.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(whoami::router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(whoami::router())
+        .merge(templates::router())
+        .merge(integrations::router())
+        .merge(policies::router())
+        .merge(approvals::router())
+        .merge(audit::router())
+        .merge(keys::router())
+        .merge(tokens::router())
+        .merge(tenants::router())
+        .merge(workloads::router())
+        .merge(identity_credentials::router())
 }
 
 /// The OpenAPI document alone (for tests and tooling).

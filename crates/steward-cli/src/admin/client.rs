@@ -1,0 +1,217 @@
+//! The admin API client of `steward admin`: where the server is, which token to send, and the
+//! mapping of answers to exit codes (0 ok, 1 API error, 2 usage error).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::Value;
+use steward_server::webhook::client::HttpClient;
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad arguments or local input (exit 2).
+    Usage(String),
+    /// The API answered with an error (exit 1): its code and message are printed.
+    Api { status: u16, code: String, message: String },
+    /// The server could not be reached or answered something that is not the API (exit 1).
+    Transport(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Api { .. } | CliError::Transport(_) => 1,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        match self {
+            CliError::Usage(message) => format!("usage error: {message}"),
+            CliError::Api { status, code, message } => format!("error {code} (HTTP {status}): {message}"),
+            CliError::Transport(message) => format!("error: {message}"),
+        }
+    }
+}
+
+pub type CliResult<T> = Result<T, CliError>;
+
+/// A connected admin API.
+#[derive(Debug)]
+pub struct AdminClient {
+    base: String,
+    token: String,
+    http: HttpClient,
+}
+
+/// A raw 2xx answer's body (for the JSON-lines export).
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub body: Bytes,
+}
+
+impl AdminClient {
+    pub fn new(admin_url: &str, token: String, ca_file: Option<&Path>) -> CliResult<Self> {
+        let base = admin_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(CliError::Usage(format!(
+                "--admin-url must start with http:// or https://, got {admin_url:?}"
+            )));
+        }
+        let ca = match ca_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| CliError::Usage(format!("cannot read --ca-file {}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let http = HttpClient::new(ca.as_deref(), Duration::from_secs(60))
+            .map_err(|e| CliError::Usage(format!("--ca-file: {e}")))?;
+        Ok(Self { base, token, http })
+    }
+
+    pub async fn get(&self, path: &str) -> CliResult<Value> {
+        self.json(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> CliResult<Value> {
+        self.json(Method::POST, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> CliResult<Value> {
+        self.json(Method::PATCH, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> CliResult<Value> {
+        self.json(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> CliResult<Value> {
+        self.json(Method::DELETE, path, None).await
+    }
+
+    /// One call; a 2xx answer's JSON (null when empty), anything else an [`CliError::Api`].
+    pub async fn json(&self, method: Method, path: &str, body: Option<Value>) -> CliResult<Value> {
+        let answer = self.raw(method, path, body).await?;
+        if answer.body.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&answer.body)
+            .map_err(|e| CliError::Transport(format!("the server's answer is not JSON: {e}")))
+    }
+
+    /// One call, the body unparsed; non-2xx answers are errors.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<Value>) -> CliResult<RawAnswer> {
+        let url = format!("{}{path}", self.base);
+        let bearer = format!("Bearer {}", self.token);
+        let mut headers = vec![("authorization", bearer.as_str()), ("accept", "application/json")];
+        let payload = match body {
+            Some(value) => {
+                headers.push(("content-type", "application/json"));
+                Bytes::from(value.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let response =
+            self.http.send(method, &url, &headers, payload).await.map_err(|e| {
+                CliError::Transport(format!("{e} (is steward serve running at {}?)", self.base))
+            })?;
+        if (200..300).contains(&response.status) {
+            return Ok(RawAnswer { body: response.body });
+        }
+        let parsed: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        Err(CliError::Api {
+            status: response.status,
+            code: parsed["error"].as_str().unwrap_or("unknown_error").to_owned(),
+            message: parsed["message"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(&response.body).chars().take(300).collect()),
+        })
+    }
+}
+
+/// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data dir's
+/// `admin-token` when run next to it (`./steward-data/admin-token`, or `./admin-token` inside it).
+pub fn resolve_token(token: Option<String>, token_file: Option<PathBuf>) -> CliResult<String> {
+    if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
+        return Ok(token.trim().to_owned());
+    }
+    let candidates = match token_file {
+        Some(path) => vec![(path, true)],
+        None => vec![
+            (PathBuf::from("steward-data").join("admin-token"), false),
+            (PathBuf::from("admin-token"), false),
+        ],
+    };
+    for (path, required) in candidates {
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
+            Ok(_) => return Err(CliError::Usage(format!("the token file {} is empty", path.display()))),
+            Err(e) if required => {
+                return Err(CliError::Usage(format!("cannot read --token-file {}: {e}", path.display())));
+            }
+            Err(_) => {}
+        }
+    }
+    Err(CliError::Usage(
+        "no admin token: pass --token-file FILE, set STEWARD_ADMIN_TOKEN, or run next to ./steward-data"
+            .into(),
+    ))
+}
+
+/// A secret from a file (one trailing newline dropped) or an environment variable — never from the
+/// command line, where it would land in shell history and process listings.
+pub fn read_secret(file: Option<&Path>, env: Option<&str>) -> CliResult<String> {
+    let value = match (file, env) {
+        (Some(path), None) => {
+            let mut text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read --secret-file {}: {e}", path.display())))?;
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            text
+        }
+        (None, Some(name)) => std::env::var(name).map_err(|_| {
+            CliError::Usage(format!("the environment variable {name} (--secret-env) is not set"))
+        })?,
+        _ => {
+            return Err(CliError::Usage("give exactly one of --secret-file FILE or --secret-env VAR".into()));
+        }
+    };
+    if value.is_empty() {
+        return Err(CliError::Usage("the secret is empty".into()));
+    }
+    Ok(value)
+}
+
+/// Percent-encodes a query value.
+pub fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// `?a=1&b=2` from the pairs that have a value (empty when none do).
+pub fn query(pairs: &[(&str, Option<String>)]) -> String {
+    let parts: Vec<String> =
+        pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", encode(v)))).collect();
+    if parts.is_empty() { String::new() } else { format!("?{}", parts.join("&")) }
+}
+
+/// A path segment from user input (ids are checked by the server; this only keeps `/` and `?` out).
+pub fn segment(value: &str) -> String {
+    encode(value)
+}

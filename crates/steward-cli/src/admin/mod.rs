@@ -1,0 +1,116 @@
+//! `steward admin …`: the admin API from the command line (`spec/control-plane.md`, "CLI"). Every
+//! resource has a subcommand group; each verb is one or a few API calls. Human-readable output by
+//! default, `--output json` for scripts; exit codes 0 ok, 1 API error (code and message printed),
+//! 2 usage error. Secrets are read only from a file or an environment variable.
+
+mod client;
+mod governance;
+mod output;
+mod resources;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+pub use client::{AdminClient, CliError, CliResult};
+use output::{Format, Printer};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The admin listener.
+    #[arg(long, env = "STEWARD_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub admin_url: String,
+    /// An admin token (prefer --token-file: a token on the command line shows in process listings).
+    #[arg(long, env = "STEWARD_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// A file holding the admin token (default: ./steward-data/admin-token when present).
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an HTTPS admin listener, besides the public roots.
+    #[arg(long, global = true)]
+    pub ca_file: Option<PathBuf>,
+    /// human (default) or json.
+    #[arg(long, value_enum, default_value = "human", global = true)]
+    pub output: Format,
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Who the token belongs to.
+    Whoami,
+    /// Tenants.
+    #[command(subcommand)]
+    Tenants(resources::TenantsCommand),
+    /// Workloads, their enrollment tokens, certificates and sessions.
+    #[command(subcommand)]
+    Workloads(resources::WorkloadsCommand),
+    /// Integrations and their secrets.
+    #[command(subcommand)]
+    Integrations(resources::IntegrationsCommand),
+    /// Admin tokens.
+    #[command(subcommand)]
+    Tokens(resources::TokensCommand),
+    /// Templates.
+    #[command(subcommand)]
+    Templates(governance::TemplatesCommand),
+    /// Policy rules.
+    #[command(subcommand)]
+    Policies(governance::PoliciesCommand),
+    /// Approvals.
+    #[command(subcommand)]
+    Approvals(governance::ApprovalsCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(governance::AuditCommand),
+    /// Manifest signing keys and the KEK.
+    #[command(subcommand)]
+    Keys(governance::KeysCommand),
+}
+
+/// Runs one admin command and returns the process exit code.
+pub async fn run(args: AdminArgs) -> std::process::ExitCode {
+    let printer = Printer { format: args.output };
+    let result = async {
+        let token = client::resolve_token(args.token, args.token_file)?;
+        let api = AdminClient::new(&args.admin_url, token, args.ca_file.as_deref())?;
+        match args.command {
+            AdminCommand::Whoami => {
+                let me = api.get("/v1/admin/whoami").await?;
+                printer.object(&me);
+                Ok(())
+            }
+            AdminCommand::Tenants(command) => resources::tenants(&api, printer, command).await,
+            AdminCommand::Workloads(command) => resources::workloads(&api, printer, command).await,
+            AdminCommand::Integrations(command) => resources::integrations(&api, printer, command).await,
+            AdminCommand::Tokens(command) => resources::tokens(&api, printer, command).await,
+            AdminCommand::Templates(command) => governance::templates(&api, printer, command).await,
+            AdminCommand::Policies(command) => governance::policies(&api, printer, command).await,
+            AdminCommand::Approvals(command) => governance::approvals(&api, printer, command).await,
+            AdminCommand::Audit(command) => governance::audit(&api, printer, command).await,
+            AdminCommand::Keys(command) => governance::keys(&api, printer, command).await,
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("steward: {}", error.render());
+            std::process::ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Reads a JSON file given on the command line (templates, policy rules).
+pub(crate) fn read_json_file(path: &std::path::Path) -> CliResult<serde_json::Value> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::Usage(format!("{} is not valid JSON: {e}", path.display())))
+}
+
+/// Parses a JSON argument (`--constraints '{…}'`).
+pub(crate) fn parse_json_arg(name: &str, text: &str) -> CliResult<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| CliError::Usage(format!("{name} is not valid JSON: {e}")))
+}

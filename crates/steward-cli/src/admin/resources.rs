@@ -1,0 +1,392 @@
+//! `steward admin tenants|workloads|integrations|tokens`.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::{Map, Value, json};
+
+use super::client::{AdminClient, CliError, CliResult, read_secret, segment};
+use super::output::Printer;
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        dpop_required: bool,
+        /// An https:// URL that receives approval notifications.
+        #[arg(long)]
+        approval_webhook_url: Option<String>,
+    },
+    List,
+    Get {
+        tenant_id: String,
+    },
+    /// Change a tenant's name, DPoP requirement or approval webhook.
+    Update {
+        tenant_id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        dpop_required: Option<bool>,
+        #[arg(long, conflicts_with = "clear_approval_webhook_url")]
+        approval_webhook_url: Option<String>,
+        #[arg(long)]
+        clear_approval_webhook_url: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkloadsCommand {
+    /// Create a workload; prints its one-time enrollment token.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// An IP address or CIDR the workload may connect from (repeatable; none = any).
+        #[arg(long = "ip")]
+        ip_allowlist: Vec<String>,
+        #[arg(long)]
+        dpop_required: bool,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Get {
+        workload_id: String,
+    },
+    Update {
+        workload_id: String,
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Replaces the allowlist (repeatable).
+        #[arg(long = "ip")]
+        ip_allowlist: Option<Vec<String>>,
+        #[arg(long)]
+        dpop_required: Option<bool>,
+    },
+    /// Disable for good; revokes its sessions and certificates.
+    Delete {
+        workload_id: String,
+    },
+    /// A new enrollment token (earlier unused ones stop working).
+    EnrollmentToken {
+        workload_id: String,
+    },
+    Certificates {
+        workload_id: String,
+    },
+    RevokeCertificate {
+        workload_id: String,
+        serial: String,
+    },
+    RevokeSessions {
+        workload_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntegrationsCommand {
+    /// Create an integration. The secret comes from --secret-file or --secret-env, never the command line.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        template_version: Option<u64>,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Injection JSON, e.g. '{"type":"header","name":"x-api-key","format":"{secret}"}'.
+        #[arg(long)]
+        injection: Option<String>,
+        /// OAuth2 settings JSON (for OAuth2 secret types).
+        #[arg(long)]
+        oauth2: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Get {
+        integration_id: String,
+    },
+    Update {
+        integration_id: String,
+        #[arg(long)]
+        enabled: Option<bool>,
+        #[arg(long, conflicts_with = "follow_latest")]
+        template_version: Option<u64>,
+        /// Unpin: follow the template's latest version.
+        #[arg(long)]
+        follow_latest: bool,
+    },
+    /// Replace the secret (a new secret version).
+    SetSecret {
+        integration_id: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[arg(long)]
+        oauth2: Option<String>,
+    },
+    /// Disable for good and destroy its secrets.
+    Delete {
+        integration_id: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SecretArgs {
+    /// A file holding the secret (one trailing newline is dropped).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// An environment variable holding the secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// api_key, oauth2_refresh_token or oauth2_client_credentials.
+    #[arg(long, default_value = "api_key")]
+    secret_type: String,
+}
+
+impl SecretArgs {
+    fn body(&self) -> CliResult<Value> {
+        let value = read_secret(self.secret_file.as_deref(), self.secret_env.as_deref())?;
+        Ok(json!({"type": self.secret_type, "value": value}))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an admin token; prints it once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// owner, admin, operator or auditor.
+        #[arg(long)]
+        role: String,
+        /// A tenant the token covers (repeatable; owners cover all).
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        #[arg(long)]
+        ttl_seconds: Option<u64>,
+    },
+    List,
+    Revoke {
+        token_id: String,
+    },
+}
+
+const TENANT_COLUMNS: &[&str] = &["tenant_id", "name", "dpop_required", "approval_webhook_url", "created_at"];
+const WORKLOAD_COLUMNS: &[&str] =
+    &["workload_id", "tenant_id", "name", "enabled", "ip_allowlist", "dpop_required"];
+const INTEGRATION_COLUMNS: &[&str] = &[
+    "integration_id",
+    "tenant_id",
+    "name",
+    "provider",
+    "template_id",
+    "template_version",
+    "enabled",
+    "secret_version",
+];
+
+pub async fn tenants(api: &AdminClient, out: Printer, command: TenantsCommand) -> CliResult<()> {
+    match command {
+        TenantsCommand::Create { name, dpop_required, approval_webhook_url } => {
+            let mut body = json!({"name": name, "dpop_required": dpop_required});
+            if let Some(url) = approval_webhook_url {
+                body["approval_webhook_url"] = url.into();
+            }
+            out.object(&api.post("/v1/tenants", Some(body)).await?);
+        }
+        TenantsCommand::List => out.list(&api.get("/v1/tenants").await?, "tenants", TENANT_COLUMNS),
+        TenantsCommand::Get { tenant_id } => {
+            out.object(&api.get(&format!("/v1/tenants/{}", segment(&tenant_id))).await?)
+        }
+        TenantsCommand::Update {
+            tenant_id,
+            name,
+            dpop_required,
+            approval_webhook_url,
+            clear_approval_webhook_url,
+        } => {
+            let mut body = Map::new();
+            if let Some(name) = name {
+                body.insert("name".into(), name.into());
+            }
+            if let Some(flag) = dpop_required {
+                body.insert("dpop_required".into(), flag.into());
+            }
+            if let Some(url) = approval_webhook_url {
+                body.insert("approval_webhook_url".into(), url.into());
+            }
+            if clear_approval_webhook_url {
+                body.insert("approval_webhook_url".into(), Value::Null);
+            }
+            nothing_to_change(&body)?;
+            out.object(
+                &api.patch(&format!("/v1/tenants/{}", segment(&tenant_id)), Value::Object(body)).await?,
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn workloads(api: &AdminClient, out: Printer, command: WorkloadsCommand) -> CliResult<()> {
+    let path = |id: &str| format!("/v1/workloads/{}", segment(id));
+    match command {
+        WorkloadsCommand::Create { tenant, name, ip_allowlist, dpop_required } => {
+            let body = json!({"name": name, "ip_allowlist": ip_allowlist, "dpop_required": dpop_required});
+            let created =
+                api.post(&format!("/v1/tenants/{}/workloads", segment(&tenant)), Some(body)).await?;
+            out.object(&created);
+        }
+        WorkloadsCommand::List { tenant } => out.list(
+            &api.get(&format!("/v1/tenants/{}/workloads", segment(&tenant))).await?,
+            "workloads",
+            WORKLOAD_COLUMNS,
+        ),
+        WorkloadsCommand::Get { workload_id } => out.object(&api.get(&path(&workload_id)).await?),
+        WorkloadsCommand::Update { workload_id, enabled, ip_allowlist, dpop_required } => {
+            let mut body = Map::new();
+            if let Some(enabled) = enabled {
+                body.insert("enabled".into(), enabled.into());
+            }
+            if let Some(list) = ip_allowlist {
+                body.insert("ip_allowlist".into(), list.into());
+            }
+            if let Some(flag) = dpop_required {
+                body.insert("dpop_required".into(), flag.into());
+            }
+            nothing_to_change(&body)?;
+            out.object(&api.patch(&path(&workload_id), Value::Object(body)).await?);
+        }
+        WorkloadsCommand::Delete { workload_id } => {
+            let answer = api.delete(&path(&workload_id)).await?;
+            out.done(&format!("workload {workload_id} deleted (disabled for good)"), &answer);
+        }
+        WorkloadsCommand::EnrollmentToken { workload_id } => {
+            out.object(&api.post(&format!("{}/enrollment-token", path(&workload_id)), None).await?);
+        }
+        WorkloadsCommand::Certificates { workload_id } => out.list(
+            &wrap(api.get(&format!("{}/certificates", path(&workload_id))).await?, "certificates"),
+            "certificates",
+            &["serial", "not_before", "not_after", "thumbprint", "revoked_at"],
+        ),
+        WorkloadsCommand::RevokeCertificate { workload_id, serial } => {
+            let answer = api
+                .post(&format!("{}/certificates/{}/revoke", path(&workload_id), segment(&serial)), None)
+                .await?;
+            out.done(&format!("certificate {serial} revoked"), &answer);
+        }
+        WorkloadsCommand::RevokeSessions { workload_id } => {
+            let answer = api.post(&format!("{}/sessions/revoke", path(&workload_id)), None).await?;
+            out.done(&format!("{} sessions revoked", super::output::cell(&answer["revoked"])), &answer);
+        }
+    }
+    Ok(())
+}
+
+pub async fn integrations(api: &AdminClient, out: Printer, command: IntegrationsCommand) -> CliResult<()> {
+    let path = |id: &str| format!("/v1/integrations/{}", segment(id));
+    match command {
+        IntegrationsCommand::Create {
+            tenant,
+            name,
+            provider,
+            template,
+            template_version,
+            secret,
+            injection,
+            oauth2,
+        } => {
+            let mut body = json!({"name": name, "provider": provider, "template_id": template, "secret": secret.body()?});
+            if let Some(version) = template_version {
+                body["template_version"] = version.into();
+            }
+            if let Some(text) = injection {
+                body["injection"] = super::parse_json_arg("--injection", &text)?;
+            }
+            if let Some(text) = oauth2 {
+                body["oauth2"] = super::parse_json_arg("--oauth2", &text)?;
+            }
+            out.object(
+                &api.post(&format!("/v1/tenants/{}/integrations", segment(&tenant)), Some(body)).await?,
+            );
+        }
+        IntegrationsCommand::List { tenant } => out.list(
+            &api.get(&format!("/v1/tenants/{}/integrations", segment(&tenant))).await?,
+            "integrations",
+            INTEGRATION_COLUMNS,
+        ),
+        IntegrationsCommand::Get { integration_id } => out.object(&api.get(&path(&integration_id)).await?),
+        IntegrationsCommand::Update { integration_id, enabled, template_version, follow_latest } => {
+            let mut body = Map::new();
+            if let Some(enabled) = enabled {
+                body.insert("enabled".into(), enabled.into());
+            }
+            if let Some(version) = template_version {
+                body.insert("template_version".into(), version.into());
+            }
+            if follow_latest {
+                body.insert("template_version".into(), Value::Null);
+            }
+            nothing_to_change(&body)?;
+            out.object(&api.patch(&path(&integration_id), Value::Object(body)).await?);
+        }
+        IntegrationsCommand::SetSecret { integration_id, secret, oauth2 } => {
+            let mut body = secret.body()?;
+            if let Some(text) = oauth2 {
+                body["oauth2"] = super::parse_json_arg("--oauth2", &text)?;
+            }
+            out.object(&api.put(&format!("{}/secret", path(&integration_id)), body).await?);
+        }
+        IntegrationsCommand::Delete { integration_id } => {
+            let answer = api.delete(&path(&integration_id)).await?;
+            out.done(&format!("integration {integration_id} deleted; its secrets were destroyed"), &answer);
+        }
+    }
+    Ok(())
+}
+
+pub async fn tokens(api: &AdminClient, out: Printer, command: TokensCommand) -> CliResult<()> {
+    match command {
+        TokensCommand::Create { name, role, tenants, ttl_seconds } => {
+            let mut body = json!({"name": name, "role": role, "tenant_ids": tenants});
+            if let Some(ttl) = ttl_seconds {
+                body["ttl_seconds"] = ttl.into();
+            }
+            out.object(&api.post("/v1/admin/tokens", Some(body)).await?);
+        }
+        TokensCommand::List => out.list(
+            &api.get("/v1/admin/tokens").await?,
+            "tokens",
+            &["token_id", "name", "role", "tenant_ids", "expires_at", "revoked_at"],
+        ),
+        TokensCommand::Revoke { token_id } => {
+            let answer = api.delete(&format!("/v1/admin/tokens/{}", segment(&token_id))).await?;
+            out.done(&format!("token {token_id} revoked"), &answer);
+        }
+    }
+    Ok(())
+}
+
+fn nothing_to_change(body: &Map<String, Value>) -> CliResult<()> {
+    if body.is_empty() {
+        return Err(CliError::Usage("nothing to change: give at least one option".into()));
+    }
+    Ok(())
+}
+
+/// A bare array answer as `{key: array}`, so lists render the same whatever the route returns.
+fn wrap(value: Value, key: &str) -> Value {
+    if value.is_array() { json!({ key: value }) } else { value }
+}

@@ -1,0 +1,83 @@
+//! `steward enroll`: generate a key locally, send a CSR with the one-time enrollment token, write the
+//! certificate and the CA. The private key never leaves this machine.
+
+use std::path::Path;
+
+use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::{CA_FILE, CERT_FILE, Identity, KEY_FILE, KeyType, write_private};
+use crate::{ClientError, http};
+
+#[derive(Serialize)]
+struct EnrollBody<'a> {
+    enrollment_token: &'a str,
+    csr_pem: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_ttl_seconds: Option<u32>,
+}
+
+/// Steward's answer to an enrollment or renewal.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Enrolled {
+    pub workload_id: String,
+    pub client_cert_pem: String,
+    pub ca_pem: String,
+    pub serial: String,
+    pub expires_at: String,
+}
+
+/// A fresh key and a CSR for it (subject and extensions are irrelevant: Steward ignores them).
+pub fn key_and_csr(key_type: KeyType) -> Result<(Zeroizing<String>, String), ClientError> {
+    let algorithm = match key_type {
+        KeyType::Ed25519 => &PKCS_ED25519,
+        KeyType::P256 => &PKCS_ECDSA_P256_SHA256,
+    };
+    let key = KeyPair::generate_for(algorithm).map_err(|e| ClientError::Identity(e.to_string()))?;
+    let params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| ClientError::Identity(e.to_string()))?;
+    let csr = params.serialize_request(&key).map_err(|e| ClientError::Identity(e.to_string()))?;
+    let csr_pem = csr.pem().map_err(|e| ClientError::Identity(e.to_string()))?;
+    Ok((Zeroizing::new(key.serialize_pem()), csr_pem))
+}
+
+/// Enrolls and writes `workload.key` (0600), `workload.crt` and `ca.crt` into `out_dir`.
+/// `ca_pem` is the workload CA that verifies Steward's data plane certificate.
+pub async fn enroll(
+    broker_url: &str,
+    ca_pem: &str,
+    enrollment_token: &str,
+    key_type: KeyType,
+    requested_ttl_seconds: Option<u32>,
+    out_dir: &Path,
+) -> Result<(Identity, Enrolled), ClientError> {
+    if out_dir.join(KEY_FILE).exists() {
+        return Err(ClientError::Identity(format!(
+            "{} already holds a workload key; choose an empty directory",
+            out_dir.display()
+        )));
+    }
+    let (key_pem, csr_pem) = key_and_csr(key_type)?;
+    let client = http::build(ca_pem, None)?;
+    let body = EnrollBody { enrollment_token, csr_pem: &csr_pem, requested_ttl_seconds };
+    let response =
+        client.post(format!("{}/v1/enroll", broker_url.trim_end_matches('/'))).json(&body).send().await?;
+    let (_, enrolled): (u16, Enrolled) = http::read_json(response).await?;
+
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| ClientError::Identity(format!("{}: {e}", out_dir.display())))?;
+    write_private(&out_dir.join(KEY_FILE), key_pem.as_bytes())?;
+    let write = |name: &str, text: &str| {
+        std::fs::write(out_dir.join(name), text).map_err(|e| ClientError::Identity(format!("{name}: {e}")))
+    };
+    write(CERT_FILE, &enrolled.client_cert_pem)?;
+    write(CA_FILE, &enrolled.ca_pem)?;
+    let identity = Identity {
+        dir: out_dir.to_path_buf(),
+        key_pem,
+        cert_pem: enrolled.client_cert_pem.clone(),
+        ca_pem: enrolled.ca_pem.clone(),
+    };
+    Ok((identity, enrolled))
+}

@@ -1,0 +1,80 @@
+//! A workload's identity on disk: `workload.key` (0600), `workload.crt`, `ca.crt`, and the optional
+//! DPoP key `dpop.key` kept beside them.
+
+use std::path::{Path, PathBuf};
+
+use steward_crypto::{DpopAlg, DpopKey};
+use zeroize::Zeroizing;
+
+use crate::ClientError;
+
+/// The key types `steward enroll` can generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Ed25519,
+    P256,
+}
+
+/// A workload's certificate, its key and the CA that verifies Steward.
+#[derive(Clone)]
+pub struct Identity {
+    pub dir: PathBuf,
+    pub key_pem: Zeroizing<String>,
+    pub cert_pem: String,
+    pub ca_pem: String,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("dir", &self.dir).field("key_pem", &"[REDACTED]").finish()
+    }
+}
+
+pub(crate) const KEY_FILE: &str = "workload.key";
+pub(crate) const CERT_FILE: &str = "workload.crt";
+pub(crate) const CA_FILE: &str = "ca.crt";
+const DPOP_FILE: &str = "dpop.key";
+
+fn read(path: &Path) -> Result<String, ClientError> {
+    std::fs::read_to_string(path).map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))
+}
+
+impl Identity {
+    /// Loads `workload.key`, `workload.crt` and `ca.crt` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, ClientError> {
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key_pem: Zeroizing::new(read(&dir.join(KEY_FILE))?),
+            cert_pem: read(&dir.join(CERT_FILE))?,
+            ca_pem: read(&dir.join(CA_FILE))?,
+        })
+    }
+
+    /// The DPoP key kept beside the identity, created (ES256, mode 0600) on first use.
+    pub fn dpop_key(&self) -> Result<DpopKey, ClientError> {
+        let path = self.dir.join(DPOP_FILE);
+        if path.exists() {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))?;
+            return DpopKey::from_pkcs8(DpopAlg::Es256, &bytes)
+                .map_err(|e| ClientError::Identity(e.to_string()));
+        }
+        let key = DpopKey::generate_es256().map_err(|e| ClientError::Identity(e.to_string()))?;
+        let pkcs8 = key.to_pkcs8().map_err(|e| ClientError::Identity(e.to_string()))?;
+        write_private(&path, &pkcs8)?;
+        Ok(key)
+    }
+}
+
+/// Writes a private file (mode 0600), refusing to replace an existing one.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), ClientError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))?;
+    file.write_all(contents).map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,26 @@
+//! The workload side of Steward, for Rust programs and the `steward` CLI: enrollment (the private key
+//! is generated here and never leaves the workload), a session cache that refreshes before expiry,
+//! DPoP proofs, `POST /v1/execute`, approval polling, and manifest fetching with signature
+//! verification against the published keyset.
+//!
+//! This crate talks only to a Steward data plane, over mTLS, verifying the broker with the workload
+//! CA certificate. It must not hold provider credentials (it never sees any) and must not trust a
+//! manifest it could not verify.
+
+mod error;
+mod execute;
+mod http;
+mod identity;
+mod manifest;
+mod session;
+
+pub mod enroll;
+
+pub use error::ClientError;
+pub use execute::{
+    ApprovalStatus, ApprovalSummary, ClientContext, ExecuteCall, ExecuteOutcome, ExecuteRequest,
+    ExecutedResponse, HeaderField,
+};
+pub use identity::{Identity, KeyType};
+pub use manifest::{Manifest, MatchRule, verify_manifest};
+pub use session::{BrokerClient, SessionInfo};

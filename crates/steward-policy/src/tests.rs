@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+
+use crate::{PolicyRule, RateLimitPer, RuleType};
+
+fn base() -> Value {
+    json!({
+        "rule_type": "allow",
+        "scope": {
+            "tenant_id": "t_one", "integration_id": "i_one", "action_group": "openai_responses",
+            "method": "post", "host": "api.openai.com"
+        }
+    })
+}
+
+fn with(path: &[&str], value: Value) -> Value {
+    let mut rule = base();
+    let mut target = &mut rule;
+    for key in &path[..path.len() - 1] {
+        target = &mut target[*key];
+    }
+    target[path[path.len() - 1]] = value;
+    rule
+}
+
+fn field_of(rule: Value) -> String {
+    PolicyRule::from_json(&rule).unwrap_err().field().to_owned()
+}
+
+#[test]
+fn a_minimal_rule_is_normalized_and_round_trips() {
+    let rule = PolicyRule::from_json(&base()).unwrap();
+    assert_eq!(rule.rule_type(), RuleType::Allow);
+    assert_eq!(rule.scope().method, "POST");
+    assert!(!rule.bypass_template_approval());
+    let again = PolicyRule::from_json(&rule.to_json()).unwrap();
+    assert_eq!(again, rule);
+}
+
+#[test]
+fn rate_limits_default_to_per_workload_and_are_required_iff_rule_type_is_rate_limit() {
+    let limited = with(&["rate_limit"], json!({"max_requests": 10, "interval_seconds": 60}));
+    assert_eq!(field_of(limited.clone()), "rate_limit");
+    let mut limited = limited;
+    limited["rule_type"] = json!("rate_limit");
+    let rule = PolicyRule::from_json(&limited).unwrap();
+    assert_eq!(rule.rate_limit().unwrap().per, RateLimitPer::Workload);
+    assert_eq!(PolicyRule::from_json(&rule.to_json()).unwrap(), rule);
+    assert_eq!(field_of(with(&["rule_type"], json!("rate_limit"))), "rate_limit");
+    let mut zero = limited.clone();
+    zero["rate_limit"]["max_requests"] = json!(0);
+    assert_eq!(field_of(zero), "rate_limit.max_requests");
+    let mut per = limited;
+    per["rate_limit"]["per"] = json!("tenant");
+    assert_eq!(field_of(per), "rate_limit.per");
+}
+
+#[test]
+fn every_rule_names_its_field() {
+    let cases: Vec<(Value, &str)> = vec![
+        (with(&["rule_type"], json!("permit")), "rule_type"),
+        (with(&["scope", "tenant_id"], json!(" ")), "scope.tenant_id"),
+        (with(&["scope", "tenant_id"], json!("tenant")), "scope.tenant_id"),
+        (with(&["scope", "integration_id"], json!("")), "scope.integration_id"),
+        (with(&["scope", "action_group"], json!("")), "scope.action_group"),
+        (with(&["scope", "method"], json!("CONNECT")), "scope.method"),
+        (with(&["scope", "host"], json!("https://api.openai.com")), "scope.host"),
+        (with(&["scope", "host"], json!("api.openai.com:443")), "scope.host"),
+        (with(&["scope", "host"], json!("api.openai.com/v1")), "scope.host"),
+        (with(&["scope", "host"], json!("*.openai.com")), "scope.host"),
+        (with(&["scope", "host"], json!("API.openai.com")), "scope.host"),
+        (with(&["scope", "workload_id"], json!("")), "scope.workload_id"),
+        (with(&["scope", "template_id"], json!("openai")), "scope.template_id"),
+        (with(&["scope", "template_version"], json!(0)), "scope.template_version"),
+        (with(&["scope", "query_keys"], json!(["b", "a"])), "scope.query_keys"),
+        (with(&["scope", "query_keys"], json!(["a", "a"])), "scope.query_keys"),
+        (with(&["scope", "extra"], json!(1)), "scope"),
+        (with(&["bypass_template_approval"], json!(true)).tap_type("deny"), "bypass_template_approval"),
+        (
+            with(&["constraints"], json!({"body_json": [{"pointer": "model"}]})),
+            "constraints.body_json[0].pointer",
+        ),
+        (
+            with(
+                &["constraints"],
+                json!({"body_json": [{"pointer": "/a", "max_length": 1, "max_number": 2}]}),
+            ),
+            "constraints.body_json[0]",
+        ),
+        (
+            with(
+                &["constraints"],
+                json!({"body_json": [{"pointer": "/to", "allowed_email_domains": ["a@b"]}]}),
+            ),
+            "constraints.body_json[0].allowed_email_domains",
+        ),
+        (with(&["constraints"], json!({"max_body_bytes": -1})), "constraints"),
+        (with(&["constraints"], json!({"max_body_bytes": 5})).tap_type("deny"), "constraints"),
+        (with(&["unknown"], json!(1)), "rule"),
+    ];
+    for (rule, field) in cases {
+        assert_eq!(field_of(rule.clone()), field, "{rule}");
+    }
+}
+
+#[test]
+fn ipv6_and_constraints_are_accepted() {
+    let rule = with(&["scope", "host"], json!("[2001:db8::1]"));
+    assert!(PolicyRule::from_json(&rule).is_ok());
+    let rule = with(
+        &["constraints"],
+        json!({"max_body_bytes": 10, "allowed_query_keys": ["q"], "body_json": [
+            {"pointer": "/model", "allowed_values": ["gpt-4o"]},
+            {"pointer": "/to", "allowed_email_domains": ["example.com"]},
+            {"pointer": "/n", "max_number": 2.5}
+        ]}),
+    );
+    let parsed = PolicyRule::from_json(&rule).unwrap();
+    assert_eq!(PolicyRule::from_json(&parsed.to_json()).unwrap(), parsed);
+}
+
+trait TapType {
+    fn tap_type(self, rule_type: &str) -> Value;
+}
+
+impl TapType for Value {
+    fn tap_type(mut self, rule_type: &str) -> Value {
+        self["rule_type"] = json!(rule_type);
+        self
+    }
+}

@@ -1,0 +1,95 @@
+//! `GET /v1/approvals/{approval_id}` (`spec/data-plane.md`): the calling workload polls its own
+//! approval, then repeats the original execute. Another workload's approval, or another tenant's, is
+//! reported exactly like a missing one (404 `approval_not_found`), so ids cannot be probed.
+//!
+//! The status is computed at read time from the stored state and the expiry, like the admin API's.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+use steward_store::governance::ApprovalRecord;
+use steward_types::{ApprovalId, ErrorCode, Timestamp};
+
+use super::session_auth::{ExecuteScope, SessionPrincipal, path_param};
+use crate::http::{ApiError, LogFields};
+use crate::state::AppState;
+
+/// What a workload learns about its approval.
+#[derive(Debug, Serialize)]
+pub struct WorkloadApprovalView {
+    pub approval_id: String,
+    /// pending, approved, denied, expired, executed or canceled.
+    pub status: String,
+    pub expires_at: Timestamp,
+    pub decided_at: Option<Timestamp>,
+    /// once or rule, once approved.
+    pub mode: Option<String>,
+    pub summary: ApprovalSummary,
+}
+
+/// The approval's request in brief: the `summary` of the execute 202 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalSummary {
+    pub integration_id: String,
+    pub action_group: String,
+    pub risk_tier: String,
+    pub destination_host: String,
+    pub method: String,
+    /// Without the query.
+    pub path: String,
+}
+
+/// The summary of an approval, from its canonical descriptor (`spec/pipeline.md`).
+pub fn approval_summary(record: &ApprovalRecord) -> ApprovalSummary {
+    let text = |field: &str| record.descriptor.get(field).and_then(Value::as_str).unwrap_or("").to_owned();
+    let url =
+        record.descriptor.get("canonical_url").and_then(Value::as_str).and_then(|u| url::Url::parse(u).ok());
+    ApprovalSummary {
+        integration_id: record.integration_id.clone(),
+        action_group: text("action_group"),
+        risk_tier: text("risk_tier"),
+        destination_host: url.as_ref().and_then(|u| u.host_str()).unwrap_or("").to_owned(),
+        method: text("method"),
+        path: url.as_ref().map(|u| u.path().to_owned()).unwrap_or_default(),
+    }
+}
+
+/// `GET /v1/approvals/{approval_id}`.
+pub async fn approval(
+    State(state): State<AppState>,
+    session: SessionPrincipal<ExecuteScope>,
+    approval_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let principal = &session.mtls;
+    let approval_id = path_param(approval_id)?;
+    let not_found =
+        || ApiError::new(ErrorCode::ApprovalNotFound, format!("approval {approval_id} does not exist"));
+    let id = ApprovalId::parse(&approval_id).map_err(|_| not_found())?;
+    let record = state
+        .store
+        .get_approval(&id)
+        .await?
+        .filter(|r| {
+            r.tenant_id == principal.tenant_id.as_str() && r.workload_id == principal.workload_id.as_str()
+        })
+        .ok_or_else(not_found)?;
+    let view = WorkloadApprovalView {
+        approval_id: record.approval_id.to_string(),
+        status: record.status_at(state.clock.now()).as_str().to_owned(),
+        expires_at: record.expires_at,
+        decided_at: record.decided_at,
+        mode: record.mode.map(|m| m.as_str().to_owned()),
+        summary: approval_summary(&record),
+    };
+    let mut response = Json(view).into_response();
+    response.extensions_mut().insert(LogFields {
+        tenant_id: Some(principal.tenant_id.to_string()),
+        workload_id: Some(principal.workload_id.to_string()),
+        integration_id: Some(record.integration_id.clone()),
+        ..LogFields::default()
+    });
+    Ok(response)
+}

@@ -1,0 +1,157 @@
+//! The mTLS identity of a data-plane request (`spec/data-plane.md`, "mTLS identity"), checked in the
+//! spec's order: a client certificate → its clientAuth EKU and single SPIFFE URI SAN → an enabled
+//! workload of that tenant → a known, unrevoked certificate → the workload's IP allowlist.
+//!
+//! The TLS handshake already verified the chain to the workload CA and the validity period. There
+//! is no cache: every request reads the workload and the certificate from the store, so disabling,
+//! revocation and allowlist changes take effect on the next request on every instance.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use steward_crypto::thumbprint_s256;
+use steward_store::{CertificateRecord, WorkloadRecord};
+use steward_types::{ErrorCode, TenantId, WorkloadId};
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::ip_allowlist;
+use crate::http::ApiError;
+use crate::listener::ConnectionInfo;
+use crate::state::AppState;
+
+/// The workload behind a data-plane request.
+#[derive(Debug, Clone)]
+pub struct MtlsPrincipal {
+    pub tenant_id: TenantId,
+    pub workload_id: WorkloadId,
+    /// `x5t#S256` of the presented leaf certificate.
+    pub thumbprint: String,
+    /// The certificate's serial, lowercase hex.
+    pub serial: String,
+    /// The workload as read for this request.
+    pub workload: WorkloadRecord,
+    /// The store's record of the presented certificate.
+    pub certificate: CertificateRecord,
+    /// The client address the allowlist was checked against.
+    pub peer: IpAddr,
+}
+
+impl FromRequestParts<AppState> for MtlsPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let connection = parts.extensions.get::<Arc<ConnectionInfo>>().cloned();
+        let result = identify(state, connection.as_deref()).await;
+        if let Err(error) = &result {
+            metrics::counter!("steward_mtls_rejections_total", "reason" => error.code.as_str()).increment(1);
+            tracing::info!(reason_code = error.code.as_str(), detail = %error.message, "mTLS identity refused.");
+        }
+        result
+    }
+}
+
+fn mtls_required(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::MtlsRequired, message)
+}
+
+/// Steps 1–6 of the spec.
+pub async fn identify(
+    state: &AppState,
+    connection: Option<&ConnectionInfo>,
+) -> Result<MtlsPrincipal, ApiError> {
+    let connection = connection.ok_or_else(|| mtls_required("a client certificate is required"))?;
+    let der = connection.client_cert.as_ref().ok_or_else(|| {
+        mtls_required("a client certificate is required (present the workload certificate)")
+    })?;
+    let (tenant_id, workload_id, serial) = identity_of(der.as_ref(), &state.config.trust_domain)?;
+
+    let workload = state
+        .store
+        .workload(workload_id.as_str())
+        .await?
+        .filter(|w| w.tenant_id == tenant_id && w.is_active())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::WorkloadDisabled,
+                format!("workload {workload_id} is unknown or disabled"),
+            )
+        })?;
+
+    let thumbprint = thumbprint_s256(der.as_ref());
+    let certificate = state
+        .store
+        .certificate_by_thumbprint(&thumbprint)
+        .await?
+        .filter(|c| c.workload_id == workload_id && c.revoked_at.is_none())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::CertificateRevoked,
+                format!(
+                    "the client certificate (serial {serial}) is revoked or was not issued by this deployment"
+                ),
+            )
+        })?;
+
+    let peer = ip_allowlist::canonical(connection.peer.ip());
+    if !ip_allowlist::allows(&workload.ip_allowlist, peer) {
+        return Err(ApiError::new(
+            ErrorCode::WorkloadIpDenied,
+            format!("workload {workload_id} may not connect from {peer}"),
+        ));
+    }
+    Ok(MtlsPrincipal { tenant_id, workload_id, thumbprint, serial, workload, certificate, peer })
+}
+
+/// Reads the identity out of a leaf certificate: a clientAuth EKU and exactly one URI SAN of the
+/// form `spiffe://<trust_domain>/tenants/<t>/workloads/<w>`. Returns the ids and the serial (hex).
+pub fn identity_of(der: &[u8], trust_domain: &str) -> Result<(TenantId, WorkloadId, String), ApiError> {
+    let (_, cert) = X509Certificate::from_der(der)
+        .map_err(|_| mtls_required("the client certificate could not be parsed"))?;
+    let client_auth = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
+    if !client_auth {
+        return Err(mtls_required("the client certificate has no extended key usage with clientAuth"));
+    }
+    let uris: Vec<&str> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) => Some(*uri),
+                _ => None,
+            })
+            .collect(),
+        Ok(None) => Vec::new(),
+        Err(_) => {
+            return Err(mtls_required("the client certificate's subject alternative names are malformed"));
+        }
+    };
+    let uri = match uris.as_slice() {
+        [one] => *one,
+        [] => return Err(mtls_required("the client certificate has no URI SAN; exactly one is required")),
+        many => {
+            return Err(mtls_required(format!(
+                "the client certificate has {} URI SANs; exactly one is required",
+                many.len()
+            )));
+        }
+    };
+    let bad_form = || {
+        mtls_required(format!(
+            "the client certificate's URI SAN is not spiffe://{trust_domain}/tenants/<tenant_id>/workloads/<workload_id>"
+        ))
+    };
+    let rest = uri
+        .strip_prefix("spiffe://")
+        .and_then(|r| r.strip_prefix(trust_domain))
+        .and_then(|r| r.strip_prefix("/tenants/"))
+        .ok_or_else(bad_form)?;
+    let (tenant, workload) = rest.split_once("/workloads/").ok_or_else(bad_form)?;
+    let tenant_id = TenantId::parse(tenant).map_err(|_| bad_form())?;
+    let workload_id = WorkloadId::parse(workload).map_err(|_| bad_form())?;
+    let serial = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((tenant_id, workload_id, serial))
+}

@@ -1,0 +1,271 @@
+//! `POST /v1/session` (`spec/data-plane.md`): a short-lived session for the mTLS workload, bound to
+//! its certificate and, when a DPoP proof is sent, to the proof's key.
+//!
+//! Order: mTLS identity → the DPoP proof when one is sent (always verified, required or not) →
+//! `dpop_missing` when the workload or tenant requires DPoP → the body (TTL, scopes) → the
+//! per-workload rate limit → the proof's jti (last, so a refused request never burns it) → the
+//! session is written (count and insert in one transaction, so instances together never exceed the
+//! limit) → `session_issued`.
+//!
+//! The rate limit counts the workload's sessions in the store: durable and shared by every
+//! instance, with no Redis involved (Redis holds only DPoP jtis, rate-limit rules and idempotency
+//! keys). Every refusal after identification writes `session_issued` denied (throttled for the rate
+//! limit) with its reason code, except infrastructure failures, which are not decisions.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use steward_crypto::generate_token;
+use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
+use steward_store::{RecentSessions, SessionInsertOutcome, SessionRecord};
+use steward_types::{ErrorCode, SessionId, Timestamp};
+
+use super::MtlsPrincipal;
+use super::dpop_check::{self, ProofFor};
+use super::session_auth::{ALL_SCOPES, SESSION_TOKEN_PREFIX};
+use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
+use crate::state::AppState;
+
+/// The session TTL range a request may ask for.
+pub const MIN_TTL_SECONDS: u64 = 60;
+pub const MAX_TTL_SECONDS: u64 = 3600;
+/// The window of `session.max_per_minute`.
+const RATE_WINDOW_SECONDS: i64 = 60;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub requested_ttl_seconds: Option<u64>,
+    pub scopes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionResponse {
+    pub session_token: String,
+    pub session_id: String,
+    pub expires_at: Timestamp,
+    pub scopes: Vec<String>,
+    pub bound_cert_thumbprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+}
+
+/// `POST /v1/session`.
+pub async fn create_session(
+    State(state): State<AppState>,
+    Extension(context): Extension<RequestContext>,
+    principal: Result<MtlsPrincipal, ApiError>,
+    headers: HeaderMap,
+    body: DeferredBody,
+) -> Response {
+    // Not identified: logged and counted (by the extractor), never audited.
+    let principal = match principal {
+        Ok(principal) => principal,
+        Err(error) => return error.into_response(),
+    };
+    let fields = LogFields {
+        tenant_id: Some(principal.tenant_id.to_string()),
+        workload_id: Some(principal.workload_id.to_string()),
+        ..LogFields::default()
+    };
+    let mut response = match issue(&state, &context, &principal, &headers, body).await {
+        Ok(session) => (axum::http::StatusCode::OK, Json(session)).into_response(),
+        Err(error) => {
+            metrics::counter!("steward_session_failures_total", "reason" => error.code.as_str()).increment(1);
+            tracing::info!(reason_code = error.code.as_str(), workload_id = %principal.workload_id,
+                detail = %error.message, "Session refused.");
+            match audit_refusal(&state, &context, &principal, &headers, &error).await {
+                Ok(()) => error.into_response(),
+                Err(audit_error) => audit_error.into_response(),
+            }
+        }
+    };
+    response.extensions_mut().insert(fields);
+    response
+}
+
+async fn issue(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &MtlsPrincipal,
+    headers: &HeaderMap,
+    body: DeferredBody,
+) -> Result<SessionResponse, ApiError> {
+    // A proof that is sent is always verified (everything but its jti, which comes last).
+    let proof = if dpop_check::proof_values(headers).is_empty() {
+        None
+    } else {
+        let proof_for =
+            ProofFor { method: "POST", path: "/v1/session", access_token: None, expected_jkt: None };
+        Some(dpop_check::verify(state, headers, proof_for)?)
+    };
+    if proof.is_none() && dpop_check::dpop_required(state, principal).await? {
+        return Err(dpop_check::dpop_failure(
+            ErrorCode::DpopMissing,
+            "this workload requires DPoP: send a DPoP proof (htu <public_base_url>/v1/session) with the request",
+        ));
+    }
+
+    let request: SessionRequest = body.optional_json()?;
+    let ttl = ttl_seconds(state, request.requested_ttl_seconds)?;
+    let scopes = scopes(request.scopes)?;
+
+    let now = state.clock.now();
+    let window_start = now.plus_seconds(-RATE_WINDOW_SECONDS);
+    let max = u64::from(state.config.session.max_per_minute);
+    let recent = state.store.recent_sessions(principal.workload_id.as_str(), window_start).await?;
+    if recent.count >= max {
+        return Err(rate_limited(state, now, recent));
+    }
+
+    if let Some(proof) = &proof {
+        dpop_check::check_replay(state, proof).await?;
+    }
+
+    let token = generate_token(SESSION_TOKEN_PREFIX);
+    // (The certificate it is bound to is checked on every request, its validity by the TLS layer.)
+    let expires_at = now.plus_seconds(ttl);
+    let record = SessionRecord {
+        session_id: SessionId::generate(),
+        workload_id: principal.workload_id.clone(),
+        token_hash: token.hash(),
+        scopes: scopes.clone(),
+        cert_thumbprint: principal.thumbprint.clone(),
+        dpop_jkt: proof.as_ref().map(|p| p.jkt().to_owned()),
+        created_at: now,
+        expires_at,
+        revoked_at: None,
+    };
+    match state.store.insert_session_limited(&record, window_start, max).await? {
+        SessionInsertOutcome::Inserted => {}
+        SessionInsertOutcome::LimitReached(recent) => return Err(rate_limited(state, now, recent)),
+        SessionInsertOutcome::WorkloadInactive => {
+            return Err(ApiError::new(
+                ErrorCode::WorkloadDisabled,
+                format!("workload {} is disabled", principal.workload_id),
+            ));
+        }
+    }
+
+    let event = base_event(state, context, principal)
+        .with_decision(Decision::Allowed)
+        .with_metadata("session_id", record.session_id.as_str().into())
+        .with_metadata("scopes", scopes.clone().into())
+        .with_metadata("dpop_bound", record.dpop_jkt.is_some().into())
+        .with_metadata("expires_at", expires_at.to_rfc3339().into())
+        .with_metadata("cert_serial", principal.serial.clone().into());
+    state.audit.append(event).await?;
+    metrics::counter!("steward_sessions_issued_total", "dpop_bound" => if record.dpop_jkt.is_some() { "true" } else { "false" })
+        .increment(1);
+    tracing::info!(tenant_id = %principal.tenant_id, workload_id = %principal.workload_id,
+        session_id = %record.session_id, dpop_bound = record.dpop_jkt.is_some(), "Session issued.");
+
+    Ok(SessionResponse {
+        session_token: token.expose().to_owned(),
+        session_id: record.session_id.to_string(),
+        expires_at,
+        scopes,
+        bound_cert_thumbprint: record.cert_thumbprint,
+        dpop_jkt: record.dpop_jkt,
+    })
+}
+
+/// `requested_ttl_seconds` in 60..=3600, or `session.default_ttl_seconds`.
+fn ttl_seconds(state: &AppState, requested: Option<u64>) -> Result<i64, ApiError> {
+    let ttl = requested.unwrap_or_else(|| u64::from(state.config.session.default_ttl_seconds));
+    if !(MIN_TTL_SECONDS..=MAX_TTL_SECONDS).contains(&ttl) {
+        return Err(ApiError::new(
+            ErrorCode::RequestBodySchemaInvalid,
+            format!("requested_ttl_seconds: must be between {MIN_TTL_SECONDS} and {MAX_TTL_SECONDS}"),
+        ));
+    }
+    Ok(i64::try_from(ttl).unwrap_or(i64::MAX))
+}
+
+/// Absent or `[]`: every scope. Otherwise each must be known; the result is in canonical order.
+fn scopes(requested: Option<Vec<String>>) -> Result<Vec<String>, ApiError> {
+    let requested = requested.unwrap_or_default();
+    if let Some(unknown) = requested.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
+        let unknown: String = unknown.chars().take(64).collect();
+        return Err(ApiError::new(
+            ErrorCode::SessionScopeInvalid,
+            format!("scopes: unknown scope {unknown:?}; allowed: {}", ALL_SCOPES.join(", ")),
+        ));
+    }
+    Ok(ALL_SCOPES
+        .iter()
+        .filter(|scope| requested.is_empty() || requested.iter().any(|r| r == *scope))
+        .map(|scope| (*scope).to_owned())
+        .collect())
+}
+
+/// 429 `session_rate_limited`, `retry-after` = whole seconds until the oldest session of the window
+/// leaves it.
+fn rate_limited(state: &AppState, now: Timestamp, recent: RecentSessions) -> ApiError {
+    let retry_after = recent
+        .oldest
+        .map(|oldest| {
+            let free_at = oldest.plus_seconds(RATE_WINDOW_SECONDS).unix_micros();
+            let wait = free_at.saturating_sub(now.unix_micros());
+            // Rounded up: a client that waits this long is never refused again for this reason.
+            (wait + 999_999).div_euclid(1_000_000)
+        })
+        .unwrap_or(RATE_WINDOW_SECONDS)
+        .clamp(1, RATE_WINDOW_SECONDS);
+    ApiError::new(
+        ErrorCode::SessionRateLimited,
+        format!(
+            "this workload created {} sessions in the last minute (session.max_per_minute = {}); reuse a session \
+             until it nears expiry",
+            recent.count, state.config.session.max_per_minute
+        ),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(retry_after))
+}
+
+fn base_event(state: &AppState, context: &RequestContext, principal: &MtlsPrincipal) -> AuditEvent {
+    AuditEvent::new(
+        EventType::SessionIssued,
+        Actor::workload(principal.workload_id.as_str()),
+        state.clock.now(),
+    )
+    .with_request_id(context.request_id.to_string())
+    .with_correlation_id(context.correlation_id.clone())
+    .with_tenant(principal.tenant_id.as_str())
+    .with_workload(principal.workload_id.as_str())
+}
+
+/// Failures that are not a decision about this workload (the store, Redis or the audit log itself
+/// failing) are logged and counted, not audited.
+pub(crate) fn is_decision(code: ErrorCode) -> bool {
+    !matches!(
+        code,
+        ErrorCode::StorageUnavailable
+            | ErrorCode::CoordinationUnavailable
+            | ErrorCode::AuditWriteFailed
+            | ErrorCode::InternalError
+    )
+}
+
+/// `session_issued` denied (throttled for the rate limit) with the reason code.
+async fn audit_refusal(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &MtlsPrincipal,
+    headers: &HeaderMap,
+    error: &ApiError,
+) -> Result<(), ApiError> {
+    if !is_decision(error.code) {
+        return Ok(());
+    }
+    let decision =
+        if error.code == ErrorCode::SessionRateLimited { Decision::Throttled } else { Decision::Denied };
+    let event = base_event(state, context, principal)
+        .with_decision(decision)
+        .with_reason_code(error.code.as_str())
+        .with_metadata("dpop_proof_sent", (!dpop_check::proof_values(headers).is_empty()).into());
+    state.audit.append(event).await?;
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! The approval webhook (`spec/pipeline.md`, "Approvals"): when an approval is created, approvers
+//! are notified with a POST of the approval summary and preview — never headers or the full body —
+//! signed `x-steward-signature: sha256=<hex HMAC-SHA256 of the body under approval.webhook_secret>`,
+//! retried 3 times with backoff.
+//!
+//! Until the SSRF-guarded egress exists, only `https://` URLs are used (the URL is operator or
+//! tenant-admin configuration, never workload input) and certificates are checked against the
+//! webpki roots; see `docs/decisions/0002-webhooks.md`.
+
+pub mod client;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Value, json};
+use steward_store::governance::ApprovalRecord;
+
+use crate::keys::open_record;
+use crate::routes::admin::approvals::preview_context;
+use crate::state::AppState;
+use client::{ClientError, HttpClient};
+
+/// The signature header.
+pub const SIGNATURE_HEADER: &str = "x-steward-signature";
+/// Waits before the 3 retries.
+pub const RETRY_DELAYS: [Duration; 3] =
+    [Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(16)];
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a webhook was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("the webhook URL {0:?} is not https://; it is not called")]
+    NotHttps(String),
+    #[error("approval.webhook_secret is empty; unsigned webhooks are not sent")]
+    NoSecret,
+    #[error("the approval preview could not be opened: {0}")]
+    Preview(String),
+    #[error("the store could not be read: {0}")]
+    Store(String),
+    #[error("the webhook client could not be built: {0}")]
+    Client(ClientError),
+    #[error("the webhook failed after {attempts} attempts; last: {last}")]
+    Failed { attempts: usize, last: String },
+}
+
+/// What happened to a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// No webhook URL is configured for the tenant or the deployment.
+    NotConfigured,
+    /// A 2xx answer after `attempts` attempts.
+    Delivered { attempts: usize },
+}
+
+/// Sends approval webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookSender {
+    client: HttpClient,
+    retry_delays: Vec<Duration>,
+}
+
+impl WebhookSender {
+    /// Trusts the webpki roots plus `extra_roots_pem` (tests pass their CA here).
+    pub fn new(extra_roots_pem: Option<&str>) -> Result<Self, WebhookError> {
+        let client = HttpClient::new(extra_roots_pem, ATTEMPT_TIMEOUT).map_err(WebhookError::Client)?;
+        Ok(Self { client, retry_delays: RETRY_DELAYS.to_vec() })
+    }
+
+    /// Replaces the backoff (tests use milliseconds).
+    pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> Self {
+        self.retry_delays = delays;
+        self
+    }
+
+    /// Notifies the approvers of `approval` and waits for the outcome (retries included).
+    pub async fn send_approval_created(
+        &self,
+        state: &AppState,
+        approval: &ApprovalRecord,
+    ) -> Result<Delivery, WebhookError> {
+        let tenant_url = state
+            .store
+            .approval_webhook_url(&approval.tenant_id)
+            .await
+            .map_err(|e| WebhookError::Store(e.to_string()))?;
+        let url = match tenant_url {
+            Some(url) => url,
+            None if !state.config.approval.webhook_url.is_empty() => {
+                state.config.approval.webhook_url.clone()
+            }
+            None => return Ok(Delivery::NotConfigured),
+        };
+        if !url.starts_with("https://") {
+            return Err(WebhookError::NotHttps(url));
+        }
+        let secret = state.config.approval.webhook_secret.as_bytes();
+        if secret.is_empty() {
+            return Err(WebhookError::NoSecret);
+        }
+        let body = Bytes::from(payload(state, approval)?.to_string());
+        let signature = signature_header(secret, &body);
+        let headers = [("content-type", "application/json"), (SIGNATURE_HEADER, signature.as_str())];
+        let mut last = String::new();
+        let attempts = self.retry_delays.len() + 1;
+        for attempt in 1..=attempts {
+            match self.client.send(Method::POST, &url, &headers, body.clone()).await {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    return Ok(Delivery::Delivered { attempts: attempt });
+                }
+                Ok(response) => last = format!("status {}", response.status),
+                Err(error) => last = error.to_string(),
+            }
+            tracing::warn!(approval_id = %approval.approval_id, attempt, detail = %last, "Approval webhook attempt failed.");
+            if let Some(delay) = self.retry_delays.get(attempt - 1) {
+                tokio::time::sleep(*delay).await;
+            }
+        }
+        Err(WebhookError::Failed { attempts, last })
+    }
+}
+
+/// Notifies approvers in the background, so the request that created the approval never waits for
+/// (or fails because of) the webhook. Failures are logged.
+pub fn notify_approval_created(state: &AppState, approval: &ApprovalRecord) -> tokio::task::JoinHandle<()> {
+    let state = state.clone();
+    let approval = approval.clone();
+    tokio::spawn(async move {
+        let outcome = match WebhookSender::new(None) {
+            Ok(sender) => sender.send_approval_created(&state, &approval).await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(Delivery::Delivered { attempts }) => {
+                tracing::info!(approval_id = %approval.approval_id, attempts, "Approval webhook delivered.");
+            }
+            Ok(Delivery::NotConfigured) => {}
+            Err(error) => {
+                tracing::warn!(approval_id = %approval.approval_id, tenant_id = %approval.tenant_id, detail = %error,
+                    "Approval webhook not delivered.");
+            }
+        }
+    })
+}
+
+/// The webhook body: the approval summary (the descriptor without headers or body digest) and the
+/// decrypted preview values.
+pub fn payload(state: &AppState, approval: &ApprovalRecord) -> Result<Value, WebhookError> {
+    let preview = match &approval.preview {
+        Some(envelope) => {
+            let keyring = state.keyring.load();
+            let context = preview_context(&approval.tenant_id, &approval.approval_id);
+            let plaintext = open_record(&keyring, &context, envelope)
+                .map_err(|e| WebhookError::Preview(e.to_string()))?;
+            Some(
+                serde_json::from_slice::<Value>(&plaintext)
+                    .map_err(|e| WebhookError::Preview(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let mut request = serde_json::Map::new();
+    for field in [
+        "method",
+        "canonical_url",
+        "action_group",
+        "risk_tier",
+        "template_id",
+        "template_version",
+        "query_keys",
+    ] {
+        if let Some(value) = approval.descriptor.get(field) {
+            request.insert(field.to_owned(), value.clone());
+        }
+    }
+    Ok(json!({
+        "event": "approval_created",
+        "approval_id": approval.approval_id.as_str(),
+        "tenant_id": approval.tenant_id,
+        "workload_id": approval.workload_id,
+        "integration_id": approval.integration_id,
+        "status": approval.status_at(state.clock.now()).as_str(),
+        "created_at": approval.created_at,
+        "expires_at": approval.expires_at,
+        "request": request,
+        "preview": preview,
+    }))
+}
+
+/// `sha256=<hex HMAC-SHA256(secret, body)>`.
+pub fn signature_header(secret: &[u8], body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+    let tag = aws_lc_rs::hmac::sign(&key, body);
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
