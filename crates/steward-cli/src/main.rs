@@ -6,6 +6,7 @@
 
 mod admin;
 mod server_commands;
+mod workload;
 
 use std::path::PathBuf;
 
@@ -58,6 +59,12 @@ enum Command {
     },
     /// The admin API: tenants, workloads, integrations, templates, policies, approvals, audit, tokens, keys.
     Admin(Box<admin::AdminArgs>),
+    /// Workload side: enroll a workload (key generated here, CSR sent with the enrollment token).
+    Enroll(workload::EnrollArgs),
+    /// Workload side: make a protected call through Steward (curl-like).
+    Call(Box<workload::CallArgs>),
+    /// Workload side: fetch this workload's manifest, verify it against the keyset, print it.
+    Manifest(workload::ManifestArgs),
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -88,6 +95,9 @@ fn main() -> std::process::ExitCode {
     };
     let command = match cli.command {
         Command::Admin(args) => return runtime.block_on(admin::run(*args)),
+        Command::Enroll(args) => return runtime.block_on(workload::enroll(args)),
+        Command::Call(args) => return runtime.block_on(workload::call(*args)),
+        Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
         other => other,
     };
     let result = runtime.block_on(async move {
@@ -114,7 +124,7 @@ fn main() -> std::process::ExitCode {
                 server_commands::generate_kek(config, activate)
             }
             // Handled above, before the server runtime work.
-            Command::Admin(_) => Ok(()),
+            Command::Admin(_) | Command::Enroll(_) | Command::Call(_) | Command::Manifest(_) => Ok(()),
         }
     });
     match result {

@@ -78,3 +78,29 @@ pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), ClientEr
         .map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))?;
     file.write_all(contents).map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))
 }
+
+impl Identity {
+    /// The workload id from the certificate's URI SAN
+    /// (`spiffe://<trust domain>/tenants/<t>/workloads/<w>`).
+    pub fn workload_id(&self) -> Result<String, ClientError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension, X509Certificate};
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| ClientError::Identity(format!("workload certificate: {e}")))?;
+        let (_, cert) = X509Certificate::from_der(der.as_ref())
+            .map_err(|e| ClientError::Identity(format!("workload certificate: {e}")))?;
+        for extension in cert.extensions() {
+            if let ParsedExtension::SubjectAlternativeName(san) = extension.parsed_extension() {
+                for name in &san.general_names {
+                    if let GeneralName::URI(uri) = name
+                        && let Some((_, workload)) = uri.rsplit_once("/workloads/")
+                    {
+                        return Ok(workload.to_owned());
+                    }
+                }
+            }
+        }
+        Err(ClientError::Identity("the workload certificate has no workload URI SAN".into()))
+    }
+}

@@ -113,6 +113,38 @@ impl BrokerClient {
         Ok(session)
     }
 
+    /// The cached session as JSON (token included), for a CLI that keeps it between runs in a
+    /// private file. `None` when there is no session yet.
+    pub async fn export_session(&self) -> Option<zeroize::Zeroizing<String>> {
+        let cached = self.session.lock().await;
+        let session = cached.as_ref()?;
+        let value = serde_json::json!({
+            "session_token": session.token.as_str(),
+            "session_id": session.session_id,
+            "expires_at": session.expires_at,
+            "scopes": session.scopes,
+            "dpop_jkt": session.dpop_jkt,
+        });
+        Some(zeroize::Zeroizing::new(value.to_string()))
+    }
+
+    /// Restores a session saved by [`BrokerClient::export_session`]; a session bound to another DPoP
+    /// key than this client's (or bound while this client has none) is ignored.
+    pub async fn import_session(&self, json: &str) {
+        let Ok(wire) = serde_json::from_str::<WireSession>(json) else { return };
+        let our_jkt = self.dpop.as_ref().map(|k| k.thumbprint().to_owned());
+        if wire.dpop_jkt != our_jkt {
+            return;
+        }
+        *self.session.lock().await = Some(SessionInfo {
+            token: Zeroizing::new(wire.session_token),
+            session_id: wire.session_id,
+            expires_at: wire.expires_at,
+            scopes: wire.scopes,
+            dpop_jkt: wire.dpop_jkt,
+        });
+    }
+
     /// Forgets the cached session (e.g. after Steward said it was revoked).
     pub async fn reset_session(&self) {
         *self.session.lock().await = None;
