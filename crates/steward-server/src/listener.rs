@@ -1,6 +1,8 @@
 //! Accept loops: TCP (and TLS) connections served by hyper with the router, at most
 //! `max_connections` at a time, each request tagged with its connection's [`ConnectionInfo`], and a
-//! graceful stop that finishes in-flight requests.
+//! graceful stop that finishes in-flight requests. With [`ServeOptions::proxy_protocol`] every
+//! connection must start with a PROXY protocol v2 header (read before TLS); its source address
+//! becomes the connection's peer.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -20,9 +22,12 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::proxy_protocol;
+
 /// Who is on the other end of the connection a request came in on.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
+    /// The client's address: the TCP peer, or the PROXY header's source when the listener takes one.
     pub peer: SocketAddr,
     /// The verified client certificate (leaf), when the client presented one. Verification against
     /// the workload CA already happened in the handshake.
@@ -50,6 +55,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after a stop was asked for.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How a listener accepts connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// At most this many connections at a time.
+    pub max_connections: usize,
+    /// Every connection starts with a PROXY protocol v2 header (`data_plane.proxy_protocol`).
+    pub proxy_protocol: bool,
+}
+
 /// Serves `router` on `listener` until `stop` turns true, then stops accepting and waits (up to
 /// [`DRAIN_TIMEOUT`]) for open connections to finish their in-flight requests.
 pub async fn serve(
@@ -58,8 +72,22 @@ pub async fn serve(
     transport: Transport,
     router: Router,
     max_connections: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let options = ServeOptions { max_connections, proxy_protocol: false };
+    serve_with(name, listener, transport, router, options, stop).await;
+}
+
+/// [`serve`] with every [`ServeOptions`].
+pub async fn serve_with(
+    name: &'static str,
+    listener: TcpListener,
+    transport: Transport,
+    router: Router,
+    options: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
+    let ServeOptions { max_connections, proxy_protocol } = options;
     let permits = Arc::new(Semaphore::new(max_connections));
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
@@ -71,7 +99,7 @@ pub async fn serve(
             },
             _ = stop.changed() => break,
         };
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, tcp_peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -89,6 +117,19 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
+            let peer = if proxy_protocol {
+                match proxy_protocol::read_header(&mut tcp).await {
+                    Ok(header) => header.client(tcp_peer),
+                    Err(error) => {
+                        tracing::debug!(listener = name, peer = %tcp_peer, %error, "PROXY header refused; connection closed.");
+                        metrics::counter!("steward_proxy_protocol_rejected_total", "listener" => name, "reason" => error.reason())
+                            .increment(1);
+                        return;
+                    }
+                }
+            } else {
+                tcp_peer
+            };
             match transport {
                 Transport::Plain => {
                     let info = ConnectionInfo { peer, client_cert: None };

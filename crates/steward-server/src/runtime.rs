@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::exit::StartupError;
-use crate::listener::{Transport, serve};
+use crate::listener::{ServeOptions, Transport, serve, serve_with};
 use crate::routes;
 use crate::startup::Prepared;
 use crate::tls;
@@ -35,14 +35,17 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
         data_plane = %data_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin = %admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         backend = state.store.backend(),
+        proxy_protocol = state.config.data_plane.proxy_protocol,
         "Steward is serving."
     );
-    let data_task = tokio::spawn(serve(
+    let data_options =
+        ServeOptions { max_connections, proxy_protocol: state.config.data_plane.proxy_protocol };
+    let data_task = tokio::spawn(serve_with(
         "data_plane",
         data_listener,
         Transport::Tls(TlsAcceptor::from(Arc::new(data_tls))),
         routes::data_plane(state.clone()),
-        max_connections,
+        data_options,
         stop_rx.clone(),
     ));
     let admin_task = tokio::spawn(serve(

@@ -21,6 +21,7 @@ use crate::keys::{
     ActiveKeySigner, ActiveSigningKey, ca_key_context, open_audit_key, open_record, signing_key_context,
 };
 use crate::observability::metrics_handle;
+use crate::pipeline::{AuditHmac, Egress};
 use crate::state::{AppState, AppStateInner};
 use crate::tls::ReloadableCert;
 
@@ -148,13 +149,6 @@ pub async fn prepare(
     clock: SharedClock,
 ) -> Result<Prepared, StartupError> {
     let config = &loaded.config;
-    if config.data_plane.proxy_protocol {
-        // Accepting connections while ignoring a configured PROXY header would mis-attribute every
-        // client address and silently defeat ip_allowlist; refuse instead.
-        return Err(StartupError::environment(
-            "data_plane.proxy_protocol = true is not supported by this build; set it to false",
-        ));
-    }
     let kek_path = loaded.resolve(&config.keys.kek_file);
     let keyring = Keyring::load(env.kek_keyring(), &kek_path).map_err(|e| {
         StartupError::environment(format!(
@@ -237,6 +231,8 @@ pub async fn prepare(
     let writer_id = format!("wr_{}", uuid::Uuid::now_v7().simple());
     let signing_key = Arc::new(ActiveSigningKey::new(signing_key, clock.now()));
     let signer = Arc::new(ActiveKeySigner::new(signing_key.shared()));
+    let egress = Arc::new(build_egress(&loaded)?);
+    let audit_hmac = AuditHmac::new(&audit_key);
     let audit = AuditWriter::start(
         Arc::clone(&store),
         audit_key,
@@ -259,6 +255,8 @@ pub async fn prepare(
         admin_is_loopback,
         started_at,
         signing_key,
+        egress,
+        audit_hmac,
     });
     Ok(Prepared {
         state,
@@ -284,6 +282,36 @@ async fn start_on_a_whole_second(clock: &SharedClock) -> steward_types::Timestam
     let wait = 1_000_000 - fraction;
     tokio::time::sleep(Duration::from_micros(u64::try_from(wait).unwrap_or(1_000_000))).await;
     steward_types::Timestamp::from_unix_seconds(now.unix_seconds() + 1).unwrap_or(now)
+}
+
+/// The execute pipeline's resolver and forwarder, from `egress.*`. An unreadable or unusable
+/// `egress.extra_ca_files` entry refuses the start (exit 78).
+fn build_egress(loaded: &LoadedConfig) -> Result<Egress, StartupError> {
+    let egress = &loaded.config.egress;
+    let mut extra_ca_pems = Vec::with_capacity(egress.extra_ca_files.len());
+    for file in &egress.extra_ca_files {
+        let path = loaded.resolve(file);
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            StartupError::environment(format!("egress.extra_ca_files: cannot read {}: {e}", path.display()))
+        })?;
+        extra_ca_pems.push(pem);
+    }
+    let resolver = steward_egress::HickoryResolve::new(steward_egress::ResolverSettings {
+        static_hosts: egress.static_hosts.iter().map(|(h, a)| (h.clone(), a.clone())).collect(),
+        dns_servers: egress.dns_servers.clone(),
+        dns_timeout: Duration::from_millis(u64::from(egress.dns_timeout_ms)),
+    })
+    .map_err(|e| StartupError::environment(format!("egress resolver: {e}")))?;
+    let forwarder = steward_egress::Forwarder::new(steward_egress::ForwarderSettings {
+        connect_timeout: Duration::from_millis(u64::from(egress.connect_timeout_ms)),
+        total_timeout: Duration::from_millis(u64::from(egress.total_timeout_ms)),
+        max_response_bytes: egress.max_response_bytes,
+        allow_cidrs: egress.allow_cidrs.clone(),
+        extra_ca_pems,
+        ..steward_egress::ForwarderSettings::default()
+    })
+    .map_err(|e| StartupError::environment(format!("egress.extra_ca_files: {e}")))?;
+    Ok(Egress::new(Arc::new(resolver), forwarder))
 }
 
 fn redis_refusal(url: &str, error: &dyn std::fmt::Display) -> StartupError {

@@ -13,6 +13,7 @@ use steward_types::{SharedClock, Timestamp};
 
 use crate::config::Config;
 use crate::keys::ActiveSigningKey;
+use crate::pipeline::{AuditHmac, Egress};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct AppStateInner {
     pub started_at: Timestamp,
     /// The active manifest signing key (cached at most 30 s), also used for audit checkpoints.
     pub signing_key: Arc<ActiveSigningKey>,
+    /// The execute pipeline's way out: one resolver and one forwarder (with its pool) per process.
+    pub egress: Arc<Egress>,
+    /// The audit key, for the `hmac:<hex>` values of stored descriptors.
+    pub audit_hmac: AuditHmac,
 }
 
 impl AppState {

@@ -275,6 +275,17 @@ pub trait GovernanceStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<ApprovalRecord>, StoreError>;
 
+    /// The oldest approved, unexpired, unconsumed `once` approval at `now` for this descriptor digest,
+    /// if any (policy step 2 of `spec/pipeline.md`).
+    async fn approved_once_for_digest(
+        &self,
+        tenant_id: &str,
+        workload_id: &str,
+        integration_id: &str,
+        digest: &str,
+        now: Timestamp,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
     /// Approvals matching `filter`, newest first, at most `limit`.
     async fn list_approvals(
         &self,

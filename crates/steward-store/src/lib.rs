@@ -17,6 +17,7 @@ mod error;
 pub mod governance;
 pub mod idempotency;
 pub mod identity;
+pub mod oauth2;
 mod postgres;
 mod records;
 mod sql;
@@ -31,6 +32,7 @@ pub use identity::{
     RecordCertificateOutcome, RevokeAdminTokenOutcome, SessionInsertOutcome, SessionRecord, TenantRecord,
     WorkloadRecord,
 };
+pub use oauth2::{OAuth2Store, OAuth2TokenRecord, OAuth2TokenState, StoreTokenOutcome};
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::{SqliteStore, SqliteSynchronous};
@@ -46,6 +48,7 @@ pub trait Store:
     + catalog::CatalogStore
     + governance::GovernanceStore
     + idempotency::IdempotencyStore
+    + oauth2::OAuth2Store
     + Send
     + Sync
     + std::fmt::Debug

@@ -10,8 +10,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
 use crate::sql::{
-    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store, impl_store,
-    map_migrate, map_sqlx,
+    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store,
+    impl_oauth2_store, impl_store, map_migrate, map_sqlx,
 };
 
 /// How long a request waits for a connection before the store reports itself unavailable.
@@ -86,3 +86,4 @@ impl_identity_store!(PostgresStore, sqlx::Postgres);
 impl_catalog_store!(PostgresStore, sqlx::Postgres);
 impl_governance_store!(PostgresStore, sqlx::Postgres);
 impl_idempotency_store!(PostgresStore, sqlx::Postgres);
+impl_oauth2_store!(PostgresStore, sqlx::Postgres);

@@ -13,8 +13,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 use crate::StoreError;
 use crate::sql::{
-    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store, impl_store,
-    map_migrate, map_sqlx,
+    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store,
+    impl_oauth2_store, impl_store, map_migrate, map_sqlx,
 };
 
 /// How long a statement waits for a lock held by another connection before failing.
@@ -46,7 +46,7 @@ impl SqliteStore {
     /// migrations. Another live store on the same file, in this process or another, gives
     /// [`StoreError::Locked`] naming the directory.
     pub async fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<SqliteStore, StoreError> {
-        let lock = take_lock(path)?;
+        let lock = take_lock(path).await?;
         let options = SqliteConnectOptions::from_str("sqlite:")
             .map_err(map_sqlx)?
             .filename(path)
@@ -118,7 +118,13 @@ impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 
 /// Locks `<db>.lock` exclusively. The lock belongs to the open file description, so a second open in
 /// the same process conflicts too.
-fn take_lock(path: &Path) -> Result<File, StoreError> {
+/// How long `open` keeps trying a held lock before reporting it. The lock is released when its file
+/// is closed, but a process that forks a child keeps the descriptor (and so the lock) alive in the
+/// child until that child's `exec` closes it — a brief window in which a store just dropped still
+/// looks locked. A second Steward holds the lock for good and is reported after this grace.
+const LOCK_GRACE: Duration = Duration::from_millis(1500);
+
+async fn take_lock(path: &Path) -> Result<File, StoreError> {
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -128,15 +134,26 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
     let file = File::options().create(true).truncate(false).write(true).open(&lock_name).map_err(|e| {
         StoreError::Unavailable(format!("cannot open lock file {}: {e}", Path::new(&lock_name).display()))
     })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(StoreError::Locked(dir.display().to_string())),
-        Err(TryLockError::Error(e)) => {
-            Err(StoreError::Unavailable(format!("cannot lock {}: {e}", Path::new(&lock_name).display())))
+    let deadline = tokio::time::Instant::now() + LOCK_GRACE;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(TryLockError::WouldBlock) => return Err(StoreError::Locked(dir.display().to_string())),
+            Err(TryLockError::Error(e)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot lock {}: {e}",
+                    Path::new(&lock_name).display()
+                )));
+            }
         }
     }
 }
+
 impl_identity_store!(SqliteStore, sqlx::Sqlite);
 impl_catalog_store!(SqliteStore, sqlx::Sqlite);
 impl_governance_store!(SqliteStore, sqlx::Sqlite);
 impl_idempotency_store!(SqliteStore, sqlx::Sqlite);
+impl_oauth2_store!(SqliteStore, sqlx::Sqlite);

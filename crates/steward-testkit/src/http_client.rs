@@ -48,7 +48,24 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Result<TestResponse> {
-    let tcp = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    request_with_preface(addr, &[], tls, method, path, headers, body).await
+}
+
+/// [`request`], writing `preface` (e.g. a PROXY protocol header) on the TCP connection before TLS.
+pub async fn request_with_preface(
+    addr: SocketAddr,
+    preface: &[u8],
+    tls: Option<&TlsOptions>,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<TestResponse> {
+    let mut tcp = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    if !preface.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        tcp.write_all(preface).await.context("write the preface")?;
+    }
     let host = tls.map(|t| t.server_name.clone()).unwrap_or_else(|| addr.to_string());
     let mut builder = Request::builder().method(method).uri(path).header("host", host);
     for (name, value) in headers {
@@ -62,6 +79,15 @@ pub async fn request(
         }
         None => send(TokioIo::new(tcp), request).await,
     }
+}
+
+/// A raw TLS stream to `addr` (for tests that write a request byte by byte, e.g. to keep one in flight).
+pub async fn tls_stream(
+    addr: SocketAddr,
+    options: &TlsOptions,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await.with_context(|| format!("connect {addr}"))?;
+    connect_tls(tcp, options).await
 }
 
 /// Performs only the TLS handshake (to test what the server accepts).

@@ -5,8 +5,10 @@
 //! `STEWARD_TEST_POSTGRES_URL` and `STEWARD_TEST_REDIS_URL` (defaults: the local services) and fail,
 //! never skip, when those cannot be reached.
 
+pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
 
+pub use faults::{PrivatePostgres, PrivateRedis};
 pub use services::{TestDatabase, postgres_base_url, redis_url, unique_redis_prefix};

@@ -108,9 +108,12 @@ pub enum IntegrationsCommand {
         /// Injection JSON, e.g. '{"type":"header","name":"x-api-key","format":"{secret}"}'.
         #[arg(long)]
         injection: Option<String>,
-        /// OAuth2 settings JSON (for OAuth2 secret types).
-        #[arg(long)]
+        /// OAuth2 settings JSON without the client secret (for OAuth2 secret types).
+        #[arg(long, conflicts_with = "oauth2_file")]
         oauth2: Option<String>,
+        /// A file holding the OAuth2 settings JSON; the only way to pass `client_secret`.
+        #[arg(long)]
+        oauth2_file: Option<PathBuf>,
     },
     List {
         #[arg(long)]
@@ -134,8 +137,12 @@ pub enum IntegrationsCommand {
         integration_id: String,
         #[command(flatten)]
         secret: SecretArgs,
-        #[arg(long)]
+        /// OAuth2 settings JSON without the client secret.
+        #[arg(long, conflicts_with = "oauth2_file")]
         oauth2: Option<String>,
+        /// A file holding the OAuth2 settings JSON; the only way to pass `client_secret`.
+        #[arg(long)]
+        oauth2_file: Option<PathBuf>,
     },
     /// Disable for good and destroy its secrets.
     Delete {
@@ -307,6 +314,7 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
             secret,
             injection,
             oauth2,
+            oauth2_file,
         } => {
             let mut body = json!({"name": name, "provider": provider, "template_id": template, "secret": secret.body()?});
             if let Some(version) = template_version {
@@ -315,8 +323,8 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
             if let Some(text) = injection {
                 body["injection"] = super::parse_json_arg("--injection", &text)?;
             }
-            if let Some(text) = oauth2 {
-                body["oauth2"] = super::parse_json_arg("--oauth2", &text)?;
+            if let Some(block) = oauth2_block(oauth2.as_deref(), oauth2_file.as_deref())? {
+                body["oauth2"] = block;
             }
             out.object(
                 &api.post(&format!("/v1/tenants/{}/integrations", segment(&tenant)), Some(body)).await?,
@@ -342,10 +350,10 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
             nothing_to_change(&body)?;
             out.object(&api.patch(&path(&integration_id), Value::Object(body)).await?);
         }
-        IntegrationsCommand::SetSecret { integration_id, secret, oauth2 } => {
+        IntegrationsCommand::SetSecret { integration_id, secret, oauth2, oauth2_file } => {
             let mut body = secret.body()?;
-            if let Some(text) = oauth2 {
-                body["oauth2"] = super::parse_json_arg("--oauth2", &text)?;
+            if let Some(block) = oauth2_block(oauth2.as_deref(), oauth2_file.as_deref())? {
+                body["oauth2"] = block;
             }
             out.object(&api.put(&format!("{}/secret", path(&integration_id)), body).await?);
         }
@@ -355,6 +363,41 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
         }
     }
     Ok(())
+}
+
+/// The `oauth2` block from `--oauth2 JSON` or `--oauth2-file FILE`. A client secret is a secret: it
+/// is refused on the command line (where `ps` and shell history would keep it) and read from the
+/// file only.
+fn oauth2_block(inline: Option<&str>, file: Option<&std::path::Path>) -> CliResult<Option<Value>> {
+    match (inline, file) {
+        (Some(text), _) => {
+            let block = super::parse_json_arg("--oauth2", text)?;
+            if block.get("client_secret").is_some() {
+                return Err(CliError::Usage(
+                    "--oauth2 may not carry client_secret (it would be visible on the command line); \
+                     put the whole block in a file and pass --oauth2-file FILE"
+                        .into(),
+                ));
+            }
+            Ok(Some(block))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read --oauth2-file {}: {e}", path.display())))?;
+            // serde's message may quote the text; name the file only.
+            let block: Value = serde_json::from_str(&text).map_err(|_| {
+                CliError::Usage(format!("--oauth2-file {} is not a JSON object", path.display()))
+            })?;
+            if !block.is_object() {
+                return Err(CliError::Usage(format!(
+                    "--oauth2-file {} is not a JSON object",
+                    path.display()
+                )));
+            }
+            Ok(Some(block))
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 pub async fn tokens(api: &AdminClient, out: Printer, command: TokensCommand) -> CliResult<()> {
@@ -389,4 +432,29 @@ fn nothing_to_change(body: &Map<String, Value>) -> CliResult<()> {
 /// A bare array answer as `{key: array}`, so lists render the same whatever the route returns.
 fn wrap(value: Value, key: &str) -> Value {
     if value.is_array() { json!({ key: value }) } else { value }
+}
+
+#[cfg(test)]
+mod oauth2_block_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::oauth2_block;
+
+    #[test]
+    fn a_client_secret_is_taken_from_the_file_only() {
+        let inline = r#"{"token_url":"https://o.example/t","client_id":"c","scopes":[],"auth_method":"client_secret_post"}"#;
+        assert_eq!(oauth2_block(Some(inline), None).unwrap().unwrap()["client_id"], "c");
+        let with_secret = r#"{"client_id":"c","client_secret":"cs-very-secret"}"#;
+        let refused = format!("{:?}", oauth2_block(Some(with_secret), None).unwrap_err());
+        assert!(refused.contains("--oauth2-file") && !refused.contains("cs-very-secret"), "{refused}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("oauth2.json");
+        std::fs::write(&file, with_secret).unwrap();
+        assert_eq!(oauth2_block(None, Some(&file)).unwrap().unwrap()["client_secret"], "cs-very-secret");
+        std::fs::write(&file, "not json cs-very-secret").unwrap();
+        let bad = format!("{:?}", oauth2_block(None, Some(&file)).unwrap_err());
+        assert!(!bad.contains("cs-very-secret"), "{bad}");
+        assert_eq!(oauth2_block(None, None).unwrap(), None);
+    }
 }

@@ -19,10 +19,11 @@ use crate::state::AppState;
 /// The workload-facing router (HTTPS, mTLS requested).
 pub fn data_plane(state: AppState) -> Router {
     let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
+    let execute_limit = data_plane::execute::body_limit(state.config.egress.max_request_body_bytes);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .merge(data_plane::router())
+        .merge(data_plane::router(execute_limit))
         .fallback(route_not_found)
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("data_plane"), r, n)))

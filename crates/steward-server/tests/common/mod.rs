@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod execute;
+pub mod upstream;
 pub mod workload;
 
 use std::net::SocketAddr;

@@ -504,6 +504,8 @@ macro_rules! impl_catalog_store {
                        UNION SELECT client_secret_envelope_id FROM secret_versions \
                          WHERE integration_id = $2 AND client_secret_envelope_id IS NOT NULL \
                        UNION SELECT token_envelope_id FROM secret_versions \
+                         WHERE integration_id = $2 AND token_envelope_id IS NOT NULL \
+                       UNION SELECT token_envelope_id FROM oauth2_tokens \
                          WHERE integration_id = $2 AND token_envelope_id IS NOT NULL)",
                 )
                 .bind(now.unix_micros())

@@ -227,6 +227,32 @@ macro_rules! impl_governance_store {
                 row.as_ref().map(Self::approval_from_row).transpose()
             }
 
+            async fn approved_once_for_digest(
+                &self,
+                tenant_id: &str,
+                workload_id: &str,
+                integration_id: &str,
+                digest: &str,
+                now: steward_types::Timestamp,
+            ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
+                let sql = format!(
+                    "{} WHERE a.tenant_id = $1 AND a.workload_id = $2 AND a.integration_id = $3 AND a.digest = $4 \
+                     AND a.status = 'approved' AND a.mode = 'once' AND a.consumed_at IS NULL AND a.expires_at > $5 \
+                     ORDER BY a.created_at ASC LIMIT 1",
+                    $crate::sql::governance::APPROVAL_SELECT
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant_id)
+                    .bind(workload_id)
+                    .bind(integration_id)
+                    .bind(digest)
+                    .bind(now.unix_micros())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::sql::map_sqlx)?;
+                row.as_ref().map(Self::approval_from_row).transpose()
+            }
+
             async fn list_approvals(
                 &self,
                 filter: &$crate::governance::ApprovalFilter,

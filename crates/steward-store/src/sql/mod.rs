@@ -7,12 +7,14 @@ pub(crate) mod catalog;
 pub(crate) mod governance;
 mod idempotency;
 pub(crate) mod identity;
+mod oauth2;
 mod shared;
 
 pub(crate) use catalog::impl_catalog_store;
 pub(crate) use governance::impl_governance_store;
 pub(crate) use idempotency::impl_idempotency_store;
 pub(crate) use identity::impl_identity_store;
+pub(crate) use oauth2::impl_oauth2_store;
 pub(crate) use shared::impl_store;
 
 use steward_types::Timestamp;

@@ -8,7 +8,7 @@
 
 pub mod approvals;
 pub mod audit;
-mod catalog_secrets;
+pub mod catalog_secrets;
 mod identity_common;
 mod identity_credentials;
 pub mod integrations;

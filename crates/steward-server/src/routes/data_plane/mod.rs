@@ -6,6 +6,7 @@
 pub mod approvals;
 pub mod dpop_check;
 mod enroll;
+pub mod execute;
 pub mod ip_allowlist;
 pub mod keyset;
 pub mod manifest;
@@ -22,8 +23,15 @@ use axum::routing::{get, post};
 use crate::state::AppState;
 
 /// Enrollment, sessions, manifests, the keyset and approvals.
-pub fn router() -> Router<AppState> {
+///
+/// `execute_body_limit` is the execute route's own body limit ([`execute::body_limit`]); it overrides
+/// the listener's `data_plane.max_body_bytes`.
+pub fn router(execute_body_limit: usize) -> Router<AppState> {
     Router::new()
+        .route(
+            "/v1/execute",
+            post(execute::execute).route_layer(axum::Extension(crate::http::BodyLimit(execute_body_limit))),
+        )
         .route("/v1/enroll", post(enroll::enroll))
         .route("/v1/enroll/renew", post(enroll::renew))
         .route("/v1/session", post(session::create_session))

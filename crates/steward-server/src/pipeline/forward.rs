@@ -1,0 +1,120 @@
+//! Steps 9, 13 and 14: the SSRF guard (resolve and classify every address of the canonical host),
+//! the forwarder (only to a validated address, verified TLS, the response limits), and the scrubbing
+//! of the secret and the injected value from the answer.
+
+use std::net::IpAddr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use steward_canon::CanonicalRequest;
+use steward_egress::{EgressError, Needles, OutgoingRequest, Scrubber, ValidatedTarget, guard};
+
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// An egress error as the client sees it: its spec code, a message without secrets.
+pub fn egress_error(error: &EgressError) -> ApiError {
+    let code = error.code();
+    let message = match error {
+        EgressError::InvalidRequest(_) | EgressError::Config(_) => return ApiError::internal(error),
+        EgressError::AddressDenied { host, ip, .. } => format!(
+            "host {host} resolves to {ip}, which is in a denied range ({code}); Steward never connects there"
+        ),
+        other => other.to_string(),
+    };
+    ApiError::new(code, message)
+}
+
+/// Step 9: every address of the canonical host, validated.
+pub async fn check_target(
+    state: &AppState,
+    canonical: &CanonicalRequest,
+) -> Result<ValidatedTarget, ApiError> {
+    let resolver = state.egress.resolver.as_ref();
+    match guard(canonical.host(), canonical.port(), resolver, &state.config.egress.allow_cidrs).await {
+        Ok(target) => Ok(target),
+        Err(error) => {
+            let code = error.code();
+            metrics::counter!("steward_ssrf_denials_total", "reason" => code.as_str()).increment(1);
+            tracing::warn!(host = canonical.host(), reason_code = code.as_str(), detail = %error,
+                "SSRF guard refused the destination.");
+            Err(egress_error(&error))
+        }
+    }
+}
+
+/// Whether a forwarding error happened before anything could have reached the upstream (then the
+/// idempotency key keeps no record): connecting, the TLS handshake, the peer re-check.
+pub fn failed_before_send(error: &EgressError) -> bool {
+    matches!(
+        error,
+        EgressError::Resolve(_)
+            | EgressError::AddressDenied { .. }
+            | EgressError::ConnectTimeout { .. }
+            | EgressError::Tls { .. }
+            | EgressError::InvalidRequest(_)
+            | EgressError::Config(_)
+    )
+}
+
+/// A forwarded and scrubbed answer.
+#[derive(Debug)]
+pub struct Delivered {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: bytes::Bytes,
+    pub resolved_ip: IpAddr,
+    pub latency_ms: u64,
+    pub scrubbed: bool,
+}
+
+impl Delivered {
+    /// The `upstream` object of the 200 answer.
+    pub fn upstream_json(&self) -> Value {
+        let headers: Vec<Value> =
+            self.headers.iter().map(|(name, value)| json!({"name": name, "value": value})).collect();
+        json!({
+            "status_code": self.status,
+            "headers": headers,
+            "body_base64": STANDARD.encode(&self.body),
+        })
+    }
+}
+
+/// Steps 13–14: sends `outgoing` to `target`, then scrubs every encoding of the needles from the
+/// answer's headers and body.
+pub async fn send(
+    state: &AppState,
+    target: &ValidatedTarget,
+    outgoing: &OutgoingRequest,
+    canonical: &CanonicalRequest,
+    needles: &Needles,
+) -> Result<Delivered, EgressError> {
+    let allowlist = canonical.group().response_header_allowlist();
+    let outcome = state.egress.forwarder.forward(target, outgoing, allowlist).await;
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            metrics::counter!("steward_upstream_errors_total", "reason" => error.code().as_str())
+                .increment(1);
+            return Err(error);
+        }
+    };
+    metrics::histogram!("steward_upstream_latency_seconds").record(outcome.latency.as_secs_f64());
+    let mut headers = outcome.headers;
+    let mut body = outcome.body;
+    let scrubber = Scrubber::new(needles)?;
+    let scrubbed = scrubber.scrub_response(&mut headers, &mut body);
+    if scrubbed {
+        metrics::counter!("steward_secret_scrubbed_total").increment(1);
+    }
+    Ok(Delivered {
+        status: outcome.status,
+        headers,
+        body,
+        resolved_ip: outcome.resolved_ip,
+        latency_ms: u64::try_from(outcome.latency.as_millis()).unwrap_or(u64::MAX),
+        scrubbed,
+    })
+}

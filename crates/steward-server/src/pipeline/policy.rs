@@ -1,0 +1,143 @@
+//! Step 7: policy evaluation over the integration's active rules, then the rate limits of an allowed
+//! decision (all or none, in the coordination service), then — last — the atomic consumption of the
+//! `once` approval that allowed it. Of two concurrent retries exactly one consumes the approval; the
+//! other is evaluated again without it.
+//!
+//! Rules are read from the store and compiled on every request: no cache, so a rule change is in
+//! force on every instance at its next request (well inside the 1 s freshness bound).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use steward_canon::CanonicalRequest;
+use steward_coord::{BucketSpec, TakeOutcome};
+use steward_policy::{CompiledPolicySet, Decision, EvaluationInput, PolicyRule, Reason, evaluate};
+use steward_types::{ApprovalId, ErrorCode, PolicyId};
+
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// What step 7 decided, after rate limits and consumption.
+#[derive(Debug, Clone)]
+pub enum PolicyOutcome {
+    /// Go on. `consumed` is the `once` approval this request consumed.
+    Allowed {
+        reason: Reason,
+        policy_id: Option<PolicyId>,
+        consumed: Option<ApprovalId>,
+        trace: Value,
+    },
+    ApprovalRequired {
+        reason: Reason,
+        policy_id: Option<PolicyId>,
+        trace: Value,
+    },
+    Denied {
+        code: ErrorCode,
+        policy_id: Option<PolicyId>,
+        message: String,
+        trace: Value,
+    },
+    /// An empty rate-limit bucket: 429 with `retry-after`.
+    Throttled {
+        retry_after_seconds: u64,
+        policy_ids: Vec<PolicyId>,
+        trace: Value,
+    },
+}
+
+impl PolicyOutcome {
+    /// The reason code for audit and metrics.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            PolicyOutcome::Allowed { reason, .. } | PolicyOutcome::ApprovalRequired { reason, .. } => {
+                reason.as_str()
+            }
+            PolicyOutcome::Denied { code, .. } => code.as_str(),
+            PolicyOutcome::Throttled { .. } => ErrorCode::PolicyRateLimited.as_str(),
+        }
+    }
+}
+
+/// The active rules of the request's (tenant, integration, action group), compiled. A stored rule
+/// that no longer validates fails the request (skipping it could skip a deny).
+pub async fn compile(state: &AppState, canonical: &CanonicalRequest) -> Result<CompiledPolicySet, ApiError> {
+    let d = canonical.descriptor();
+    let records = state
+        .store
+        .active_policies(d.tenant_id().as_str(), d.integration_id().as_str(), d.action_group())
+        .await?;
+    let mut rules = Vec::with_capacity(records.len());
+    for record in records {
+        let rule = PolicyRule::from_json(&record.rule).map_err(|e| {
+            ApiError::internal(format!("stored policy {} does not validate: {e}", record.policy_id))
+        })?;
+        rules.push((record.policy_id, rule));
+    }
+    Ok(CompiledPolicySet::new(rules))
+}
+
+/// Evaluates, takes the rate-limit tokens of an allowed decision, and consumes its `once` approval.
+pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<PolicyOutcome, ApiError> {
+    let set = compile(state, canonical).await?;
+    let d = canonical.descriptor();
+    let mut use_once = true;
+    loop {
+        let once = if use_once {
+            state
+                .store
+                .approved_once_for_digest(
+                    d.tenant_id().as_str(),
+                    d.workload_id().as_str(),
+                    d.integration_id().as_str(),
+                    canonical.digest(),
+                    state.clock.now(),
+                )
+                .await?
+                .map(|record| record.approval_id)
+        } else {
+            None
+        };
+        let evaluation = evaluate(&set, &EvaluationInput::from_canonical(canonical, once.as_ref()));
+        let trace = evaluation.trace_json();
+        let (reason, policy_id, approval_id, rate_limits) = match evaluation.decision {
+            Decision::Allowed { reason, policy_id, approval_id, rate_limits } => {
+                (reason, policy_id, approval_id, rate_limits)
+            }
+            Decision::ApprovalRequired { reason, policy_id } => {
+                return Ok(PolicyOutcome::ApprovalRequired { reason, policy_id, trace });
+            }
+            Decision::Denied { code, policy_id, message } => {
+                return Ok(PolicyOutcome::Denied { code, policy_id, message, trace });
+            }
+        };
+        let buckets: Vec<BucketSpec> = rate_limits
+            .iter()
+            .map(|b| BucketSpec {
+                key: b.key.clone(),
+                capacity: u32::try_from(b.capacity).unwrap_or(u32::MAX),
+                interval: Duration::from_secs(b.interval_seconds),
+            })
+            .collect();
+        if let TakeOutcome::Throttled { retry_after_seconds } = state.coord.take_tokens(&buckets).await? {
+            let policy_ids = rate_limits.into_iter().map(|b| b.policy_id).collect();
+            return Ok(PolicyOutcome::Throttled { retry_after_seconds, policy_ids, trace });
+        }
+        match approval_id {
+            Some(approval_id) => {
+                if state.store.consume_approval(&approval_id, state.clock.now()).await? {
+                    return Ok(PolicyOutcome::Allowed {
+                        reason,
+                        policy_id,
+                        consumed: Some(approval_id),
+                        trace,
+                    });
+                }
+                // A concurrent retry consumed it first: evaluate again without it.
+                tracing::info!(approval_id = %approval_id, "The once approval was consumed by another request; re-evaluating.");
+                use_once = false;
+            }
+            None => return Ok(PolicyOutcome::Allowed { reason, policy_id, consumed: None, trace }),
+        }
+    }
+}

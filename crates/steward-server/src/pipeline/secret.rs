@@ -1,0 +1,88 @@
+//! Step 11: the integration's current secret, checked against the hosts it was entered for and
+//! decrypted under its own AAD context. Any failure is 503 `integration_secret_unavailable` (a host
+//! the secret is not bound to: 403 `integration_hosts_changed`); there is never a fallback, so a
+//! request is never forwarded without its credential.
+
+use steward_canon::CanonicalRequest;
+use steward_store::catalog::IntegrationRecord;
+use steward_types::ErrorCode;
+use zeroize::Zeroizing;
+
+use crate::http::ApiError;
+use crate::keys::open_record;
+use crate::routes::admin::catalog_secrets::secret_context;
+use crate::state::AppState;
+
+fn unavailable(integration: &IntegrationRecord, why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::IntegrationSecretUnavailable,
+        format!("the secret of integration {} is unavailable: {why}", integration.integration_id),
+    )
+}
+
+/// What step 11 produced: the plaintext to inject (wiped when dropped; derefs to the bytes) and, for
+/// an OAuth2 integration, its access token — injected as `Authorization: Bearer`, with the access
+/// and refresh tokens as extra scrub needles, dropped on an upstream 401 ([`crate::oauth2`]).
+pub struct Credential {
+    secret: Zeroizing<Vec<u8>>,
+    pub oauth2: Option<crate::oauth2::AccessToken>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("oauth2", &self.oauth2).finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Credential {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+/// The plaintext secret (wiped when dropped), or for OAuth2 integrations a usable access token.
+pub async fn load(
+    state: &AppState,
+    integration: &IntegrationRecord,
+    canonical: &CanonicalRequest,
+) -> Result<Credential, ApiError> {
+    let record = match state.store.current_secret(integration.integration_id.as_str()).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Err(unavailable(integration, "no secret is stored; an admin must write one")),
+        Err(error) => {
+            tracing::warn!(integration_id = %integration.integration_id, detail = %error, "Secret could not be read.");
+            return Err(unavailable(integration, "the store could not be read; retry later"));
+        }
+    };
+    if !record.bound_hosts.iter().any(|h| h == canonical.host()) {
+        return Err(ApiError::new(
+            ErrorCode::IntegrationHostsChanged,
+            format!(
+                "the secret of integration {} was not entered for host {}; an admin must write the secret again \
+                 to allow it",
+                integration.integration_id,
+                canonical.host()
+            ),
+        ));
+    }
+    if crate::oauth2::is_oauth2(&record.secret_type) {
+        let token = crate::oauth2::access_token(state, integration, &record)
+            .await
+            .map_err(|error| error.to_api(&integration.integration_id))?;
+        let secret = Zeroizing::new(token.secret().to_vec());
+        return Ok(Credential { secret, oauth2: Some(token) });
+    }
+    if record.secret_type != "api_key" {
+        return Err(unavailable(integration, "its secret type is not supported"));
+    }
+    let keyring = state.keyring.load();
+    let context = secret_context(&integration.tenant_id, &integration.integration_id, record.version);
+    let secret = open_record(&keyring, &context, &record.envelope).map_err(|error| {
+        tracing::error!(integration_id = %integration.integration_id, version = record.version, detail = %error,
+            "The integration secret could not be decrypted.");
+        unavailable(integration, "it could not be decrypted")
+    })?;
+    Ok(Credential { secret, oauth2: None })
+}

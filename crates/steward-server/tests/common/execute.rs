@@ -1,0 +1,324 @@
+//! A Steward with an HTTPS upstream behind `api.example.test`, a tenant template for it, an
+//! integration with a known secret, an enrolled workload and a session: everything an execute test
+//! needs. Embedded (SQLite) by default, or shared (PostgreSQL + Redis, two instances).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http::Method;
+use serde_json::{Value, json};
+use steward_server::bootstrap::{InitOptions, init};
+use steward_server::config::StorageBackend;
+use steward_server::startup::Environment;
+use steward_store::governance::{AuditFilter, AuditOrder};
+use steward_testkit::http_client::TestResponse;
+
+use super::upstream::Upstream;
+use super::workload::{Workload, call, enrolled, owner, session_token, tenant};
+use super::{TestServer, clock, embedded_options, free_port_env, install_crypto_provider};
+
+/// The integration secret every fixture writes.
+pub const SECRET: &str = "sk-live-execute-secret-0001";
+
+/// Options of a fixture.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The integration's `injection` (default: the template's, else bearer).
+    pub injection: Option<Value>,
+    /// The template's `default_injection`.
+    pub default_injection: Option<Value>,
+    /// Extra environment (e.g. `STEWARD_EGRESS__TOTAL_TIMEOUT_MS`).
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Exec {
+    pub server: TestServer,
+    pub upstream: Upstream,
+    pub workload: Workload,
+    pub token: String,
+    pub tenant: String,
+    pub integration_id: String,
+    pub dir: PathBuf,
+}
+
+/// The tenant template: `items_read` (GET, allow rules), `items_write` (POST, approval required,
+/// preview `/name`), on `api.example.test` and two hosts resolving to denied addresses.
+pub fn template(
+    tenant: &str,
+    port: u16,
+    version: u64,
+    hosts: &[&str],
+    default_injection: Option<&Value>,
+) -> Value {
+    let mut body = json!({
+        "template_id": "tpl_exec",
+        "tenant_id": tenant,
+        "version": version,
+        "provider": "exec",
+        "allowed_schemes": ["https"],
+        "allowed_ports": [port],
+        "allowed_hosts": hosts,
+        "redirect_policy": {"mode": "deny"},
+        "path_groups": [
+            {
+                "group_id": "items_read",
+                "risk_tier": "low",
+                "approval_mode": "none",
+                "methods": ["GET"],
+                "path_patterns": ["^/v1/items$"],
+                "query_allowlist": ["q", "limit"],
+                "header_forward_allowlist": ["accept", "x-trace", "x-forwarded-for"],
+                "response_header_allowlist": ["content-type", "x-echo", "x-request-id"]
+            },
+            {
+                "group_id": "items_write",
+                "risk_tier": "high",
+                "approval_mode": "required",
+                "methods": ["POST"],
+                "path_patterns": ["^/v1/items$"],
+                "query_allowlist": [],
+                "header_forward_allowlist": ["content-type"],
+                "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]},
+                "approval_preview": ["/name"]
+            }
+        ]
+    });
+    if let Some(injection) = default_injection {
+        body["default_injection"] = injection.clone();
+    }
+    body
+}
+
+pub const HOSTS: [&str; 3] = ["api.example.test", "private.example.test", "metadata.example.test"];
+
+fn egress_env(dir: &Path, upstream: &Upstream, extra: &[(String, String)]) -> Vec<(String, String)> {
+    let ca = dir.join("upstream-ca.pem");
+    std::fs::write(&ca, &upstream.ca_pem).unwrap();
+    let mut env = vec![
+        (
+            "STEWARD_EGRESS__STATIC_HOSTS".to_owned(),
+            r#"{"api.example.test"=["127.0.0.1"], "other.example.test"=["127.0.0.1"], "private.example.test"=["10.1.2.3"], "metadata.example.test"=["127.0.0.1", "169.254.169.254"]}"#.to_owned(),
+        ),
+        ("STEWARD_EGRESS__ALLOW_CIDRS".to_owned(), r#"["127.0.0.1/32"]"#.to_owned()),
+        ("STEWARD_EGRESS__EXTRA_CA_FILES".to_owned(), format!("[{:?}]", ca.display().to_string())),
+    ];
+    env.extend(extra.iter().cloned());
+    env
+}
+
+fn environment(vars: Vec<(String, String)>) -> Environment {
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    free_port_env(&refs)
+}
+
+impl Exec {
+    /// An embedded (SQLite) Steward in `dir`.
+    pub async fn embedded(dir: &Path, options: Options) -> Self {
+        install_crypto_provider();
+        let upstream = Upstream::start().await;
+        init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
+        let server = TestServer::start(dir, environment(egress_env(dir, &upstream, &options.env)))
+            .await
+            .expect("start");
+        Self::provision(server, upstream, dir, &options).await
+    }
+
+    /// Two instances sharing PostgreSQL and Redis; the fixture is provisioned on the first.
+    pub async fn shared(temp: &Path, database_url: &str, options: Options) -> (Self, TestServer) {
+        use steward_testkit::{redis_url, unique_redis_prefix};
+        install_crypto_provider();
+        let upstream = Upstream::start().await;
+        let (first_dir, second_dir) = (temp.join("first"), temp.join("second"));
+        let init_options = |dir: &Path, kek: Option<PathBuf>| InitOptions {
+            data_dir: dir.to_path_buf(),
+            public_url: None,
+            storage: StorageBackend::Postgres,
+            postgres_url: Some(database_url.to_owned()),
+            redis_url: Some(redis_url()),
+            kek_file: kek,
+            force: false,
+        };
+        init(&init_options(&first_dir, None), &Environment::default(), clock()).await.unwrap();
+        init(&init_options(&second_dir, Some(first_dir.join("kek.json"))), &Environment::default(), clock())
+            .await
+            .unwrap();
+        let mut extra = options.env.clone();
+        extra.push(("STEWARD_STORAGE__REDIS_KEY_PREFIX".to_owned(), unique_redis_prefix()));
+        let first = TestServer::start(&first_dir, environment(egress_env(&first_dir, &upstream, &extra)))
+            .await
+            .unwrap();
+        let mut second =
+            TestServer::start(&second_dir, environment(egress_env(&second_dir, &upstream, &extra)))
+                .await
+                .unwrap();
+        second.data_dir = first_dir.clone();
+        let exec = Self::provision(first, upstream, &first_dir, &options).await;
+        (exec, second)
+    }
+
+    async fn provision(server: TestServer, upstream: Upstream, dir: &Path, options: &Options) -> Self {
+        let tenant = tenant(&server, false).await;
+        let body = template(&tenant, upstream.port(), 1, &HOSTS, options.default_injection.as_ref());
+        let (status, published) = owner(&server, Method::POST, "/v1/templates", Some(body)).await;
+        assert_eq!(status, 201, "{published}");
+        let mut integration = json!({
+            "name": format!("exec-{}", uuid::Uuid::new_v4().simple()),
+            "provider": "exec",
+            "template_id": "tpl_exec",
+            "secret": {"type": "api_key", "value": SECRET},
+        });
+        if let Some(injection) = &options.injection {
+            integration["injection"] = injection.clone();
+        }
+        let (status, created) =
+            owner(&server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(integration))
+                .await;
+        assert_eq!(status, 201, "{created}");
+        let integration_id = created["integration_id"].as_str().unwrap().to_owned();
+        let workload = enrolled(&server, &tenant, json!({})).await;
+        let token = session_token(&server, &workload, None).await;
+        Self { server, upstream, workload, token, tenant, integration_id, dir: dir.to_path_buf() }
+    }
+
+    /// A policy rule on this integration: `rule_type` for `action_group`/`method` on
+    /// `api.example.test`, with extra top-level fields (`constraints`, `rate_limit`, …).
+    pub async fn policy(&self, rule_type: &str, action_group: &str, method: &str, extra: Value) -> String {
+        self.policy_on("api.example.test", rule_type, action_group, method, extra).await
+    }
+
+    /// [`Exec::policy`] for another host.
+    pub async fn policy_on(
+        &self,
+        host: &str,
+        rule_type: &str,
+        action_group: &str,
+        method: &str,
+        extra: Value,
+    ) -> String {
+        let mut rule = json!({
+            "rule_type": rule_type,
+            "scope": {
+                "tenant_id": self.tenant, "integration_id": self.integration_id,
+                "action_group": action_group, "method": method, "host": host,
+            },
+        });
+        if let (Some(rule), Value::Object(extra)) = (rule.as_object_mut(), extra) {
+            rule.extend(extra);
+        }
+        let (status, created) = owner(&self.server, Method::POST, "/v1/policies", Some(rule)).await;
+        assert_eq!(status, 201, "{created}");
+        created["policy_id"].as_str().unwrap().to_owned()
+    }
+
+    /// Allow `GET /v1/items` on `api.example.test`.
+    pub async fn allow_reads(&self) -> String {
+        self.policy("allow", "items_read", "GET", json!({})).await
+    }
+
+    pub fn url(&self, host: &str, path_and_query: &str) -> String {
+        format!("https://{host}:{}{path_and_query}", self.upstream.port())
+    }
+
+    /// A GET of `/v1/items` with `query` and `headers`.
+    pub fn get(&self, query: &str, headers: &[(&str, &str)]) -> Value {
+        let headers: Vec<Value> = headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
+        json!({"method": "GET", "url": self.url("api.example.test", &format!("/v1/items{query}")), "headers": headers})
+    }
+
+    /// A POST of `/v1/items` with a JSON body.
+    pub fn post(&self, body: &Value) -> Value {
+        json!({
+            "method": "POST",
+            "url": self.url("api.example.test", "/v1/items"),
+            "headers": [{"name": "content-type", "value": "application/json"}],
+            "body_base64": STANDARD.encode(body.to_string()),
+        })
+    }
+
+    /// `POST /v1/execute` on `server` with the fixture's session.
+    pub async fn execute_on(
+        &self,
+        server: &TestServer,
+        request: Value,
+        client_context: Option<Value>,
+        correlation_id: &str,
+    ) -> TestResponse {
+        let mut body = json!({"integration_id": self.integration_id, "request": request});
+        if let Some(context) = client_context {
+            body["client_context"] = context;
+        }
+        self.raw_on(server, &body.to_string(), correlation_id).await
+    }
+
+    pub async fn execute(
+        &self,
+        request: Value,
+        client_context: Option<Value>,
+        correlation_id: &str,
+    ) -> TestResponse {
+        self.execute_on(&self.server, request, client_context, correlation_id).await
+    }
+
+    /// `POST /v1/execute` with a raw body.
+    pub async fn raw_on(&self, server: &TestServer, body: &str, correlation_id: &str) -> TestResponse {
+        let authorization = format!("Bearer {}", self.token);
+        let headers = [
+            ("authorization", authorization.as_str()),
+            ("content-type", "application/json"),
+            ("x-correlation-id", correlation_id),
+        ];
+        call(server, Some(&self.workload), Method::POST, "/v1/execute", &headers, body).await
+    }
+
+    /// A GET of `/v1/items` on `host`.
+    pub fn get_on(&self, host: &str) -> Value {
+        json!({"method": "GET", "url": self.url(host, "/v1/items")})
+    }
+
+    /// A second connection to the embedded database (raw SQL for failure tests).
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(self.dir.join("steward.db"))
+            .busy_timeout(std::time::Duration::from_secs(10));
+        sqlx::SqlitePool::connect_with(options).await.unwrap()
+    }
+
+    /// The audit events of one correlation id, oldest first, as JSON.
+    pub async fn events(&self, correlation_id: &str) -> Vec<Value> {
+        let filter =
+            AuditFilter { correlation_id: Some(correlation_id.to_owned()), ..AuditFilter::default() };
+        let events = self
+            .server
+            .state
+            .store
+            .search_audit_events(&filter, None, AuditOrder::OldestFirst, 100)
+            .await
+            .unwrap();
+        events.iter().map(|e| serde_json::to_value(e).unwrap()).collect()
+    }
+
+    /// `(event_type, decision, reason_code)` of each event of a correlation id.
+    pub async fn event_kinds(&self, correlation_id: &str) -> Vec<(String, String, String)> {
+        self.events(correlation_id)
+            .await
+            .iter()
+            .map(|e| {
+                let text = |f: &str| e[f].as_str().unwrap_or("").to_owned();
+                (text("event_type"), text("decision"), text("reason_code"))
+            })
+            .collect()
+    }
+}
+
+/// `(event_type, decision, reason_code)` triples.
+pub fn kinds(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
+    list.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+}
+
+/// The decoded `upstream.body_base64` of a 200 answer.
+pub fn upstream_body(response: &TestResponse) -> String {
+    let body = response.json();
+    let encoded = body["upstream"]["body_base64"].as_str().unwrap_or_default().to_owned();
+    String::from_utf8(STANDARD.decode(encoded).unwrap()).unwrap()
+}

@@ -1,0 +1,176 @@
+//! Execute refusals on the way out: the SSRF guard, upstream answers that are refused (redirects,
+//! compressed, streaming, oversized, hanging), host binding of the secret, a secret that fails to
+//! decrypt, and a failing audit store — each with the upstream seeing nothing when nothing may be
+//! sent.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::execute::{Exec, HOSTS, Options, SECRET, kinds, template};
+use common::workload::owner;
+use http::Method;
+use serde_json::json;
+use steward_testkit::http_client::TestResponse;
+
+#[track_caller]
+fn expect(response: &TestResponse, status: u16, code: &str) {
+    let body = response.json();
+    assert_eq!((response.status, body["error"].as_str().unwrap_or("")), (status, code), "{body}");
+    assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
+    assert!(!body.to_string().contains(SECRET), "{body}");
+}
+
+async fn fixture(env: &[(&str, &str)]) -> (Exec, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let f = Exec::embedded(dir.path(), Options { env, ..Options::default() }).await;
+    (f, dir)
+}
+
+#[tokio::test]
+async fn ssrf_guard_refuses_private_and_metadata_addresses() {
+    let (f, _dir) = fixture(&[]).await;
+    for host in ["private.example.test", "metadata.example.test"] {
+        f.policy_on(host, "allow", "items_read", "GET", json!({})).await;
+    }
+    let response = f.execute(f.get_on("private.example.test"), None, "c-private").await;
+    expect(&response, 403, "resolved_ip_denied_private_range");
+    assert_eq!(
+        f.event_kinds("c-private").await,
+        kinds(&[("execute", "denied", "resolved_ip_denied_private_range")])
+    );
+    // One of the answers is allowed by egress.allow_cidrs (127.0.0.1); the metadata address is
+    // never exemptible, and any denied address denies the request.
+    let response = f.execute(f.get_on("metadata.example.test"), None, "c-metadata").await;
+    expect(&response, 403, "resolved_ip_denied_metadata_range");
+    assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}
+
+/// Upstream status, headers and body; expected status and code.
+type Case = (u16, &'static [(&'static str, &'static str)], Vec<u8>, u16, &'static str);
+
+#[tokio::test]
+async fn refused_upstream_answers() {
+    let (f, _dir) = fixture(&[("STEWARD_EGRESS__MAX_RESPONSE_BYTES", "1024")]).await;
+    f.allow_reads().await;
+    let cases: [Case; 4] = [
+        (302, &[("location", "https://evil.example/")], Vec::new(), 502, "redirect_denied"),
+        (200, &[("content-encoding", "gzip")], vec![0x1f, 0x8b], 502, "upstream_encoding_not_supported"),
+        (
+            200,
+            &[("content-type", "text/event-stream")],
+            b"data: x\n\n".to_vec(),
+            502,
+            "upstream_streaming_not_supported",
+        ),
+        (200, &[("content-type", "application/json")], vec![b'a'; 4096], 502, "upstream_response_too_large"),
+    ];
+    for (n, (status, headers, body, expected_status, code)) in cases.into_iter().enumerate() {
+        f.upstream.respond(status, headers, &body);
+        let correlation = format!("c-refused-{n}");
+        let response = f.execute(f.get("", &[]), None, &correlation).await;
+        expect(&response, expected_status, code);
+        assert_eq!(
+            f.event_kinds(&correlation).await,
+            kinds(&[("execute", "allowed", "policy_allow"), ("execute_result", "", code)])
+        );
+    }
+    // 304 passes through.
+    f.upstream.respond(304, &[], b"");
+    let response = f.execute(f.get("", &[]), None, "c-304").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(response.json()["upstream"]["status_code"], 304);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_hanging_upstream_times_out() {
+    let (f, _dir) = fixture(&[("STEWARD_EGRESS__TOTAL_TIMEOUT_MS", "1500")]).await;
+    f.allow_reads().await;
+    f.upstream.set(common::upstream::Behavior::Hang);
+    let started = std::time::Instant::now();
+    let response = f.execute(f.get("", &[]), None, "c-hang").await;
+    expect(&response, 504, "upstream_timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(
+        f.event_kinds("c-hang").await,
+        kinds(&[("execute", "allowed", "policy_allow"), ("execute_result", "", "upstream_timeout")])
+    );
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_template_host_cannot_receive_an_existing_secret() {
+    let (f, _dir) = fixture(&[]).await;
+    let mut hosts = HOSTS.to_vec();
+    hosts.push("other.example.test");
+    let (status, published) = owner(
+        &f.server,
+        Method::POST,
+        "/v1/templates",
+        Some(template(&f.tenant, f.upstream.port(), 2, &hosts, None)),
+    )
+    .await;
+    assert_eq!(status, 201, "{published}");
+    f.policy_on("other.example.test", "allow", "items_read", "GET", json!({})).await;
+    let response = f.execute(f.get_on("other.example.test"), None, "c-hosts").await;
+    expect(&response, 403, "integration_hosts_changed");
+    assert_eq!(f.event_kinds("c-hosts").await, kinds(&[("execute", "denied", "integration_hosts_changed")]));
+    assert_eq!(f.upstream.count(), 0);
+    // An admin writes the secret again: now it is bound to the new host too.
+    let (status, written) = owner(
+        &f.server,
+        Method::PUT,
+        &format!("/v1/integrations/{}/secret", f.integration_id),
+        Some(json!({"type": "api_key", "value": SECRET})),
+    )
+    .await;
+    assert_eq!(status, 200, "{written}");
+    let response = f.execute(f.get_on("other.example.test"), None, "c-hosts-2").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 1);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_secret_that_fails_to_decrypt_is_unavailable() {
+    let (f, _dir) = fixture(&[]).await;
+    f.allow_reads().await;
+    let db = f.db().await;
+    // Copy another envelope (the audit key's) onto the secret's row: it no longer opens under the
+    // secret's AAD context.
+    sqlx::query(
+        "UPDATE envelopes SET body = (SELECT e.body FROM envelopes e JOIN deployment d \
+         ON e.envelope_id = d.audit_key_envelope_id) \
+         WHERE envelope_id IN (SELECT envelope_id FROM secret_versions WHERE integration_id = ?)",
+    )
+    .bind(&f.integration_id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let response = f.execute(f.get("", &[]), None, "c-tampered").await;
+    expect(&response, 503, "integration_secret_unavailable");
+    assert_eq!(
+        f.event_kinds("c-tampered").await,
+        kinds(&[("execute", "denied", "integration_secret_unavailable")])
+    );
+    assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_audit_store_stops_the_call_before_the_upstream() {
+    let (f, _dir) = fixture(&[]).await;
+    f.allow_reads().await;
+    let response = f.execute(f.get("", &[]), None, "c-before").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 1);
+    let db = f.db().await;
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_gone").execute(&db).await.unwrap();
+    let response = f.execute(f.get("", &[]), None, "c-audit-down").await;
+    expect(&response, 503, "audit_write_failed");
+    assert_eq!(f.upstream.count(), 1, "nothing may reach the upstream when the intent is not on record");
+    sqlx::query("ALTER TABLE audit_events_gone RENAME TO audit_events").execute(&db).await.unwrap();
+}
