@@ -329,14 +329,7 @@ async fn approvals_read_decide_and_honour_roles_and_tenants() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_expiry_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let env = free_port_env(&[
         ("STEWARD_APPROVAL__PENDING_TTL_SECONDS", "10"),
         ("STEWARD_APPROVAL__APPROVED_TTL_SECONDS", "10"),
@@ -635,14 +628,7 @@ async fn manifest_keyset_rotation_and_caching() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rewrap_moves_every_envelope_to_the_active_kek() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     // `steward keys generate-kek --activate`: k1 stays for reading, the new key is active.
     let kek_path = dir.path().join("kek.json");
     let mut keyring = Keyring::parse_json(&std::fs::read_to_string(&kek_path).unwrap()).unwrap();
@@ -745,14 +731,7 @@ async fn webhook_receiver(
 async fn approval_webhook_is_signed_retried_and_carries_no_headers() {
     let (port, ca_pem, seen) = webhook_receiver(2).await;
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let env = free_port_env(&[
         ("STEWARD_APPROVAL__WEBHOOK_URL", &format!("https://localhost:{port}/deployment-hook")),
         ("STEWARD_APPROVAL__WEBHOOK_SECRET", "s3cret-webhook-key"),

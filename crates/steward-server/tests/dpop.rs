@@ -407,14 +407,7 @@ async fn bound_sessions_need_a_proof_with_ath_from_their_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iat_is_accepted_exactly_within_the_skew_window() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let clock = Arc::new(ManualClock::starting_now());
     let shared: SharedClock = clock.clone();
     let server = TestServer::start_with_clock(dir.path(), free_port_env(&[]), shared).await.unwrap();

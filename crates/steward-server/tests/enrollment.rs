@@ -509,14 +509,7 @@ async fn mtls_identity_refusals_in_the_spec_order() {
 #[tokio::test]
 async fn identity_lifetime_caps_renewals_and_tokens_expire() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let manual = Arc::new(ManualClock::starting_now());
     let clock: SharedClock = manual.clone();
     let env = free_port_env(&[("STEWARD_ENROLLMENT__MAX_IDENTITY_LIFETIME_DAYS", "1")]);

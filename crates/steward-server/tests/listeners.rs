@@ -190,13 +190,7 @@ async fn graceful_stop_writes_the_final_checkpoint() {
 async fn metrics_need_an_admin_token_on_a_non_loopback_admin_listener() {
     let dir = tempfile::tempdir().unwrap();
     install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let env = common::free_port_env(&[("STEWARD_ADMIN__LISTEN", "0.0.0.0:0")]);
     let server = TestServer::start(dir.path(), env).await.unwrap();
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], server.admin_addr.port()));

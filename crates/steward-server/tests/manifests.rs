@@ -358,14 +358,7 @@ async fn a_manifest_signed_before_a_rotation_verifies_after_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn automatic_rotation_after_key_rotation_days() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let clock = Arc::new(ManualClock::starting_now());
     let shared: SharedClock = clock.clone();
     let server = TestServer::start_with_clock(dir.path(), free_port_env(&[]), shared).await.unwrap();

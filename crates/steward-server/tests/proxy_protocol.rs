@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::workload::{key_and_csr, owner, tenant};
-use common::{TestServer, embedded_options, free_port_env, install_crypto_provider};
+use common::{TestServer, free_port_env};
 use http::Method;
 use serde_json::{Value, json};
 use steward_server::proxy_protocol::encode;
@@ -25,15 +25,8 @@ fn from(ip: &str, server: &TestServer) -> Vec<u8> {
 }
 
 async fn start() -> (tempfile::TempDir, TestServer) {
-    install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    steward_server::bootstrap::init(
-        &embedded_options(dir.path()),
-        &steward_server::startup::Environment::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let server =
         TestServer::start(dir.path(), free_port_env(&[("STEWARD_DATA_PLANE__PROXY_PROTOCOL", "true")]))
             .await

@@ -339,14 +339,7 @@ async fn disabling_revoking_and_allowlists_apply_on_the_next_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_expire_and_are_rate_limited_per_workload() {
     let dir = tempfile::tempdir().unwrap();
-    common::install_crypto_provider();
-    steward_server::bootstrap::init(
-        &common::embedded_options(dir.path()),
-        &Default::default(),
-        common::clock(),
-    )
-    .await
-    .unwrap();
+    common::init_data_dir(dir.path()).await;
     let clock = Arc::new(ManualClock::starting_now());
     let shared: SharedClock = clock.clone();
     let server = TestServer::start_with_clock(

@@ -5,6 +5,7 @@
 
 #[path = "conformance/harness.rs"]
 #[allow(dead_code)]
+#[macro_use]
 mod harness;
 
 use std::collections::BTreeMap;
@@ -18,28 +19,7 @@ use steward_store::catalog::{
 };
 use steward_types::{IntegrationId, PolicyId, TenantId};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+backend_suite!(
     template_versions_are_immutable_in_the_spec_order,
     latest_templates_are_listed_per_owner,
     integrations_carry_their_secret_versions_and_names_are_unique,

@@ -3,6 +3,7 @@
 
 #[path = "conformance/harness.rs"]
 #[allow(dead_code)]
+#[macro_use]
 mod harness;
 
 use std::sync::Arc;
@@ -18,28 +19,7 @@ use steward_store::governance::{
 use steward_store::{SigningKeyRecord, Store, StoreError};
 use steward_types::{ApprovalId, SigningKeyId, Timestamp};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+backend_suite!(
     approvals_insert_get_and_computed_status,
     approvals_list_filters_by_tenant_and_status,
     approvals_decide_once_rule_and_deny,

@@ -5,33 +5,13 @@
 
 #[path = "conformance/harness.rs"]
 #[allow(dead_code)]
+#[macro_use]
 mod harness;
 
 use harness::{Harness, envelope, t0};
 use steward_store::{IdempotencyRecord, IdempotencyScope};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(results_are_stored_once_read_back_and_replaced_only_after_expiry, scopes_are_isolated);
+backend_suite!(results_are_stored_once_read_back_and_replaced_only_after_expiry, scopes_are_isolated);
 
 fn scope(key: &str) -> IdempotencyScope {
     IdempotencyScope {

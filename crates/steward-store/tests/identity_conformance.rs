@@ -3,6 +3,7 @@
 
 #[allow(dead_code)]
 #[path = "conformance/harness.rs"]
+#[macro_use]
 mod harness;
 
 use std::sync::Arc;
@@ -15,28 +16,7 @@ use steward_store::{
 };
 use steward_types::{SessionId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+backend_suite!(
     admin_tokens_list_and_revoke,
     last_owner_token_is_protected,
     concurrent_owner_revocations_keep_one,

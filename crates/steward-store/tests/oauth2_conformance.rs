@@ -5,6 +5,7 @@
 
 #[path = "conformance/harness.rs"]
 #[allow(dead_code)]
+#[macro_use]
 mod harness;
 
 use harness::{Harness, envelope, t0};
@@ -13,28 +14,7 @@ use steward_store::catalog::{IntegrationRecord, NewSecretVersion};
 use steward_store::{OAuth2TokenRecord, StoreTokenOutcome};
 use steward_types::{IntegrationId, TenantId, Timestamp};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+backend_suite!(
     tokens_are_cached_replaced_and_dropped,
     the_refresh_lease_is_compare_and_set,
     a_failed_refresh_leaves_its_error_for_waiters,

@@ -39,6 +39,12 @@ pub fn embedded_options(dir: &Path) -> InitOptions {
     }
 }
 
+/// `steward init` (embedded) into `dir`, for tests that then start the server their own way.
+pub async fn init_data_dir(dir: &Path) {
+    install_crypto_provider();
+    init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
+}
+
 /// Environment overrides that put both listeners on free ports.
 pub fn free_port_env(extra: &[(&str, &str)]) -> Environment {
     let mut vars = vec![
@@ -93,8 +99,7 @@ impl TestServer {
 
     /// `steward init` into `dir`, then serve it.
     pub async fn init_and_start(dir: &Path) -> Self {
-        install_crypto_provider();
-        init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
+        init_data_dir(dir).await;
         Self::start(dir, free_port_env(&[])).await.expect("start")
     }
 

@@ -466,8 +466,9 @@ macro_rules! impl_governance_store {
             ) -> Result<Option<steward_types::SigningKeyId>, $crate::StoreError> {
                 use sqlx::Row as _;
                 let mut tx = self.writer().begin().await.map_err($crate::sql::map_sqlx)?;
-                // Lock the active row first (PostgreSQL: FOR UPDATE is not portable to SQLite, whose
-                // single writer already serializes this transaction), then retire it.
+                // The same lock as the automatic rotation, so a manual and an automatic rotation on two
+                // instances never race for the single active slot.
+                Self::lock_key_rotation(&mut tx).await?;
                 let old = sqlx::query("SELECT kid FROM manifest_signing_keys WHERE active")
                     .fetch_optional(&mut *tx)
                     .await
@@ -476,25 +477,7 @@ macro_rules! impl_governance_store {
                     Some(row) => Some(row.try_get("kid").map_err($crate::sql::corrupt)?),
                     None => None,
                 };
-                sqlx::query("UPDATE manifest_signing_keys SET active = $1, retired_at = $2 WHERE active")
-                    .bind(false)
-                    .bind(now.unix_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::map_sqlx)?;
-                Self::insert_envelope_tx(&mut tx, &new.private_key, now).await?;
-                sqlx::query(
-                    "INSERT INTO manifest_signing_keys (kid, public_key, private_key_envelope_id, active, created_at, \
-                     retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
-                )
-                .bind(new.kid.as_str())
-                .bind(&new.public_key)
-                .bind(&new.private_key.envelope_id)
-                .bind(true)
-                .bind(new.created_at.unix_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::sql::map_sqlx)?;
+                Self::activate_signing_key_tx(&mut tx, new, now).await?;
                 tx.commit().await.map_err($crate::sql::map_sqlx)?;
                 old_kid
                     .map(|kid| steward_types::SigningKeyId::parse(&kid).map_err($crate::sql::corrupt))

@@ -825,25 +825,7 @@ macro_rules! impl_identity_store {
                     }
                     None => None,
                 };
-                sqlx::query("UPDATE manifest_signing_keys SET active = $1, retired_at = $2 WHERE active")
-                    .bind(false)
-                    .bind(now.unix_micros())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err($crate::sql::map_sqlx)?;
-                Self::insert_envelope_tx(&mut tx, &new.private_key, now).await?;
-                sqlx::query(
-                    "INSERT INTO manifest_signing_keys (kid, public_key, private_key_envelope_id, active, created_at, \
-                     retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
-                )
-                .bind(new.kid.as_str())
-                .bind(&new.public_key)
-                .bind(&new.private_key.envelope_id)
-                .bind(true)
-                .bind(new.created_at.unix_micros())
-                .execute(&mut *tx)
-                .await
-                .map_err($crate::sql::map_sqlx)?;
+                Self::activate_signing_key_tx(&mut tx, new, now).await?;
                 tx.commit().await.map_err($crate::sql::map_sqlx)?;
                 Ok(KeyRotationOutcome::Rotated { retired: old_kid })
             }

@@ -29,6 +29,35 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            /// Retires the active manifest signing key and makes `new` the active one, inside `tx`;
+            /// the caller holds the rotation lock (`lock_key_rotation`).
+            async fn activate_signing_key_tx(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                new: &$crate::SigningKeyRecord,
+                now: steward_types::Timestamp,
+            ) -> Result<(), $crate::StoreError> {
+                sqlx::query("UPDATE manifest_signing_keys SET active = $1, retired_at = $2 WHERE active")
+                    .bind(false)
+                    .bind(now.unix_micros())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::sql::map_sqlx)?;
+                Self::insert_envelope_tx(tx, &new.private_key, now).await?;
+                sqlx::query(
+                    "INSERT INTO manifest_signing_keys (kid, public_key, private_key_envelope_id, active, created_at, \
+                     retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+                )
+                .bind(new.kid.as_str())
+                .bind(&new.public_key)
+                .bind(&new.private_key.envelope_id)
+                .bind(true)
+                .bind(new.created_at.unix_micros())
+                .execute(&mut **tx)
+                .await
+                .map_err($crate::sql::map_sqlx)?;
+                Ok(())
+            }
+
             async fn insert_admin_token_tx(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 token: &$crate::AdminTokenRecord,

@@ -15,6 +15,46 @@ use steward_testkit::TestDatabase;
 use steward_types::{ManualClock, SigningKeyId, Timestamp, TokenId};
 use zeroize::Zeroizing;
 
+/// Instantiates every listed test once per backend: `backend_suite!(a, b)` for test functions at the
+/// crate root, `backend_suite!(module::a, …)` for functions in modules. Each takes a [`Harness`].
+macro_rules! backend_suite {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$module::$name(crate::Harness::sqlite().await?).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$module::$name(crate::Harness::postgres().await?).await
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$name(crate::Harness::sqlite().await?).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::$name(crate::Harness::postgres().await?).await
+                }
+            )*
+        }
+    };
+}
 pub const AUDIT_KEY: [u8; 32] = [7; 32];
 
 /// One backend with a fresh, empty, migrated store. Dropping it removes the database.

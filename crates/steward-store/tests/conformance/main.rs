@@ -4,6 +4,7 @@
 
 mod audit;
 mod basics;
+#[macro_use]
 mod harness;
 
 use std::time::{Duration, Instant};
@@ -13,29 +14,7 @@ use steward_testkit::TestDatabase;
 
 use harness::Harness;
 
-/// Instantiates every shared test once per backend.
-macro_rules! conformance {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$module::$name(crate::Harness::sqlite().await?).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() -> anyhow::Result<()> {
-                    crate::$module::$name(crate::Harness::postgres().await?).await
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+backend_suite!(
     basics::initialize_deployment_once,
     basics::concurrent_initializations_create_one,
     basics::envelopes_count_list_and_compare_and_set,
