@@ -110,3 +110,127 @@ async fn enroll_then_manifest_with_and_without_dpop() {
     assert!(identity.join("dpop.key").exists(), "the DPoP key is kept next to the identity");
     assert_eq!(terminate(&mut child).code(), Some(0));
 }
+
+fn call_template(tenant: &str, port: u16) -> Value {
+    json!({
+        "template_id": "tpl_cli", "tenant_id": tenant, "version": 1, "provider": "cli",
+        "allowed_schemes": ["https"], "allowed_ports": [port], "allowed_hosts": ["api.example.test"],
+        "redirect_policy": {"mode": "deny"},
+        "path_groups": [
+            {"group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET"],
+             "path_patterns": ["^/v1/items$"], "query_allowlist": ["q"], "header_forward_allowlist": ["accept"]},
+            {"group_id": "items_write", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
+             "path_patterns": ["^/v1/items$"], "header_forward_allowlist": ["content-type"],
+             "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]}}
+        ]
+    })
+}
+
+// Multi-threaded: the test blocks on the CLI processes while the upstream, on this runtime, answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enroll_then_call_with_and_without_dpop_and_the_exit_codes() {
+    install_crypto_provider();
+    let upstream = steward_testkit::TestUpstream::start().await.unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let upstream_ca = temp.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &upstream.ca_pem).unwrap();
+    let ports = Ports::new();
+    let broker_url = format!("https://localhost:{}", ports.data);
+    let mut serve = steward();
+    serve
+        .args(["serve", "--config"])
+        .arg(data.join("steward.toml"))
+        .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
+        .env("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#)
+        .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
+        .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
+    ports.apply(&mut serve);
+    let mut child = spawn_serving(serve, &ports).await;
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+
+    let tenant = admin(&ports, &token, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
+    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
+    admin(&ports, &token, Method::POST, "/v1/templates", Some(call_template(&tenant_id, upstream.port())))
+        .await;
+    let integration = admin(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/integrations"),
+        Some(json!({"name": "cli", "provider": "cli", "template_id": "tpl_cli",
+                    "secret": {"type": "api_key", "value": "sk-cli-secret-0123456789"}})),
+    )
+    .await;
+    let integration_id = integration["integration_id"].as_str().unwrap().to_owned();
+    let allow = json!({"rule_type": "allow", "scope": {"tenant_id": tenant_id, "integration_id": integration_id,
+        "action_group": "items_read", "method": "GET", "host": "api.example.test"}});
+    admin(&ports, &token, Method::POST, "/v1/policies", Some(allow)).await;
+    let workload = admin(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/workloads"),
+        Some(json!({"name": "a"})),
+    )
+    .await;
+    let identity = temp.path().join("identity");
+    let output = run(steward()
+        .args([
+            "enroll",
+            "--token",
+            workload["enrollment_token"].as_str().unwrap(),
+            "--broker-url",
+            &broker_url,
+        ])
+        .arg("--out")
+        .arg(&identity)
+        .arg("--ca-file")
+        .arg(data.join("ca.crt")));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let url = format!("https://api.example.test:{}/v1/items?q=shoes", upstream.port());
+    let call = |extra: &[&str]| {
+        let mut command = steward();
+        command
+            .args(["call", "--broker-url", &broker_url, "--integration", &integration_id, "--identity"])
+            .arg(&identity)
+            .args(extra);
+        command
+    };
+    for dpop in [false, true] {
+        let mut command = call(&["-v", "-H", "accept: application/json"]);
+        if dpop {
+            command.arg("--dpop");
+        }
+        let output = run(command.arg(&url));
+        assert_eq!(output.status.code(), Some(0), "dpop={dpop}: {}", stderr(&output));
+        assert_eq!(String::from_utf8_lossy(&output.stdout), r#"{"ok":true}"#);
+        assert!(stderr(&output).contains("< status 200"), "{}", stderr(&output));
+    }
+    assert_eq!(upstream.count(), 2);
+    let received = upstream.received();
+    assert_eq!(received[0].header("authorization"), Some("Bearer sk-cli-secret-0123456789"));
+
+    // --fail: an upstream 500 is still "executed", exit 4 only with --fail.
+    upstream.set(steward_testkit::UpstreamBehavior::Respond {
+        status: 500,
+        content_type: "application/json".into(),
+        body: b"{}".to_vec(),
+    });
+    assert_eq!(run(call(&[]).arg(&url)).status.code(), Some(0));
+    assert_eq!(run(call(&["--fail"]).arg(&url)).status.code(), Some(4));
+
+    // Approval required: exit 3; a broker refusal (no allow rule for this query key): exit 1.
+    let write = run(call(&["-X", "POST", "-H", "content-type: application/json", "-d", r#"{"name":"x"}"#])
+        .arg(format!("https://api.example.test:{}/v1/items", upstream.port())));
+    assert_eq!(write.status.code(), Some(3), "{}", stderr(&write));
+    assert!(stderr(&write).contains("approval required"), "{}", stderr(&write));
+    let refused =
+        run(call(&[]).arg(format!("https://api.example.test:{}/v1/items?other=1", upstream.port())));
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("request_query_key_not_allowlisted"), "{}", stderr(&refused));
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}

@@ -9,6 +9,8 @@ pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
+pub mod upstream;
 
 pub use faults::{PrivatePostgres, PrivateRedis};
 pub use services::{TestDatabase, postgres_base_url, redis_url, unique_redis_prefix};
+pub use upstream::{ReceivedRequest, TestUpstream, UpstreamBehavior};
