@@ -575,3 +575,72 @@ async fn no_token_appears_in_any_response_log_line_or_audit_event() {
     }
     f.server.stop().await;
 }
+
+/// The built-in `tpl_gmail` and `tpl_google_calendar` templates (port 443, Google's hosts) work with
+/// OAuth2 integrations: the provider listens on 127.0.0.1:443 with a certificate for those hosts,
+/// reached through `egress.static_hosts` exactly as Google would be through DNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builtin_google_templates_work_with_oauth2_integrations() {
+    logs();
+    install_crypto_provider();
+    let provider =
+        Provider::start_with("127.0.0.1:443", &["gmail.googleapis.com", "www.googleapis.com"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    init(&embedded_options(dir.path()), &Environment::default(), common::clock()).await.unwrap();
+    let ca = dir.path().join("provider-ca.pem");
+    std::fs::write(&ca, &provider.ca_pem).unwrap();
+    let hosts = format!(
+        r#"{{"{TOKEN_HOST}"=["127.0.0.1"], "gmail.googleapis.com"=["127.0.0.1"], "www.googleapis.com"=["127.0.0.1"]}}"#
+    );
+    let ca_files = format!("[{:?}]", ca.display().to_string());
+    let env = free_port_env(&[
+        ("STEWARD_EGRESS__STATIC_HOSTS", hosts.as_str()),
+        ("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#),
+        ("STEWARD_EGRESS__EXTRA_CA_FILES", ca_files.as_str()),
+    ]);
+    let server = TestServer::start(dir.path(), env).await.unwrap();
+    let tenant = tenant(&server, false).await;
+    let workload = enrolled(&server, &tenant, json!({})).await;
+    let session = session_token(&server, &workload, None).await;
+
+    let cases = [
+        ("tpl_gmail", "gmail_read", "gmail.googleapis.com", "/gmail/v1/users/me/messages?q=from%3Aboss"),
+        ("tpl_google_calendar", "calendar_read", "www.googleapis.com", "/calendar/v3/users/me/calendarList"),
+    ];
+    for (template_id, group, host, path) in cases {
+        let body = json!({"name": template_id, "provider": "google", "template_id": template_id,
+            "secret": {"type": "oauth2_refresh_token", "value": REFRESH_TOKEN},
+            "oauth2": {"token_url": provider.token_url(), "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+                       "scopes": ["https://www.googleapis.com/auth/gmail.readonly"], "auth_method": "client_secret_post"}});
+        let (status, created) =
+            owner(&server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(body)).await;
+        assert_eq!(status, 201, "{created}");
+        assert_eq!(created["template_owner"], "global", "bound to the built-in template");
+        let integration_id = created["integration_id"].as_str().unwrap().to_owned();
+        let rule = json!({"rule_type": "allow", "scope": {"tenant_id": tenant, "integration_id": integration_id,
+            "action_group": group, "method": "GET", "host": host}});
+        let (status, created) = owner(&server, Method::POST, "/v1/policies", Some(rule)).await;
+        assert_eq!(status, 201, "{created}");
+
+        let execute = json!({"integration_id": integration_id,
+            "request": {"method": "GET", "url": format!("https://{host}{path}"),
+                        "headers": [{"name": "accept", "value": "application/json"}]}});
+        let authorization = format!("Bearer {session}");
+        let headers = [("authorization", authorization.as_str()), ("content-type", "application/json")];
+        let response =
+            call(&server, Some(&workload), Method::POST, "/v1/execute", &headers, &execute.to_string()).await;
+        assert_eq!(response.status, 200, "{template_id}: {}", String::from_utf8_lossy(&response.body));
+        let answer = response.json();
+        assert_eq!(answer["upstream"]["status_code"], 200, "{template_id}: {answer}");
+        let received = provider.api_requests().pop().unwrap();
+        assert!(received.target.starts_with(path.split('?').next().unwrap()), "{}", received.target);
+        let current = provider.current_access_token().unwrap();
+        assert_eq!(received.header("authorization"), Some(format!("Bearer {current}").as_str()));
+        // The echoed access token never reaches the workload.
+        let body =
+            String::from_utf8(STANDARD.decode(answer["upstream"]["body_base64"].as_str().unwrap()).unwrap())
+                .unwrap();
+        assert!(!body.contains(&current), "{body}");
+    }
+    server.stop().await;
+}

@@ -73,15 +73,23 @@ pub struct Provider {
 
 impl Provider {
     pub async fn start() -> Self {
+        Self::start_with("127.0.0.1:0", &[]).await
+    }
+
+    /// Binds `bind` with a certificate for the token and API hosts plus `extra_hosts` (e.g. Google's
+    /// API hosts on port 443, for the built-in templates).
+    pub async fn start_with(bind: &str, extra_hosts: &[&str]) -> Self {
         let ca = TestCa::new("oauth2 test provider CA").unwrap();
-        let leaf = ca.server_cert(&[TOKEN_HOST, API_HOST]).unwrap();
+        let mut hosts = vec![TOKEN_HOST, API_HOST];
+        hosts.extend_from_slice(extra_hosts);
+        let leaf = ca.server_cert(&hosts).unwrap();
         let chain =
             CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
         let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap();
         let config =
             rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(bind).await.unwrap_or_else(|e| panic!("bind {bind}: {e}"));
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Mutex::new(Inner {
             token_mode: TokenMode::Issue { expires_in: 3600, rotate: false, delay: Duration::ZERO },
