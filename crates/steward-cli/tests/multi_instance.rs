@@ -1,6 +1,7 @@
 //! Shared mode with several real `steward serve` processes on one PostgreSQL database and one Redis
 //! prefix: what one instance does, every other one sees (sessions, revocations, DPoP jtis, disabled
-//! workloads, manifest keys, KEK rotation), and the audit chains of every writer verify afterwards.
+//! workloads, manifest keys, KEK rotation, policies), execute state is shared (rate-limit buckets,
+//! once approvals, idempotency keys), and the audit chains of every writer verify afterwards.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -11,12 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use cluster::execute::{Exec, retry_after};
 use cluster::{Cluster, code, proof, read_keyring, until_all, write_keyring};
 use common::install_crypto_provider;
 use http::Method;
 use serde_json::json;
 use steward_crypto::DpopKey;
-use steward_testkit::{TestDatabase, redis_url};
+use steward_testkit::{TestDatabase, TestUpstream, UpstreamBehavior, redis_url};
 use steward_types::Clock;
 
 /// Freshness across instances (`spec/data-plane.md`): within 1 s.
@@ -360,4 +362,292 @@ async fn a_kek_rotation_across_instances_completes_under_load_and_every_writers_
     for i in [0, 1] {
         assert_eq!(cluster.nodes[i].terminate().await.code(), Some(0));
     }
+}
+
+/// A deployment of `count` nodes whose egress reaches a local HTTPS upstream, with extra
+/// environment, and an execute fixture provisioned through node 0.
+async fn exec_cluster(count: usize, env: &[(&str, &str)]) -> (TestDatabase, Cluster, Exec) {
+    install_crypto_provider();
+    let database = TestDatabase::create().await.unwrap();
+    let mut cluster = Cluster::init(&database.url, &redis_url(), count);
+    let upstream = TestUpstream::start().await.unwrap();
+    cluster.route_to(&upstream);
+    for (name, value) in env {
+        cluster.env(name, value);
+    }
+    cluster.start_all().await;
+    let exec = Exec::provision(&cluster, 0, upstream).await;
+    (database, cluster, exec)
+}
+
+async fn terminate_all(cluster: &Cluster) {
+    for node in &cluster.nodes {
+        assert_eq!(node.terminate().await.code(), Some(0), "{}", node.log());
+    }
+}
+
+#[tokio::test]
+async fn rate_limit_buckets_are_shared_n_allowed_in_total_across_instances() {
+    const N: usize = 5;
+    let (_db, cluster, f) = exec_cluster(3, &[]).await;
+    f.allow_reads(&cluster, 0).await;
+    let rule = f
+        .policy(
+            &cluster,
+            1,
+            "rate_limit",
+            "items_read",
+            "GET",
+            json!({"rate_limit": {"max_requests": N, "interval_seconds": 3600}}),
+        )
+        .await;
+
+    // 5 × N concurrent calls, spread round-robin over the three instances.
+    let calls = (0..5 * N).map(|n| {
+        let (cluster, f) = (&cluster, &f);
+        async move {
+            let cid = format!("rl-{n}");
+            (n % 3, f.execute(cluster, n % 3, f.get(&format!("?q={cid}")), None, &cid).await.unwrap())
+        }
+    });
+    let responses = futures::future::join_all(calls).await;
+    let allowed: Vec<_> = responses.iter().filter(|(_, r)| r.status == 200).collect();
+    assert_eq!(allowed.len(), N, "{:?}", responses.iter().map(|(i, r)| (i, r.status)).collect::<Vec<_>>());
+    for (i, response) in responses.iter().filter(|(_, r)| r.status != 200) {
+        assert_eq!(code(response), (429, "policy_rate_limited".into()), "node {i}: {}", response.json());
+        let retry = retry_after(response).unwrap_or_else(|| panic!("no retry-after: {:?}", response.headers));
+        assert!((1..=3600).contains(&retry), "{retry}");
+    }
+    // The throttled instances were not only the one that happened to drain the bucket.
+    let throttled_nodes: std::collections::BTreeSet<_> =
+        responses.iter().filter(|(_, r)| r.status == 429).map(|(i, _)| *i).collect();
+    assert!(throttled_nodes.len() >= 2, "{throttled_nodes:?}");
+    assert_eq!(f.upstream.count(), N);
+
+    // Still empty on every instance afterwards, each refusal naming the rule.
+    for i in 0..3 {
+        let cid = format!("rl-after-{i}");
+        let response = f.execute(&cluster, i, f.get("?q=after"), None, &cid).await.unwrap();
+        assert_eq!(code(&response), (429, "policy_rate_limited".into()), "node {i}");
+        let events = f.events(&cluster, (i + 1) % 3, &cid).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0]["event_type"].as_str(), events[0]["decision"].as_str()),
+            (Some("execute"), Some("throttled"))
+        );
+        assert_eq!(events[0]["policy"]["rule_id"], rule.as_str());
+    }
+    assert_eq!(f.upstream.count(), N);
+    terminate_all(&cluster).await;
+}
+
+#[tokio::test]
+async fn an_approval_decided_through_another_instance_is_consumed_exactly_once_by_ten_spread_retries() {
+    let (_db, cluster, f) = exec_cluster(3, &[]).await;
+    let request = f.post(&json!({"name": "race"}));
+    let response = f.execute(&cluster, 0, request.clone(), None, "ap-202").await.unwrap();
+    assert_eq!(response.status, 202, "{}", response.json());
+    let approval_id = response.json()["approval_id"].as_str().unwrap().to_owned();
+
+    // Decided through another instance's admin API.
+    let path = format!("/v1/approvals/{approval_id}/approve");
+    let (status, decided) = cluster.admin(1, Method::POST, &path, Some(json!({"mode": "once"}))).await;
+    assert_eq!(status, 200, "{decided}");
+    for i in 0..3 {
+        let (_, view) = cluster.admin(i, Method::GET, &format!("/v1/approvals/{approval_id}"), None).await;
+        assert_eq!(view["status"], "approved", "node {i}: {view}");
+    }
+
+    // Ten concurrent retries spread over all three instances.
+    let calls = (0..10).map(|n| {
+        let (cluster, f, request) = (&cluster, &f, request.clone());
+        async move { f.execute(cluster, n % 3, request, None, &format!("ap-race-{n}")).await.unwrap() }
+    });
+    let responses = futures::future::join_all(calls).await;
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 202), "{statuses:?}");
+    assert_eq!(f.upstream.count(), 1);
+    assert_eq!(f.upstream.received()[0].body, json!({"name": "race"}).to_string().into_bytes());
+
+    let mut consumed = Vec::new();
+    for (n, status) in statuses.iter().enumerate() {
+        let kinds = f.event_kinds(&cluster, n % 3, &format!("ap-race-{n}")).await;
+        if kinds.iter().any(|(t, _, _)| t == "approval_consumed") {
+            consumed.push(n);
+            assert_eq!(*status, 200, "the winner executed: {kinds:?}");
+        }
+    }
+    assert_eq!(consumed.len(), 1, "{consumed:?}");
+    assert_eq!(f.events_of_type(&cluster, 2, "approval_consumed").await.len(), 1);
+    let (_, view) = cluster.admin(2, Method::GET, &format!("/v1/approvals/{approval_id}"), None).await;
+    assert_eq!(view["status"], "executed", "{view}");
+    terminate_all(&cluster).await;
+}
+
+#[tokio::test]
+async fn idempotency_keys_hold_across_instances() {
+    let (_db, cluster, f) = exec_cluster(3, &[]).await;
+    f.allow_reads(&cluster, 0).await;
+
+    // Completed on one instance, replayed on the others.
+    let first = f.execute(&cluster, 0, f.get("?q=one"), Some("key-one"), "id-first").await.unwrap();
+    assert_eq!(first.status, 200, "{}", first.json());
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    for i in [1, 2] {
+        let cid = format!("id-replay-{i}");
+        let replay = f.execute(&cluster, i, f.get("?q=one"), Some("key-one"), &cid).await.unwrap();
+        assert_eq!(replay.status, 200, "node {i}: {}", replay.json());
+        assert_eq!(replay.headers["idempotent-replayed"], "true", "node {i}");
+        assert_eq!(replay.json()["correlation_id"], cid.as_str());
+        assert_eq!(replay.json()["upstream"], first.json()["upstream"]);
+        let events = f.events(&cluster, 0, &cid).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["metadata"]["replayed"], true);
+        assert_eq!(events[0]["metadata"]["original_correlation_id"], "id-first");
+    }
+    // Another request under the key: a conflict on any instance.
+    let conflict = f.execute(&cluster, 2, f.get("?q=two"), Some("key-one"), "id-conflict").await.unwrap();
+    assert_eq!(code(&conflict), (409, "idempotency_key_conflict".into()));
+    assert_eq!(f.upstream.count(), 1);
+
+    // Concurrent duplicates spread over the instances while the first is in flight (forwarded, the
+    // upstream takes 1.5 s to answer): none is forwarded, each is in progress or — once the first
+    // completed — a replay.
+    f.upstream.set(UpstreamBehavior::Delay(Duration::from_millis(1500)));
+    let first = f.execute(&cluster, 0, f.get("?q=dup"), Some("key-dup"), "id-dup-first");
+    let duplicates = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while f.upstream.count() < 2 {
+            assert!(std::time::Instant::now() < deadline, "the first call never reached the upstream");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let calls = (0..9).map(|n| {
+            let (cluster, f) = (&cluster, &f);
+            async move {
+                let cid = format!("id-dup-{n}");
+                f.execute(cluster, n % 3, f.get("?q=dup"), Some("key-dup"), &cid).await.unwrap()
+            }
+        });
+        futures::future::join_all(calls).await
+    };
+    let (first, responses) = tokio::join!(first, duplicates);
+    let first = first.unwrap();
+    assert_eq!(first.status, 200, "{}", first.json());
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let mut in_progress = 0;
+    for response in &responses {
+        let outcome = code(response);
+        let replayed = response.status == 200 && response.headers["idempotent-replayed"] == "true";
+        in_progress += usize::from(outcome == (409, "idempotency_request_in_progress".into()));
+        assert!(
+            replayed || outcome == (409, "idempotency_request_in_progress".into()),
+            "{outcome:?} {}",
+            response.json()
+        );
+    }
+    assert!(in_progress > 0, "no duplicate overlapped the first call");
+    assert_eq!(f.upstream.count(), 2);
+    // Once completed, a replay everywhere.
+    for i in 0..3 {
+        let replay = f
+            .execute(&cluster, i, f.get("?q=dup"), Some("key-dup"), &format!("id-dup-after-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(replay.status, 200, "{}", replay.json());
+        assert_eq!(replay.headers["idempotent-replayed"], "true");
+    }
+    assert_eq!(f.upstream.count(), 2);
+    terminate_all(&cluster).await;
+}
+
+#[tokio::test]
+async fn a_policy_deleted_through_one_instance_is_enforced_by_all_within_a_second() {
+    let (_db, cluster, f) = exec_cluster(3, &[]).await;
+    let allow = f.allow_reads(&cluster, 0).await;
+    for i in 0..3 {
+        let response = f.execute(&cluster, i, f.get("?q=before"), None, &format!("pol-{i}")).await.unwrap();
+        assert_eq!(response.status, 200, "node {i}: {}", response.json());
+    }
+    let (status, body) = cluster.admin(1, Method::DELETE, &format!("/v1/policies/{allow}"), None).await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let took = until_all(&cluster, FRESH, |i| {
+        let (cluster, f) = (&cluster, &f);
+        async move {
+            let response = f.execute(cluster, i, f.get("?q=after"), None, "pol-after").await.unwrap();
+            code(&response) == (403, "policy_default_deny".into())
+        }
+    })
+    .await;
+    assert!(took <= FRESH, "{took:?}");
+    // And it stays enforced.
+    let calls_before = f.upstream.count();
+    for i in 0..3 {
+        let response = f.execute(&cluster, i, f.get("?q=later"), None, "pol-later").await.unwrap();
+        assert_eq!(code(&response), (403, "policy_default_deny".into()), "node {i}");
+    }
+    assert_eq!(f.upstream.count(), calls_before);
+    terminate_all(&cluster).await;
+}
+
+#[tokio::test]
+async fn audit_chains_and_checkpoints_of_every_writer_verify_after_concurrent_execute_load() {
+    const WORKERS: usize = 6;
+    const CALLS: usize = 10;
+    let (_db, cluster, f) = exec_cluster(3, &[]).await;
+    f.allow_reads(&cluster, 0).await;
+    let workers = (0..WORKERS).map(|w| {
+        let (cluster, f) = (&cluster, &f);
+        async move {
+            let mut failures = Vec::new();
+            for n in 0..CALLS {
+                let cid = format!("load-{w}-{n}");
+                let i = (w + n) % 3;
+                match f.execute(cluster, i, f.get(&format!("?q={cid}")), None, &cid).await {
+                    Ok(response) if response.status == 200 => {}
+                    Ok(response) => {
+                        failures.push(format!("{cid} on {i}: {} {}", response.status, response.json()))
+                    }
+                    Err(error) => failures.push(format!("{cid} on {i}: {error:#}")),
+                }
+            }
+            failures
+        }
+    });
+    let failures: Vec<String> = futures::future::join_all(workers).await.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(f.upstream.count(), WORKERS * CALLS);
+
+    // Every call has its two events, whichever instance served it, visible through any instance.
+    let executes = f.events_of_type(&cluster, 1, "execute").await;
+    let results = f.events_of_type(&cluster, 2, "execute_result").await;
+    assert_eq!(executes.len(), WORKERS * CALLS);
+    assert_eq!(results.len(), WORKERS * CALLS);
+    for received in f.upstream.received() {
+        let cid = received.query("q").unwrap();
+        assert!(executes.iter().any(|e| e["correlation_id"] == cid && e["decision"] == "allowed"), "{cid}");
+    }
+
+    // Two instances stop (final checkpoints); every chain — one per writer — verifies through each
+    // instance still running.
+    for i in [1, 2] {
+        assert_eq!(cluster.nodes[i].terminate().await.code(), Some(0));
+    }
+    let verify = f.verify(&cluster, 0).await;
+    assert!(verify["chains_checked"].as_u64().unwrap() >= 3, "one chain per writer: {verify}");
+    assert!(
+        verify["events_checked"].as_u64().unwrap() >= u64::try_from(2 * WORKERS * CALLS).unwrap(),
+        "{verify}"
+    );
+    let (status, checkpoints) =
+        cluster.admin(0, Method::GET, &format!("/v1/audit/checkpoints?tenant_id={}", f.tenant), None).await;
+    assert_eq!(status, 200, "{checkpoints}");
+    let writers: std::collections::BTreeSet<_> = checkpoints["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["writer_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(writers.len() >= 2, "the stopped instances wrote final checkpoints: {checkpoints}");
+    assert_eq!(cluster.nodes[0].terminate().await.code(), Some(0));
 }

@@ -42,6 +42,14 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// concurrent calls with the same key exactly one gets true.
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, CoordError>;
 
+    /// Since when (unix seconds) the replay memory of [`Coordinator::remember_once`] is complete, when
+    /// that is not simply "since this process started". A shared cache that lost its contents (a Redis
+    /// restarted empty) has forgotten recent jtis; proofs issued before this time must then be refused,
+    /// or they could be replayed once. `None`: the caller's own process start bounds it (embedded).
+    async fn replay_memory_since(&self) -> Result<Option<i64>, CoordError> {
+        Ok(None)
+    }
+
     /// Token buckets, all-or-none: takes one token from EVERY bucket or from none, atomically. A key
     /// listed twice is one bucket and is charged once. An empty list is always [`TakeOutcome::Taken`].
     async fn take_tokens(&self, buckets: &[BucketSpec]) -> Result<TakeOutcome, CoordError>;

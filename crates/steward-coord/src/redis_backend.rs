@@ -57,6 +57,19 @@ return {1, 0}
 ";
 
 /// Compare-and-delete: releases the lock only while it still holds this token.
+/// Reads the replay epoch, creating it when it is missing (a fresh or emptied Redis) at the server's
+/// current second minus one: a proof made in the instant before the first check after the loss
+/// (whole-second `iat`) is not refused for nothing, while a proof could only have been used — and
+/// forgotten — within that one second before the loss. It never expires: as long as it exists, every
+/// jti remembered since it was set is still remembered (jtis expire long after their proofs).
+const REPLAY_EPOCH_LUA: &str = r"
+local epoch = redis.call('GET', KEYS[1])
+if epoch then return tonumber(epoch) end
+local now = redis.call('TIME')
+redis.call('SET', KEYS[1], tonumber(now[1]) - 1, 'NX')
+return tonumber(redis.call('GET', KEYS[1]))
+";
+
 const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -76,6 +89,7 @@ pub struct RedisCoordinator {
     prefix: String,
     take_tokens_script: Script,
     unlock_script: Script,
+    replay_epoch_script: Script,
 }
 
 impl std::fmt::Debug for RedisCoordinator {
@@ -124,8 +138,12 @@ impl RedisCoordinator {
             prefix: key_prefix.to_owned(),
             take_tokens_script: Script::new(TAKE_TOKENS_LUA),
             unlock_script: Script::new(UNLOCK_LUA),
+            replay_epoch_script: Script::new(REPLAY_EPOCH_LUA),
         };
         coordinator.ping().await?;
+        // Set the epoch at start-up (if this Redis has none yet), before any proof reaches this
+        // instance, so only a Redis that later loses its contents moves it forward.
+        coordinator.replay_memory_since().await?;
         Ok(coordinator)
     }
 
@@ -195,6 +213,14 @@ impl Coordinator for RedisCoordinator {
 
     async fn remember_once(&self, key: &str, ttl: Duration) -> Result<bool, CoordError> {
         self.set_nx_px("remember_once", self.key("jti", key), "1", ttl).await
+    }
+
+    async fn replay_memory_since(&self) -> Result<Option<i64>, CoordError> {
+        let invocation = self.replay_epoch_script.key(self.key("jti-epoch", "v1"));
+        let mut conn = self.conn.clone();
+        let epoch: i64 =
+            self.bounded("replay_epoch", async move { invocation.invoke_async(&mut conn).await }).await?;
+        Ok(Some(epoch))
     }
 
     async fn take_tokens(&self, buckets: &[BucketSpec]) -> Result<TakeOutcome, CoordError> {

@@ -38,7 +38,17 @@ async fn every_key_lives_under_the_prefix_and_expires() -> Result<()> {
     keys.sort();
     assert_eq!(
         keys,
-        [format!("{prefix}:jti:jkt:jti"), format!("{prefix}:lock:idem"), format!("{prefix}:rl:r:w")]
+        [
+            format!("{prefix}:jti-epoch:v1"),
+            format!("{prefix}:jti:jkt:jti"),
+            format!("{prefix}:lock:idem"),
+            format!("{prefix}:rl:r:w")
+        ]
+    );
+    assert_eq!(
+        pttl(&mut conn, &format!("{prefix}:jti-epoch:v1")).await?,
+        -1,
+        "the replay epoch never expires"
     );
 
     let jti = pttl(&mut conn, &format!("{prefix}:jti:jkt:jti")).await?;
@@ -48,6 +58,31 @@ async fn every_key_lives_under_the_prefix_and_expires() -> Result<()> {
     // One token of 4 per minute taken: full again 15 s later, and then forgotten.
     let bucket = pttl(&mut conn, &format!("{prefix}:rl:r:w")).await?;
     assert!((14_000..=15_000).contains(&bucket), "bucket ttl {bucket}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_replay_epoch_is_set_at_connect_and_moves_only_when_redis_lost_its_contents() -> Result<()> {
+    let (c, prefix) = local().await?;
+    let mut conn = raw().await?;
+    let server_now = || async {
+        let mut conn = raw().await?;
+        let (seconds, _micros): (i64, i64) = redis::cmd("TIME").query_async(&mut conn).await?;
+        anyhow::Ok(seconds)
+    };
+    let at_connect = c.replay_memory_since().await?.context("Redis reports an epoch")?;
+    assert!(at_connect <= server_now().await?);
+    // A second instance connecting later keeps the epoch: nothing was lost.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let other = RedisCoordinator::connect(&steward_testkit::redis_url(), &prefix).await?;
+    assert_eq!(other.replay_memory_since().await?, Some(at_connect));
+    // Redis "restarted empty" (the prefix's keys are gone): the epoch moves to now, so proofs issued
+    // before it — whose jtis were forgotten — can be refused.
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await?;
+    let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+    let after_loss = c.replay_memory_since().await?.context("a new epoch")?;
+    assert!(after_loss > at_connect, "{after_loss} > {at_connect}");
+    assert_eq!(after_loss, server_now().await? - 1, "the second before the first check after the loss");
     Ok(())
 }
 

@@ -526,6 +526,23 @@ async fn a_proof_is_used_once_across_two_instances_sharing_postgres_and_redis() 
     second.state.signing_key.refresh(&second.state).await.unwrap();
     assert_eq!(second.state.signing_key.cached().kid().as_str(), rotated["kid"]);
 
+    // Redis loses its contents (a restart without persistence): the jtis are forgotten, so a proof
+    // issued before that moment is refused instead of being accepted a second time.
+    let old_proof = session_proof(&first, &key);
+    // The new epoch is the second before the first check after the loss: wait long enough that the
+    // old proof's whole-second iat is before it.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let mut redis =
+        redis::Client::open(redis_url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut redis).await.unwrap();
+    let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut redis).await.unwrap();
+    let response = create_session(&second, &workload, Some(&old_proof), "").await;
+    assert_dpop_refusal(&response, "dpop_iat_skew", "proof older than the emptied replay cache");
+    assert!(response.json()["message"].as_str().unwrap().contains("replay cache"), "{}", response.json());
+    let response = create_session(&first, &workload, Some(&session_proof(&first, &key)), "").await;
+    assert_eq!(response.status, 200, "fresh proofs work: {}", response.json());
+
     // Automatic rotation: not due on either instance right after a rotation.
     assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&first.state).await.unwrap(), None);
     assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&second.state).await.unwrap(), None);

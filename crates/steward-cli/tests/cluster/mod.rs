@@ -6,6 +6,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod execute;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -170,8 +172,10 @@ impl Cluster {
         command
     }
 
-    /// Spawns node `i` without waiting for it.
+    /// Spawns node `i` without waiting for it, on fresh free ports (picked now, not at `init`, so the
+    /// window in which another process can take them is short; see [`Cluster::wait_healthy`]).
     pub fn spawn(&mut self, i: usize) {
+        self.nodes[i].ports = Ports::new();
         let mut child = self
             .serve_command(i)
             .stdin(Stdio::null())
@@ -194,13 +198,19 @@ impl Cluster {
         self.nodes[i].log = log;
     }
 
-    /// Waits until node `i` answers `/healthz` on its admin listener (fails if it exits first).
-    pub async fn wait_healthy(&self, i: usize) {
+    /// Waits until node `i` serves: its own log says it started (so the `/healthz` answer that
+    /// follows comes from this process, not from another test's process that happens to hold the port)
+    /// and its admin listener answers. A free port picked for it can be taken by another process before
+    /// it binds (tests run in parallel): it then exits with "cannot listen on", and is spawned again on
+    /// other ports (a few times). Any other early exit fails the test.
+    pub async fn wait_healthy(&mut self, i: usize) {
+        let mut respawns = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let node = &self.nodes[i];
-            if let Ok(response) =
-                request(node.ports.admin_addr(), None, Method::GET, "/healthz", &[], "").await
+            if node.log().contains("\"event\":\"started\"")
+                && let Ok(response) =
+                    request(node.ports.admin_addr(), None, Method::GET, "/healthz", &[], "").await
                 && response.status == 200
             {
                 return;
@@ -208,7 +218,14 @@ impl Cluster {
             let exited = node.child.lock().unwrap().as_mut().and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 std::thread::sleep(Duration::from_millis(100));
-                panic!("node {i} exited early with {status}: {}", node.log());
+                let log = node.log();
+                if log.contains("cannot listen on") && respawns < 5 {
+                    respawns += 1;
+                    *node.child.lock().unwrap() = None;
+                    self.spawn(i);
+                    continue;
+                }
+                panic!("node {i} exited early with {status}: {log}");
             }
             assert!(Instant::now() < deadline, "node {i} did not become healthy: {}", node.log());
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -106,6 +106,16 @@ pub fn verify(
 /// The last step: the proof's jti, scoped to its key, must not have been seen in the last
 /// 2 × `dpop.max_skew_seconds` (by any instance, in shared mode).
 pub async fn check_replay(state: &AppState, proof: &VerifiedProof) -> Result<(), ApiError> {
+    // A shared replay cache that lost its contents (Redis restarted empty) forgot the jtis of proofs
+    // issued before that moment: refuse those, as embedded mode refuses proofs older than the process.
+    if let Some(since) = state.coord.replay_memory_since().await?
+        && proof.iat() < since
+    {
+        return Err(dpop_failure(
+            ErrorCode::DpopIatSkew,
+            "this DPoP proof was issued before the shared replay cache last started empty; send a fresh proof",
+        ));
+    }
     let ttl = Duration::from_secs(proof.replay_ttl_seconds().max(1));
     if state.coord.remember_once(&proof.replay_key(), ttl).await? {
         Ok(())

@@ -1,0 +1,142 @@
+//! `steward-bench`: the load harness binary. Thin: parses arguments, installs the crypto provider,
+//! and runs [`steward_bench::run`]; `__serve` is the hidden entry the harness re-executes itself with
+//! to run Steward as a child process.
+
+// The report is this tool's interface: printing it to stdout is the point.
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use steward_bench::{BenchOptions, NginxChoice, parse_duration};
+use steward_server::StartupError;
+use steward_server::startup::{Environment, prepare};
+use steward_server::{config, observability, runtime};
+use steward_types::SystemClock;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "steward-bench",
+    about = "Load harness: Steward's execute path against direct and nginx baselines"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    internal: Option<Internal>,
+    /// Measured time of each phase (after the warm-up).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured load before each phase.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Connections (closed loop), or the connections that carry `--rate`.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// A fixed request rate (open loop; latency from each request's scheduled send time).
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long, default_value_t = 1024)]
+    body_bytes: usize,
+    #[arg(long, default_value_t = 1024)]
+    response_bytes: usize,
+    /// DPoP-bound session (ES256): a fresh proof on every request.
+    #[arg(long)]
+    dpop: bool,
+    /// Request kinds for Steward: allowed, denied (no allow rule), approval (approval required).
+    #[arg(long, default_value = "allowed=100")]
+    mix: String,
+    /// Shared mode: an empty PostgreSQL database (with --redis-url).
+    #[arg(long)]
+    postgres_url: Option<String>,
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// `auto` (find nginx on PATH), `off`, or the path of an nginx binary.
+    #[arg(long, default_value = "auto")]
+    nginx: NginxChoice,
+    /// Which targets to run, comma-separated: direct, nginx, steward.
+    #[arg(long, default_value = "direct,nginx,steward", value_delimiter = ',')]
+    targets: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
+    output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+enum Internal {
+    /// Runs Steward exactly as `steward serve --config FILE` does (the harness's child process).
+    #[command(name = "__serve", hide = true)]
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+async fn serve(config_path: PathBuf) -> Result<(), StartupError> {
+    let env = Environment::from_process();
+    let loaded = config::load(Some(&config_path), &env.vars)?;
+    observability::init_logging(&loaded.config.log);
+    let prepared = prepare(loaded, &env, Arc::new(SystemClock)).await?;
+    runtime::run(prepared, runtime::termination_signal()).await
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("steward-bench: cannot start the async runtime: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    if let Some(Internal::Serve { config }) = cli.internal {
+        return match runtime.block_on(serve(config)) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("steward: {}", error.message);
+                std::process::ExitCode::from(u8::try_from(error.code()).unwrap_or(1))
+            }
+        };
+    }
+    for target in &cli.targets {
+        if !["direct", "nginx", "steward"].contains(&target.as_str()) {
+            eprintln!("steward-bench: unknown target {target:?} (direct, nginx, steward)");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let options = BenchOptions {
+        duration: cli.duration,
+        warmup: cli.warmup,
+        connections: cli.connections,
+        rate: cli.rate,
+        body_bytes: cli.body_bytes,
+        response_bytes: cli.response_bytes,
+        dpop: cli.dpop,
+        mix: cli.mix,
+        postgres_url: cli.postgres_url,
+        redis_url: cli.redis_url,
+        nginx: cli.nginx,
+        targets: cli.targets,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    match runtime.block_on(steward_bench::run(&options)) {
+        Ok(report) => {
+            match cli.output {
+                Output::Json => println!("{}", report.to_json()),
+                Output::Text => print!("{}", report.to_text()),
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("steward-bench: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
