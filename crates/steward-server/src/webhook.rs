@@ -3,30 +3,30 @@
 //! signed `x-steward-signature: sha256=<hex HMAC-SHA256 of the body under approval.webhook_secret>`,
 //! retried 3 times with backoff.
 //!
-//! Until the SSRF-guarded egress exists, only `https://` URLs are used (the URL is operator or
-//! tenant-admin configuration, never workload input) and certificates are checked against the
-//! webpki roots; see `docs/decisions/0002-webhooks.md`.
+//! Webhooks leave through the same egress as execute: only `https://` URLs, the SSRF guard on the
+//! host (a tenant admin must not be able to point Steward at the metadata service or an internal
+//! address), a connection pinned to the validated address, upstream TLS verified against the webpki
+//! roots plus `egress.extra_ca_files`; see `docs/decisions/0002-webhooks.md`.
 
 pub mod client;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
 use serde_json::{Value, json};
 use steward_store::governance::ApprovalRecord;
 
 use crate::keys::open_record;
 use crate::routes::admin::approvals::preview_context;
 use crate::state::AppState;
-use client::{ClientError, HttpClient};
+use steward_egress::{OutgoingRequest, guard};
+use zeroize::Zeroizing;
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-steward-signature";
 /// Waits before the 3 retries.
 pub const RETRY_DELAYS: [Duration; 3] =
     [Duration::from_secs(1), Duration::from_secs(4), Duration::from_secs(16)];
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a webhook was not delivered.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +39,10 @@ pub enum WebhookError {
     Preview(String),
     #[error("the store could not be read: {0}")]
     Store(String),
-    #[error("the webhook client could not be built: {0}")]
-    Client(ClientError),
+    #[error("the webhook URL {0:?} is not a valid https URL")]
+    InvalidUrl(String),
+    #[error("the webhook destination was refused by the SSRF guard: {0}")]
+    Refused(String),
     #[error("the webhook failed after {attempts} attempts; last: {last}")]
     Failed { attempts: usize, last: String },
 }
@@ -54,20 +56,19 @@ pub enum Delivery {
     Delivered { attempts: usize },
 }
 
-/// Sends approval webhooks.
+/// Sends approval webhooks through the egress of the server it is given.
 #[derive(Debug, Clone)]
 pub struct WebhookSender {
-    client: HttpClient,
     retry_delays: Vec<Duration>,
 }
 
-impl WebhookSender {
-    /// Trusts the webpki roots plus `extra_roots_pem` (tests pass their CA here).
-    pub fn new(extra_roots_pem: Option<&str>) -> Result<Self, WebhookError> {
-        let client = HttpClient::new(extra_roots_pem, ATTEMPT_TIMEOUT).map_err(WebhookError::Client)?;
-        Ok(Self { client, retry_delays: RETRY_DELAYS.to_vec() })
+impl Default for WebhookSender {
+    fn default() -> Self {
+        Self { retry_delays: RETRY_DELAYS.to_vec() }
     }
+}
 
+impl WebhookSender {
     /// Replaces the backoff (tests use milliseconds).
     pub fn with_retry_delays(mut self, delays: Vec<Duration>) -> Self {
         self.retry_delays = delays;
@@ -101,15 +102,18 @@ impl WebhookSender {
         }
         let body = Bytes::from(payload(state, approval)?.to_string());
         let signature = signature_header(secret, &body);
-        let headers = [("content-type", "application/json"), (SIGNATURE_HEADER, signature.as_str())];
+        let destination = Destination::parse(&url)?;
         let mut last = String::new();
         let attempts = self.retry_delays.len() + 1;
         for attempt in 1..=attempts {
-            match self.client.send(Method::POST, &url, &headers, body.clone()).await {
-                Ok(response) if (200..300).contains(&response.status) => {
+            match destination.post(state, &body, &signature).await {
+                Ok(status) if (200..300).contains(&status) => {
                     return Ok(Delivery::Delivered { attempts: attempt });
                 }
-                Ok(response) => last = format!("status {}", response.status),
+                Ok(status) => last = format!("status {status}"),
+                // The guard's verdict does not change between attempts: do not retry it.
+                Err(WebhookError::Refused(reason)) => return Err(WebhookError::Refused(reason)),
+                Err(WebhookError::Failed { last: reason, .. }) => last = reason,
                 Err(error) => last = error.to_string(),
             }
             tracing::warn!(approval_id = %approval.approval_id, attempt, detail = %last, "Approval webhook attempt failed.");
@@ -127,10 +131,7 @@ pub fn notify_approval_created(state: &AppState, approval: &ApprovalRecord) -> t
     let state = state.clone();
     let approval = approval.clone();
     tokio::spawn(async move {
-        let outcome = match WebhookSender::new(None) {
-            Ok(sender) => sender.send_approval_created(&state, &approval).await,
-            Err(error) => Err(error),
-        };
+        let outcome = WebhookSender::default().send_approval_created(&state, &approval).await;
         match outcome {
             Ok(Delivery::Delivered { attempts }) => {
                 tracing::info!(approval_id = %approval.approval_id, attempts, "Approval webhook delivered.");
@@ -142,6 +143,55 @@ pub fn notify_approval_created(state: &AppState, approval: &ApprovalRecord) -> t
             }
         }
     })
+}
+
+/// Where a webhook goes: an https URL split for the egress.
+struct Destination {
+    host: String,
+    port: u16,
+    path: String,
+    query: String,
+}
+
+impl Destination {
+    fn parse(text: &str) -> Result<Self, WebhookError> {
+        let invalid = || WebhookError::InvalidUrl(text.to_owned());
+        let url = url::Url::parse(text).map_err(|_| invalid())?;
+        if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid());
+        }
+        let host = url.host_str().ok_or_else(invalid)?.to_owned();
+        Ok(Self {
+            host,
+            port: url.port_or_known_default().unwrap_or(443),
+            path: url.path().to_owned(),
+            query: url.query().unwrap_or("").to_owned(),
+        })
+    }
+
+    /// One attempt: guard the host, then POST through the pinned forwarder. The answer's status.
+    async fn post(&self, state: &AppState, body: &Bytes, signature: &str) -> Result<u16, WebhookError> {
+        let headers = vec![
+            ("content-type".to_owned(), Zeroizing::new("application/json".to_owned())),
+            (SIGNATURE_HEADER.to_owned(), Zeroizing::new(signature.to_owned())),
+        ];
+        let request = OutgoingRequest::new("POST", &self.path, &self.query, headers, body.clone())
+            .map_err(|e| WebhookError::InvalidUrl(e.to_string()))?;
+        let target =
+            guard(&self.host, self.port, state.egress.resolver.as_ref(), &state.config.egress.allow_cidrs)
+                .await
+                .map_err(|e| match e.code().status() {
+                    403 => WebhookError::Refused(e.code().as_str().to_owned()),
+                    _ => WebhookError::Failed { attempts: 1, last: e.to_string() },
+                })?;
+        let answer = state
+            .egress
+            .forwarder
+            .forward(&target, &request, &[])
+            .await
+            .map_err(|e| WebhookError::Failed { attempts: 1, last: e.code().as_str().to_owned() })?;
+        Ok(answer.status)
+    }
 }
 
 /// The webhook body: the approval summary (the descriptor without headers or body digest) and the

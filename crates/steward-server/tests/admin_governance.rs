@@ -681,7 +681,7 @@ async fn webhook_receiver(
 
     common::install_crypto_provider();
     let ca = steward_testkit::pki::TestCa::new("webhook test CA").unwrap();
-    let leaf = ca.server_cert(&["localhost"]).unwrap();
+    let leaf = ca.server_cert(&["hooks.example.test"]).unwrap();
     let chain = rustls::pki_types::CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -732,17 +732,25 @@ async fn approval_webhook_is_signed_retried_and_carries_no_headers() {
     let (port, ca_pem, seen) = webhook_receiver(2).await;
     let dir = tempfile::tempdir().unwrap();
     common::init_data_dir(dir.path()).await;
+    // The webhook leaves through the SSRF-guarded egress, like execute: the receiver is reached
+    // through static_hosts and trusted through extra_ca_files.
+    let ca_file = dir.path().join("webhook-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let ca_files = format!("[{:?}]", ca_file.display().to_string());
+    let url = format!("https://hooks.example.test:{port}/deployment-hook");
     let env = free_port_env(&[
-        ("STEWARD_APPROVAL__WEBHOOK_URL", &format!("https://localhost:{port}/deployment-hook")),
+        ("STEWARD_APPROVAL__WEBHOOK_URL", url.as_str()),
         ("STEWARD_APPROVAL__WEBHOOK_SECRET", "s3cret-webhook-key"),
+        ("STEWARD_EGRESS__STATIC_HOSTS", r#"{"hooks.example.test"=["127.0.0.1"]}"#),
+        ("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#),
+        ("STEWARD_EGRESS__EXTRA_CA_FILES", ca_files.as_str()),
     ]);
     let server = TestServer::start(dir.path(), env).await.unwrap();
     let pool = seed_tenants(&server).await;
     let id = approval(&server, "two", 300).await;
     let record = server.state.store.get_approval(&ApprovalId::parse(&id).unwrap()).await.unwrap().unwrap();
 
-    let sender =
-        WebhookSender::new(Some(&ca_pem)).unwrap().with_retry_delays(vec![Duration::from_millis(50); 3]);
+    let sender = WebhookSender::default().with_retry_delays(vec![Duration::from_millis(50); 3]);
     let delivery = sender.send_approval_created(&server.state, &record).await.unwrap();
     assert_eq!(delivery, Delivery::Delivered { attempts: 3 }, "two 500s, then success");
     let requests = seen.lock().unwrap().clone();
@@ -773,17 +781,19 @@ async fn approval_webhook_is_signed_retried_and_carries_no_headers() {
     assert!(matches!(refused, Err(steward_server::webhook::WebhookError::NotHttps(_))), "{refused:?}");
     assert_eq!(seen.lock().unwrap().len(), 3);
 
-    // Without our CA the certificate is not trusted: every attempt fails.
-    sqlx::query("UPDATE tenants SET approval_webhook_url = NULL WHERE tenant_id = 't_two'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let untrusting = WebhookSender::new(None).unwrap().with_retry_delays(vec![Duration::from_millis(10); 3]);
-    let failed = untrusting.send_approval_created(&server.state, &record).await;
+    // A tenant admin cannot point webhooks at the metadata service (or any denied address): the SSRF
+    // guard refuses it, once, without retries.
+    sqlx::query(
+        "UPDATE tenants SET approval_webhook_url = 'https://169.254.169.254/latest/hook' WHERE tenant_id = 't_two'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let guarded = sender.send_approval_created(&server.state, &record).await;
     assert!(
-        matches!(failed, Err(steward_server::webhook::WebhookError::Failed { attempts: 4, .. })),
-        "{failed:?}"
+        matches!(&guarded, Err(steward_server::webhook::WebhookError::Refused(code)) if code == "resolved_ip_denied_metadata_range"),
+        "{guarded:?}"
     );
-    assert_eq!(seen.lock().unwrap().len(), 3, "no request without a trusted handshake");
+    assert_eq!(seen.lock().unwrap().len(), 3, "nothing sent to a refused destination");
     server.stop().await;
 }

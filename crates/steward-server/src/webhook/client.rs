@@ -1,10 +1,9 @@
-//! A minimal outbound HTTP/1.1 client (one request per connection) for the approval webhook and the
-//! `steward admin` CLI: hyper's connection API over tokio-rustls with aws-lc-rs, so `ring` never
-//! enters the tree (see `docs/decisions/0002-webhooks.md`).
+//! A minimal HTTP/1.1 client (one request per connection) for the `steward admin` CLI talking to the
+//! admin listener: hyper's connection API over tokio-rustls with aws-lc-rs, so `ring` never enters
+//! the tree (see `docs/decisions/0002-webhooks.md`).
 //!
-//! It is deliberately not a general-purpose egress path: it resolves names with the system resolver
-//! and has no SSRF classification, so the webhook sender only uses it for operator-configured
-//! `https://` URLs until the SSRF-guarded egress exists.
+//! It is not an egress path: it resolves names with the system resolver and has no SSRF
+//! classification. Steward's own outbound calls (execute, OAuth2, webhooks) use `steward-egress`.
 
 use std::sync::Arc;
 use std::time::Duration;
