@@ -3,6 +3,8 @@
 //! signing over a JCS payload, session lookup on SQLite, and audit append throughput through the
 //! group-committing `AuditWriter` with many concurrent appenders (SQLite always; PostgreSQL when
 //! `STEWARD_BENCH_POSTGRES=1`, on a private database of the local server via the testkit).
+//! The response scrubber: building it (Aho-Corasick DFA, and the NFA kinds for comparison), a
+//! cached lookup through the server's `ScrubberCache`, and a scrub of a clean 1 KiB answer.
 //! Policy evaluation with 10/100/1000 rules lives in `crates/steward-policy/benches/evaluate.rs`.
 //!
 //! `cargo bench -p steward-bench --bench hot_paths` (add `-- audit` etc. to filter).
@@ -343,5 +345,52 @@ fn audit_append(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, canonicalization, dpop, envelope, manifest_signing, session_lookup, audit_append);
+fn scrubber(c: &mut Criterion) {
+    use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+    use steward_egress::{Scrubber, encodings};
+    use steward_server::pipeline::cache::ScrubberCache;
+    // What an API-key injection produces: the secret and the full `authorization` value.
+    let secret = b"sk_bench_0123456789abcdefghijklmnopqrstuv".to_vec();
+    let mut bearer = b"Bearer ".to_vec();
+    bearer.extend_from_slice(&secret);
+    let needles = vec![Zeroizing::new(secret), Zeroizing::new(bearer)];
+    let patterns: Vec<Vec<u8>> =
+        needles.iter().flat_map(|n| encodings(n)).map(|p| p.to_vec()).filter(|p| p.len() >= 4).collect();
+    let mut group = c.benchmark_group("scrubber");
+    group.bench_function("new", |b| b.iter(|| Scrubber::new(black_box(&needles)).unwrap()));
+    for (name, kind) in [
+        ("build_dfa", AhoCorasickKind::DFA),
+        ("build_contiguous_nfa", AhoCorasickKind::ContiguousNFA),
+        ("build_noncontiguous_nfa", AhoCorasickKind::NoncontiguousNFA),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostLongest)
+                    .kind(Some(kind))
+                    .build(black_box(&patterns))
+                    .unwrap()
+            });
+        });
+    }
+    let cache = ScrubberCache::new();
+    cache.get(&needles).unwrap();
+    group.bench_function("cache_hit", |b| b.iter(|| cache.get(black_box(&needles)).unwrap()));
+    let scrubber = Scrubber::new(&needles).unwrap();
+    let body = serde_json::to_vec(&json!({ "data": "x".repeat(1000) })).unwrap();
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("scrub_1KiB_clean", |b| b.iter(|| scrubber.scrub(black_box(&body))));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    scrubber,
+    canonicalization,
+    dpop,
+    envelope,
+    manifest_signing,
+    session_lookup,
+    audit_append
+);
 criterion_main!(benches);

@@ -34,16 +34,32 @@ struct Idle {
     since: Instant,
 }
 
+/// How often a check-in sweeps every key for expired or closed connections (between sweeps only the
+/// checked-in key's expired entries are dropped, so a check-in's cost does not grow with the total
+/// number of idle connections).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Inner {
+    /// Per key, oldest first (check-in pushes, check-out pops the most recent).
+    by_key: HashMap<PoolKey, Vec<Idle>>,
+    last_sweep: Instant,
+}
+
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    idle: Mutex<Inner>,
     idle_timeout: Duration,
     max_idle_per_key: usize,
 }
 
 impl Pool {
     pub(crate) fn new(idle_timeout: Duration, max_idle_per_key: usize) -> Self {
-        Self { idle: Mutex::new(HashMap::new()), idle_timeout, max_idle_per_key }
+        Self {
+            idle: Mutex::new(Inner { by_key: HashMap::new(), last_sweep: Instant::now() }),
+            idle_timeout,
+            max_idle_per_key,
+        }
     }
 
     /// The most recently used live idle connection to `host:port` at one of `addrs`, if any.
@@ -52,7 +68,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         for addr in addrs {
             let key = PoolKey { host: host.to_owned(), port, addr: *addr };
-            let Some(list) = idle.get_mut(&key) else { continue };
+            let Some(list) = idle.by_key.get_mut(&key) else { continue };
             while let Some(entry) = list.pop() {
                 if now.duration_since(entry.since) < self.idle_timeout && !entry.sender.is_closed() {
                     return Some(Conn { key, sender: entry.sender });
@@ -68,14 +84,20 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        idle.retain(|_, list| {
-            list.retain(|entry| {
-                now.duration_since(entry.since) < self.idle_timeout && !entry.sender.is_closed()
+        let mut guard = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let idle = &mut *guard;
+        let timeout = self.idle_timeout;
+        let live = |entry: &Idle| now.duration_since(entry.since) < timeout && !entry.sender.is_closed();
+        if now.duration_since(idle.last_sweep) >= SWEEP_INTERVAL {
+            idle.by_key.retain(|_, list| {
+                list.retain(live);
+                !list.is_empty()
             });
-            !list.is_empty()
-        });
-        let list = idle.entry(conn.key).or_default();
+            idle.last_sweep = now;
+        }
+        let list = idle.by_key.entry(conn.key).or_default();
+        let expired = list.iter().take_while(|entry| now.duration_since(entry.since) >= timeout).count();
+        list.drain(..expired);
         if list.len() >= self.max_idle_per_key {
             list.remove(0);
         }
@@ -85,6 +107,6 @@ impl Pool {
     /// Number of idle connections (for tests and metrics).
     pub(crate) fn idle_count(&self) -> usize {
         let idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        idle.values().map(Vec::len).sum()
+        idle.by_key.values().map(Vec::len).sum()
     }
 }

@@ -13,6 +13,7 @@ use steward_types::{SharedClock, Timestamp};
 
 use crate::config::Config;
 use crate::keys::ActiveSigningKey;
+use crate::pipeline::cache::{ScrubberCache, TemplateCache};
 use crate::pipeline::{AuditHmac, Egress};
 
 /// Cheap to clone: one `Arc`.
@@ -41,6 +42,10 @@ pub struct AppStateInner {
     pub egress: Arc<Egress>,
     /// The audit key, for the `hmac:<hex>` values of stored descriptors.
     pub audit_hmac: AuditHmac,
+    /// Compiled templates by (owner, id, version), bounded.
+    pub templates: TemplateCache,
+    /// Built response scrubbers by keyed hash of their needles, bounded.
+    pub scrubbers: ScrubberCache,
 }
 
 impl AppState {

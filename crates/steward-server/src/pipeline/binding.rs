@@ -1,6 +1,8 @@
 //! Steps 3 and 4: the integration, looked up in the caller's tenant, and the template it is bound to
 //! (its pinned version, else its owner's latest).
 
+use std::sync::Arc;
+
 use serde_json::Value;
 use steward_canon::{Injection, Template};
 use steward_store::catalog::IntegrationRecord;
@@ -39,7 +41,7 @@ pub async fn integration(
 }
 
 /// The template version the integration is bound to: `template_not_found` if it vanished.
-pub async fn template(state: &AppState, integration: &IntegrationRecord) -> Result<Template, ApiError> {
+pub async fn template(state: &AppState, integration: &IntegrationRecord) -> Result<Arc<Template>, ApiError> {
     let record = state
         .store
         .template_version(&integration.template_owner, &integration.template_id, integration.template_version)
@@ -55,14 +57,17 @@ pub async fn template(state: &AppState, integration: &IntegrationRecord) -> Resu
                 ),
             )
         })?;
-    let body: Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
-    Template::from_json(&body).map_err(|e| {
-        ApiError::internal(format!(
-            "stored template {} version {} does not validate: {}",
-            record.template_id,
-            record.version,
-            e.message()
-        ))
+    // Published versions are immutable: compile once per (owner, id, version) and body.
+    state.templates.get_or_compile(&record.owner, &record.template_id, record.version, &record.body, || {
+        let body: Value = serde_json::from_str(&record.body).map_err(ApiError::internal)?;
+        Template::from_json(&body).map_err(|e| {
+            ApiError::internal(format!(
+                "stored template {} version {} does not validate: {}",
+                record.template_id,
+                record.version,
+                e.message()
+            ))
+        })
     })
 }
 

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use steward_canon::CanonicalRequest;
-use steward_egress::{EgressError, Needles, OutgoingRequest, Scrubber, ValidatedTarget, guard};
+use steward_egress::{EgressError, Needles, OutgoingRequest, ValidatedTarget, guard};
 
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -104,7 +104,7 @@ pub async fn send(
     metrics::histogram!("steward_upstream_latency_seconds").record(outcome.latency.as_secs_f64());
     let mut headers = outcome.headers;
     let mut body = outcome.body;
-    let scrubber = Scrubber::new(needles)?;
+    let scrubber = state.scrubbers.get(needles)?;
     let scrubbed = scrubber.scrub_response(&mut headers, &mut body);
     if scrubbed {
         metrics::counter!("steward_secret_scrubbed_total").increment(1);

@@ -9,11 +9,13 @@
 //! - [`approvals`]: the pending approval of an `approval_required` decision (step 8);
 //! - [`secret`]: the integration secret, host binding and decryption (step 11);
 //! - [`forward`]: the SSRF guard, the forwarder and scrubbing (steps 9, 13, 14);
-//! - [`audit`]: the events and the descriptor as stored (`hmac:<hex>` values).
+//! - [`audit`]: the events and the descriptor as stored (`hmac:<hex>` values);
+//! - [`cache`]: bounded caches of compiled templates and built scrubbers.
 
 pub mod approvals;
 pub mod audit;
 pub mod binding;
+pub mod cache;
 pub mod forward;
 pub mod idempotency;
 pub mod policy;
