@@ -465,27 +465,13 @@ async fn a_proof_cannot_be_replayed_across_an_embedded_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proof_is_used_once_across_two_instances_sharing_postgres_and_redis() {
-    use steward_server::bootstrap::{InitOptions, init};
-    use steward_server::config::StorageBackend;
     use steward_testkit::{TestDatabase, redis_url, unique_redis_prefix};
 
     common::install_crypto_provider();
     let database = TestDatabase::create().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
     let (first_dir, second_dir) = (temp.path().join("first"), temp.path().join("second"));
-    let options = |dir: &Path, kek: Option<std::path::PathBuf>| InitOptions {
-        data_dir: dir.to_path_buf(),
-        public_url: None,
-        storage: StorageBackend::Postgres,
-        postgres_url: Some(database.url.clone()),
-        redis_url: Some(redis_url()),
-        kek_file: kek,
-        force: false,
-    };
-    init(&options(&first_dir, None), &Default::default(), common::clock()).await.unwrap();
-    init(&options(&second_dir, Some(first_dir.join("kek.json"))), &Default::default(), common::clock())
-        .await
-        .unwrap();
+    common::init_shared_pair(&database.url, &first_dir, &second_dir).await;
     let prefix = unique_redis_prefix();
     let env = || free_port_env(&[("STEWARD_STORAGE__REDIS_KEY_PREFIX", prefix.as_str())]);
     let first = TestServer::start(&first_dir, env()).await.unwrap();

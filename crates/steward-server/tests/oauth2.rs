@@ -10,7 +10,7 @@ mod common;
 #[path = "oauth2_support/provider.rs"]
 mod provider;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,7 @@ use common::{TestServer, clock, embedded_options, free_port_env, install_crypto_
 use http::Method;
 use provider::{API_HOST, Provider, TOKEN_HOST, TokenMode};
 use serde_json::{Value, json};
-use steward_server::bootstrap::{InitOptions, init};
-use steward_server::config::StorageBackend;
+use steward_server::bootstrap::init;
 use steward_server::oauth2::{AccessToken, OAuthError, access_token};
 use steward_server::startup::Environment;
 use steward_store::governance::{AuditFilter, AuditOrder};
@@ -114,24 +113,12 @@ impl Fixture {
 
     /// Two instances on one PostgreSQL + Redis deployment; provisioned through the first.
     async fn shared(temp: &Path, database_url: &str, kind: Kind) -> (Self, TestServer) {
-        use steward_testkit::{redis_url, unique_redis_prefix};
+        use steward_testkit::unique_redis_prefix;
         logs();
         install_crypto_provider();
         let provider = Provider::start().await;
         let (first_dir, second_dir) = (temp.join("first"), temp.join("second"));
-        let options = |dir: &Path, kek: Option<PathBuf>| InitOptions {
-            data_dir: dir.to_path_buf(),
-            public_url: None,
-            storage: StorageBackend::Postgres,
-            postgres_url: Some(database_url.to_owned()),
-            redis_url: Some(redis_url()),
-            kek_file: kek,
-            force: false,
-        };
-        init(&options(&first_dir, None), &Environment::default(), clock()).await.unwrap();
-        init(&options(&second_dir, Some(first_dir.join("kek.json"))), &Environment::default(), clock())
-            .await
-            .unwrap();
+        common::init_shared_pair(database_url, &first_dir, &second_dir).await;
         let prefix = unique_redis_prefix();
         let extra = [("STEWARD_STORAGE__REDIS_KEY_PREFIX", prefix.as_str())];
         let first = TestServer::start(&first_dir, egress_env(&first_dir, &provider, &extra)).await.unwrap();

@@ -8,15 +8,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use serde_json::{Value, json};
-use steward_server::bootstrap::{InitOptions, init};
-use steward_server::config::StorageBackend;
 use steward_server::startup::Environment;
 use steward_store::governance::{AuditFilter, AuditOrder};
 use steward_testkit::http_client::TestResponse;
 
 use super::upstream::Upstream;
 use super::workload::{Workload, call, enrolled, owner, session_token, tenant};
-use super::{TestServer, clock, embedded_options, free_port_env, install_crypto_provider};
+use super::{TestServer, free_port_env, install_crypto_provider};
 
 /// The integration secret every fixture writes.
 pub const SECRET: &str = "sk-live-execute-secret-0001";
@@ -117,7 +115,7 @@ impl Exec {
     pub async fn embedded(dir: &Path, options: Options) -> Self {
         install_crypto_provider();
         let upstream = Upstream::start().await;
-        init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
+        super::init_data_dir(dir).await;
         let server = TestServer::start(dir, environment(egress_env(dir, &upstream, &options.env)))
             .await
             .expect("start");
@@ -126,23 +124,11 @@ impl Exec {
 
     /// Two instances sharing PostgreSQL and Redis; the fixture is provisioned on the first.
     pub async fn shared(temp: &Path, database_url: &str, options: Options) -> (Self, TestServer) {
-        use steward_testkit::{redis_url, unique_redis_prefix};
+        use steward_testkit::unique_redis_prefix;
         install_crypto_provider();
         let upstream = Upstream::start().await;
         let (first_dir, second_dir) = (temp.join("first"), temp.join("second"));
-        let init_options = |dir: &Path, kek: Option<PathBuf>| InitOptions {
-            data_dir: dir.to_path_buf(),
-            public_url: None,
-            storage: StorageBackend::Postgres,
-            postgres_url: Some(database_url.to_owned()),
-            redis_url: Some(redis_url()),
-            kek_file: kek,
-            force: false,
-        };
-        init(&init_options(&first_dir, None), &Environment::default(), clock()).await.unwrap();
-        init(&init_options(&second_dir, Some(first_dir.join("kek.json"))), &Environment::default(), clock())
-            .await
-            .unwrap();
+        super::init_shared_pair(database_url, &first_dir, &second_dir).await;
         let mut extra = options.env.clone();
         extra.push(("STEWARD_STORAGE__REDIS_KEY_PREFIX".to_owned(), unique_redis_prefix()));
         let first = TestServer::start(&first_dir, environment(egress_env(&first_dir, &upstream, &extra)))

@@ -45,6 +45,25 @@ pub async fn init_data_dir(dir: &Path) {
     init(&embedded_options(dir), &Environment::default(), clock()).await.expect("init");
 }
 
+/// `steward init --storage postgres` twice on one database: `first` creates the deployment, `second`
+/// joins it with the first's keyring — two instances of one shared deployment.
+pub async fn init_shared_pair(database_url: &str, first: &Path, second: &Path) {
+    install_crypto_provider();
+    let options = |dir: &Path, kek: Option<PathBuf>| InitOptions {
+        data_dir: dir.to_path_buf(),
+        public_url: None,
+        storage: StorageBackend::Postgres,
+        postgres_url: Some(database_url.to_owned()),
+        redis_url: Some(steward_testkit::redis_url()),
+        kek_file: kek,
+        force: false,
+    };
+    init(&options(first, None), &Environment::default(), clock()).await.expect("init (create)");
+    init(&options(second, Some(first.join("kek.json"))), &Environment::default(), clock())
+        .await
+        .expect("init (join)");
+}
+
 /// Environment overrides that put both listeners on free ports.
 pub fn free_port_env(extra: &[(&str, &str)]) -> Environment {
     let mut vars = vec![
