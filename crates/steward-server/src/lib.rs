@@ -18,6 +18,7 @@ pub mod oauth2;
 pub mod observability;
 pub mod pipeline;
 pub mod proxy_protocol;
+pub mod read_cache;
 pub mod routes;
 pub mod runtime;
 pub mod startup;

@@ -68,6 +68,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
     });
 
     let key_task = tokio::spawn(manifest_key_maintenance(state.clone()));
+    let cache_task = tokio::spawn(Arc::clone(&state.reads).run_poller());
 
     shutdown.await;
     tracing::info!(event = "stopping", "Stopping: no new connections; finishing in-flight requests.");
@@ -76,6 +77,7 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
     let _ = admin_task.await;
     reload_task.abort();
     key_task.abort();
+    cache_task.abort();
     if let Err(error) = state.audit.shutdown().await {
         tracing::error!(%error, "The final audit checkpoint could not be written.");
         return Err(StartupError::failure(format!("final audit checkpoint: {error}")));

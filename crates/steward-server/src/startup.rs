@@ -247,6 +247,7 @@ pub async fn prepare(
     );
 
     let started_at = if coord.is_shared() { clock.now() } else { start_on_a_whole_second(&clock).await };
+    let reads = Arc::new(crate::read_cache::ReadCache::new(Arc::clone(&store)));
     let state = AppState::new(AppStateInner {
         config: loaded.config.clone(),
         store,
@@ -263,6 +264,7 @@ pub async fn prepare(
         audit_hmac,
         templates: crate::pipeline::cache::TemplateCache::default(),
         scrubbers: crate::pipeline::cache::ScrubberCache::new(),
+        reads,
     });
     Ok(Prepared {
         state,

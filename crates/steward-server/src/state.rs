@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::keys::ActiveSigningKey;
 use crate::pipeline::cache::{ScrubberCache, TemplateCache};
 use crate::pipeline::{AuditHmac, Egress};
+use crate::read_cache::ReadCache;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct AppStateInner {
     pub templates: TemplateCache,
     /// Built response scrubbers by keyed hash of their needles, bounded.
     pub scrubbers: ScrubberCache,
+    /// The data plane's read cache, kept within 1 s of the store by its change counter.
+    pub reads: Arc<ReadCache>,
 }
 
 impl AppState {

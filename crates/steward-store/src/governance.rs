@@ -286,6 +286,17 @@ pub trait GovernanceStore: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<ApprovalRecord>, StoreError>;
 
+    /// Whether any approved, unexpired, unconsumed `once` approval exists at `now` for this
+    /// (tenant, workload, integration), whatever its digest: lets the data plane skip the per-digest
+    /// lookup (and cache that answer) when there is none.
+    async fn has_approved_once(
+        &self,
+        tenant_id: &str,
+        workload_id: &str,
+        integration_id: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Approvals matching `filter`, newest first, at most `limit`.
     async fn list_approvals(
         &self,

@@ -57,6 +57,13 @@ pub trait Store:
     /// A cheap round trip, for `/readyz`.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The change counter: a number that moves forward, in the same transaction, with every change
+    /// to a record the data plane may cache (tenants, workloads, certificates, sessions, template
+    /// versions, integrations, secrets and their envelopes, policies, approval decisions). Inserts
+    /// of new identities, sessions and pending approvals do not move it. Polled by each instance's
+    /// read cache (`docs/storage.md`, "Freshness across instances").
+    async fn change_counter(&self) -> Result<i64, StoreError>;
+
     /// Which backend this is (`"sqlite"` or `"postgres"`), for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

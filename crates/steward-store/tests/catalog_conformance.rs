@@ -26,6 +26,7 @@ backend_suite!(
     patching_an_integration_keeps_its_secret_binding,
     deleting_an_integration_shreds_every_ciphertext_and_keeps_rows,
     policies_insert_list_and_disable,
+    catalog_changes_move_the_change_counter,
 );
 
 fn template(owner: &str, id: &str, version: u64, provider: &str, body: &str) -> TemplateVersionRecord {
@@ -317,5 +318,50 @@ pub async fn policies_insert_list_and_disable(h: Harness) -> anyhow::Result<()> 
     assert_eq!(store.policy(p1.policy_id.as_str()).await?.unwrap().disabled_at, Some(at));
     assert_eq!(store.list_policies(&only_t1).await?, vec![p2]);
     assert!(store.active_policies("t_one", i1.integration_id.as_str(), "g1").await?.is_empty());
+    Ok(())
+}
+
+/// Every catalog change the data plane's read cache could hold stale moves the change counter, in
+/// the same transaction: a new template version (it changes "latest"), a new secret version, an
+/// integration patch or deletion, a new or disabled policy.
+pub async fn catalog_changes_move_the_change_counter(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let t = tenant(&h, "t_one").await;
+    let record = integration(&t, "a");
+    store.create_integration(&record, &secret("a", 1, &["h"], false)).await?;
+    let id = record.integration_id.as_str();
+    let mut last = store.change_counter().await?;
+    let mut check = async |what: &str| -> anyhow::Result<()> {
+        let now = store.change_counter().await?;
+        assert!(now > last, "{what} must move the change counter ({last} → {now})");
+        last = now;
+        Ok(())
+    };
+    store.publish_template(&template("global", "tpl_c", 1, "openai", r#"{"v":1}"#)).await?;
+    check("a new template version").await?;
+    assert!(store.add_secret_version(id, &secret("a", 2, &["h"], false)).await?);
+    check("a new secret version").await?;
+    let patch = IntegrationPatch { enabled: Some(false), ..Default::default() };
+    store.update_integration(id, &patch, t0().plus_seconds(1)).await?;
+    check("an integration patch").await?;
+    let policy = PolicyRecord {
+        policy_id: PolicyId::generate(),
+        tenant_id: t.clone(),
+        integration_id: record.integration_id.clone(),
+        action_group: "g".into(),
+        method: "POST".into(),
+        host: "h".into(),
+        workload_id: None,
+        rule_type: "allow".into(),
+        rule: json!({"rule_type": "allow", "scope": {"action_group": "g"}}),
+        created_at: t0(),
+        disabled_at: None,
+    };
+    store.insert_policy(&policy).await?;
+    check("a new policy").await?;
+    assert!(store.disable_policy(policy.policy_id.as_str(), t0().plus_seconds(2)).await?);
+    check("disabling a policy").await?;
+    assert!(store.delete_integration(id, t0().plus_seconds(3)).await?);
+    check("deleting an integration").await?;
     Ok(())
 }

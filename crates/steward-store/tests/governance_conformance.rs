@@ -27,6 +27,7 @@ backend_suite!(
     approvals_concurrent_decisions_one_wins,
     audit_search_filters_and_pages,
     signing_key_rotation_keeps_one_active,
+    approved_once_presence_and_the_change_counter,
 );
 
 /// Two tenants with one workload and one integration each: `t_one`/`w_one`/`i_one`, `t_two`/….
@@ -458,5 +459,38 @@ async fn signing_key_rotation_keeps_one_active(h: Harness) -> anyhow::Result<()>
         .filter(|k| k.retired_at.is_none())
         .collect();
     assert_eq!(active.len(), 1);
+    Ok(())
+}
+
+/// `has_approved_once` answers per (tenant, workload, integration) whatever the digest; approving
+/// and consuming move the change counter (the read cache keeps that answer), a pending approval
+/// does not.
+async fn approved_once_presence_and_the_change_counter(h: Harness) -> anyhow::Result<()> {
+    seed(&h).await?;
+    let store = h.store();
+    let now = t0().plus_seconds(1);
+    let has = async |tenant: &str, at: Timestamp| {
+        store
+            .has_approved_once(&format!("t_{tenant}"), &format!("w_{tenant}"), &format!("i_{tenant}"), at)
+            .await
+    };
+    let start = store.change_counter().await?;
+    let once = new_approval("one", t0(), 300);
+    store.insert_approval(&once).await?;
+    assert_eq!(store.change_counter().await?, start, "a pending approval does not move the counter");
+    assert!(!has("one", now).await?, "pending is not approved");
+
+    let mut d = decision(&once.approval_id, DecisionOutcome::Approved(ApprovalMode::Once), now);
+    d.expires_at = Some(now.plus_seconds(60));
+    assert!(store.decide_approval(&d).await?);
+    let approved = store.change_counter().await?;
+    assert!(approved > start, "approving moves the counter");
+    assert!(has("one", now).await?);
+    assert!(!has("two", now).await?, "another tenant's approval is not this one's");
+    assert!(!has("one", now.plus_seconds(60)).await?, "an expired approval does not count");
+
+    assert!(store.consume_approval(&once.approval_id, now).await?);
+    assert!(store.change_counter().await? > approved, "consuming moves the counter");
+    assert!(!has("one", now).await?, "a consumed approval does not count");
     Ok(())
 }

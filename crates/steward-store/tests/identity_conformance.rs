@@ -30,6 +30,7 @@ backend_suite!(
     session_rate_limit_counts_a_window,
     concurrent_limited_session_inserts_never_exceed_the_limit,
     automatic_key_rotation_checks_age_under_the_lock,
+    change_counter_moves_with_identity_changes_only,
 );
 
 fn tenant(name: &str) -> TenantRecord {
@@ -561,5 +562,40 @@ async fn automatic_key_rotation_checks_age_under_the_lock(h: Harness) -> anyhow:
     let keys = store.published_signing_keys(t0()).await?;
     assert_eq!(keys.len(), 3);
     assert_eq!(keys.iter().filter(|k| k.retired_at.is_none()).count(), 1);
+    Ok(())
+}
+
+/// The read cache's change counter (`Store::change_counter`): revocations and updates move it, in
+/// the same transaction; new sessions, certificates and the session-limit row lock do not.
+async fn change_counter_moves_with_identity_changes_only(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let (tenant, workload) = with_workload(&store).await?;
+    let id = workload.workload_id.as_str();
+    let start = store.change_counter().await?;
+    // New rows are not changes a cache could hold stale (it only keeps records it found).
+    store.insert_session(&session(&workload, 1)).await?;
+    store.insert_session_limited(&session_at(&workload, 2, t0()), t0().plus_seconds(-60), 10).await?;
+    store.record_certificate(None, &certificate(&workload, "0a"), t0()).await?;
+    assert_eq!(
+        store.change_counter().await?,
+        start,
+        "inserts and the session-limit row lock must not move it"
+    );
+
+    let mut last = start;
+    let mut check = async |what: &str| -> anyhow::Result<()> {
+        let now = store.change_counter().await?;
+        assert!(now > last, "{what} must move the change counter ({last} → {now})");
+        last = now;
+        Ok(())
+    };
+    store.revoke_certificate(id, "0a", t0()).await?;
+    check("a certificate revocation").await?;
+    store.revoke_workload_sessions(id, t0()).await?;
+    check("a session revocation").await?;
+    assert!(store.update_workload(&WorkloadRecord { enabled: false, ..workload.clone() }).await?);
+    check("disabling a workload").await?;
+    assert!(store.update_tenant(&TenantRecord { dpop_required: true, ..tenant.clone() }).await?);
+    check("a tenant update").await?;
     Ok(())
 }

@@ -26,7 +26,7 @@ pub async fn integration(
         )
     };
     let record = state
-        .store
+        .reads
         .integration(integration_id)
         .await?
         .filter(|record| record.tenant_id == principal.tenant_id)
@@ -43,7 +43,7 @@ pub async fn integration(
 /// The template version the integration is bound to: `template_not_found` if it vanished.
 pub async fn template(state: &AppState, integration: &IntegrationRecord) -> Result<Arc<Template>, ApiError> {
     let record = state
-        .store
+        .reads
         .template_version(&integration.template_owner, &integration.template_id, integration.template_version)
         .await?
         .ok_or_else(|| {

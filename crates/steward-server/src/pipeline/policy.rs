@@ -3,9 +3,13 @@
 //! `once` approval that allowed it. Of two concurrent retries exactly one consumes the approval; the
 //! other is evaluated again without it.
 //!
-//! Rules are read from the store and compiled on every request: no cache, so a rule change is in
-//! force on every instance at its next request (well inside the 1 s freshness bound).
+//! The compiled rules and the "is there any approved `once` approval?" answer come through the read
+//! cache ([`crate::read_cache`]), so a rule change is in force within 1 s on every instance (at once
+//! on the one that made it). A cached "none" is only trusted for an allowed decision: any other
+//! outcome is evaluated again with the store's own answer first, so a retry right after an approval
+//! on another instance is not asked for a second approval.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -77,32 +81,61 @@ pub async fn compile(state: &AppState, canonical: &CanonicalRequest) -> Result<C
     Ok(CompiledPolicySet::new(rules))
 }
 
+/// Where step 2's `once` approval comes from on this pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnceLookup {
+    /// The read cache says whether there is any for (tenant, workload, integration); only then the
+    /// store is asked for this digest.
+    Cached,
+    /// The store, for this digest.
+    Store,
+    /// None: a concurrent retry consumed the one found.
+    Skip,
+}
+
+/// Step 2's approval for this pass, and whether the store itself was asked for this digest.
+async fn approved_once(
+    state: &AppState,
+    canonical: &CanonicalRequest,
+    lookup: OnceLookup,
+) -> Result<(Option<ApprovalId>, bool), ApiError> {
+    let d = canonical.descriptor();
+    let (tenant, workload, integration) =
+        (d.tenant_id().as_str(), d.workload_id().as_str(), d.integration_id().as_str());
+    let now = state.clock.now();
+    let ask_store = match lookup {
+        OnceLookup::Skip => false,
+        OnceLookup::Store => true,
+        OnceLookup::Cached => state.reads.has_approved_once(tenant, workload, integration, now).await?,
+    };
+    if !ask_store {
+        return Ok((None, false));
+    }
+    let found =
+        state.store.approved_once_for_digest(tenant, workload, integration, canonical.digest(), now).await?;
+    Ok((found.map(|record| record.approval_id), true))
+}
+
 /// Evaluates, takes the rate-limit tokens of an allowed decision, and consumes its `once` approval.
 pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<PolicyOutcome, ApiError> {
-    let set = compile(state, canonical).await?;
     let d = canonical.descriptor();
-    let mut use_once = true;
+    let key = (d.tenant_id().as_str(), d.integration_id().as_str(), d.action_group());
+    let set = state.reads.policies(key, || async { compile(state, canonical).await.map(Arc::new) }).await?;
+    let mut lookup = OnceLookup::Cached;
     loop {
-        let once = if use_once {
-            state
-                .store
-                .approved_once_for_digest(
-                    d.tenant_id().as_str(),
-                    d.workload_id().as_str(),
-                    d.integration_id().as_str(),
-                    canonical.digest(),
-                    state.clock.now(),
-                )
-                .await?
-                .map(|record| record.approval_id)
-        } else {
-            None
-        };
+        let (once, asked_store) = approved_once(state, canonical, lookup).await?;
         let evaluation = evaluate(&set, &EvaluationInput::from_canonical(canonical, once.as_ref()));
         let trace = evaluation.trace_json();
         let (reason, policy_id, approval_id, rate_limits) = match evaluation.decision {
             Decision::Allowed { reason, policy_id, approval_id, rate_limits } => {
                 (reason, policy_id, approval_id, rate_limits)
+            }
+            // The cached "none" may be up to a second old: ask the store before refusing.
+            Decision::ApprovalRequired { .. } | Decision::Denied { .. }
+                if lookup == OnceLookup::Cached && !asked_store =>
+            {
+                lookup = OnceLookup::Store;
+                continue;
             }
             Decision::ApprovalRequired { reason, policy_id } => {
                 return Ok(PolicyOutcome::ApprovalRequired { reason, policy_id, trace });
@@ -125,7 +158,11 @@ pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<Po
         }
         match approval_id {
             Some(approval_id) => {
-                if state.store.consume_approval(&approval_id, state.clock.now()).await? {
+                let consumed = state.store.consume_approval(&approval_id, state.clock.now()).await?;
+                // Either way the approval is no longer usable: this instance must not trust a
+                // cached "there is one" any longer than it has to.
+                state.reads.invalidate();
+                if consumed {
                     return Ok(PolicyOutcome::Allowed {
                         reason,
                         policy_id,
@@ -135,7 +172,7 @@ pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<Po
                 }
                 // A concurrent retry consumed it first: evaluate again without it.
                 tracing::info!(approval_id = %approval_id, "The once approval was consumed by another request; re-evaluating.");
-                use_once = false;
+                lookup = OnceLookup::Skip;
             }
             None => return Ok(PolicyOutcome::Allowed { reason, policy_id, consumed: None, trace }),
         }

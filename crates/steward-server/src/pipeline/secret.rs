@@ -48,7 +48,7 @@ pub async fn load(
     integration: &IntegrationRecord,
     canonical: &CanonicalRequest,
 ) -> Result<Credential, ApiError> {
-    let record = match state.store.current_secret(integration.integration_id.as_str()).await {
+    let record = match state.reads.current_secret(integration.integration_id.as_str()).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(unavailable(integration, "no secret is stored; an admin must write one")),
         Err(error) => {

@@ -41,6 +41,23 @@ pub fn admin(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         .fallback(route_not_found)
         .layer(axum::Extension(BodyLimit(limit)))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), invalidate_read_cache))
         .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("admin"), r, n)))
         .with_state(state)
+}
+
+/// After every admin request that may have changed something (any method but GET and HEAD), this
+/// instance's read cache is dropped before the answer leaves, so the change is in force at this
+/// instance's next request; other instances see it through the change counter within 1 s.
+async fn invalidate_read_cache(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let changes = !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let response = next.run(request).await;
+    if changes {
+        state.reads.invalidate();
+    }
+    response
 }

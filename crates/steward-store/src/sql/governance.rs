@@ -253,6 +253,27 @@ macro_rules! impl_governance_store {
                 row.as_ref().map(Self::approval_from_row).transpose()
             }
 
+            async fn has_approved_once(
+                &self,
+                tenant_id: &str,
+                workload_id: &str,
+                integration_id: &str,
+                now: steward_types::Timestamp,
+            ) -> Result<bool, $crate::StoreError> {
+                let row = sqlx::query(
+                    "SELECT 1 FROM approvals WHERE tenant_id = $1 AND workload_id = $2 AND integration_id = $3 \
+                     AND status = 'approved' AND mode = 'once' AND consumed_at IS NULL AND expires_at > $4 LIMIT 1",
+                )
+                .bind(tenant_id)
+                .bind(workload_id)
+                .bind(integration_id)
+                .bind(now.unix_micros())
+                .fetch_optional(self.reader())
+                .await
+                .map_err($crate::sql::map_sqlx)?;
+                Ok(row.is_some())
+            }
+
             async fn list_approvals(
                 &self,
                 filter: &$crate::governance::ApprovalFilter,

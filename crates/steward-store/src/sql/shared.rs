@@ -135,6 +135,14 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn change_counter(&self) -> Result<i64, $crate::StoreError> {
+                let (value,): (i64,) = sqlx::query_as("SELECT value FROM change_counter WHERE id = 1")
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::sql::map_sqlx)?;
+                Ok(value)
+            }
+
             fn backend(&self) -> &'static str {
                 $backend
             }

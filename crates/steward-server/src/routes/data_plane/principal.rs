@@ -2,9 +2,10 @@
 //! spec's order: a client certificate → its clientAuth EKU and single SPIFFE URI SAN → an enabled
 //! workload of that tenant → a known, unrevoked certificate → the workload's IP allowlist.
 //!
-//! The TLS handshake already verified the chain to the workload CA and the validity period. There
-//! is no cache: every request reads the workload and the certificate from the store, so disabling,
-//! revocation and allowlist changes take effect on the next request on every instance.
+//! The TLS handshake already verified the chain to the workload CA and the validity period. The
+//! workload and the certificate come through the read cache ([`crate::read_cache`]), so disabling,
+//! revocation and allowlist changes take effect within 1 s on every instance (at once on the one
+//! that made them).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ pub async fn identify(
     let (tenant_id, workload_id, serial) = identity_of(der.as_ref(), &state.config.trust_domain)?;
 
     let workload = state
-        .store
+        .reads
         .workload(workload_id.as_str())
         .await?
         .filter(|w| w.tenant_id == tenant_id && w.is_active())
@@ -82,7 +83,7 @@ pub async fn identify(
 
     let thumbprint = thumbprint_s256(der.as_ref());
     let certificate = state
-        .store
+        .reads
         .certificate_by_thumbprint(&thumbprint)
         .await?
         .filter(|c| c.workload_id == workload_id && c.revoked_at.is_none())

@@ -2,9 +2,9 @@
 //! first ([`MtlsPrincipal`]), then steps 1–7 in the spec's order, each with its code and its
 //! `WWW-Authenticate` challenge, the DPoP replay check last of all.
 //!
-//! There is no cache: the session, the workload and its tenant are read from the store on every
-//! request, so a revocation, an expiry or a disabled workload takes effect on the next request on
-//! every instance. The route's required scope is a type parameter: `SessionPrincipal<ExecuteScope>`,
+//! The session, the workload and its tenant come through the read cache ([`crate::read_cache`]): a
+//! revocation or a disabled workload takes effect within 1 s on every instance (at once on the one
+//! that made it); expiry is checked against the clock on every request. The route's required scope is a type parameter: `SessionPrincipal<ExecuteScope>`,
 //! `SessionPrincipal<ManifestReadScope>`.
 
 use std::marker::PhantomData;
@@ -168,7 +168,7 @@ async fn check(
         return Err(unknown());
     }
     let hash = hash_token(token);
-    let session = state.store.session_by_hash(&hash).await?.ok_or_else(unknown)?;
+    let session = state.reads.session_by_hash(&hash).await?.ok_or_else(unknown)?;
     let now = state.clock.now();
     if !hashes_equal(&session.token_hash, &hash) || session.revoked_at.is_some() || session.expires_at <= now
     {
