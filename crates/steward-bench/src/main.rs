@@ -5,6 +5,10 @@
 // The report is this tool's interface: printing it to stdout is the point.
 #![allow(clippy::print_stdout)]
 
+/// The same allocator as the `steward` binary (its `__serve` child must measure what users run).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

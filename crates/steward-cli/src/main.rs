@@ -4,6 +4,11 @@
 // A command-line tool's output is its interface: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
 
+/// mimalloc instead of glibc malloc: the execute path allocates and frees many small buffers across
+/// worker threads, where glibc's arenas cost ~20 % of the CPU under load (`docs/performance.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod server_commands;
 mod workload;
