@@ -35,7 +35,7 @@ pub use identity::{
 pub use oauth2::{OAuth2Store, OAuth2TokenRecord, OAuth2TokenState, StoreTokenOutcome};
 pub use postgres::PostgresStore;
 pub use records::*;
-pub use sqlite::{SqliteStore, SqliteSynchronous};
+pub use sqlite::{CHECKPOINT_EVERY as SQLITE_CHECKPOINT_EVERY, SqliteStore, SqliteSynchronous};
 
 use std::collections::BTreeMap;
 

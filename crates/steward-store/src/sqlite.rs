@@ -3,6 +3,10 @@
 //! SQLite allows one writer at a time; giving it exactly one connection turns writer contention into
 //! queueing in the pool instead of `SQLITE_BUSY` errors, while readers proceed concurrently (WAL).
 //! A lock file next to the database keeps a second Steward process off the same file.
+//!
+//! WAL checkpoints (copying committed pages from the WAL into the database file) run on a connection
+//! of their own every [`CHECKPOINT_EVERY`], not on the writer: a checkpoint inside a commit would
+//! hold every queued write (the audit writer's group commits first) for its whole duration.
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -21,6 +25,12 @@ use crate::sql::{
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Concurrent readers; reads are short, so a handful covers many requests.
 const READERS: u32 = 8;
+/// How often the checkpointer copies the WAL into the database file (PASSIVE: it never waits for,
+/// nor blocks, the writer or the readers).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+/// WAL pages after which the writer checkpoints by itself (SQLite's automatic checkpoint): only a
+/// backstop should the checkpointer fall behind; 16 384 pages of 4 KiB is 64 MiB of WAL.
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "16384";
 
 /// `storage.sqlite_synchronous`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,6 +46,7 @@ pub enum SqliteSynchronous {
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    checkpointer: Checkpointer,
     path: PathBuf,
     /// Held (locked) for the store's lifetime; the OS releases it when the process dies.
     _lock: File,
@@ -62,17 +73,18 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES))
             .await
             .map_err(map_sqlx)?;
         sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(map_migrate)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true).create_if_missing(false))
+            .connect_with(options.clone().read_only(true).create_if_missing(false))
             .await
             .map_err(map_sqlx)?;
-        Ok(SqliteStore { writer, reader, path: path.to_owned(), _lock: lock })
+        let checkpointer = Checkpointer::start(options).await?;
+        Ok(SqliteStore { writer, reader, checkpointer, path: path.to_owned(), _lock: lock })
     }
 
     /// The database file.
@@ -82,6 +94,8 @@ impl SqliteStore {
 
     /// Closes both pools (waiting for checked-out connections), so the WAL is checkpointed now.
     pub async fn close(&self) {
+        self.checkpointer.task.abort();
+        self.checkpointer.pool.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -115,6 +129,45 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, sqlx::Sqlite, "sqlite");
+
+/// The task that checkpoints the WAL every [`CHECKPOINT_EVERY`] on its own connection; stopped when
+/// the store is closed or dropped.
+#[derive(Debug)]
+struct Checkpointer {
+    pool: SqlitePool,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Checkpointer {
+    async fn start(options: SqliteConnectOptions) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.create_if_missing(false))
+            .await
+            .map_err(map_sqlx)?;
+        let task = tokio::spawn(checkpoint_regularly(pool.clone()));
+        Ok(Self { pool, task })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn checkpoint_regularly(pool: SqlitePool) {
+    let mut ticker = tokio::time::interval(CHECKPOINT_EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            // The writer's own automatic checkpoint still bounds the WAL.
+            tracing::warn!(%error, "WAL checkpoint failed; retrying.");
+        }
+    }
+}
 
 /// Locks `<db>.lock` exclusively. The lock belongs to the open file description, so a second open in
 /// the same process conflicts too.

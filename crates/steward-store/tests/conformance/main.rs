@@ -119,3 +119,34 @@ async fn postgres_unreachable_is_unavailable_quickly() {
     assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn sqlite_checkpoints_the_wal_off_the_writer() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("steward.db");
+    let store = SqliteStore::open(&path, SqliteSynchronous::Normal).await?;
+    let before = std::fs::metadata(&path)?.len();
+    // ~2 MiB of committed pages: far below the writer's own automatic checkpoint (64 MiB), so only
+    // the checkpointer can move them from the WAL into the database file.
+    store
+        .raw_sql_unchecked(
+            "CREATE TABLE filler (x BLOB); \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO filler SELECT randomblob(1000) FROM n;",
+        )
+        .await?;
+    let deadline = Instant::now() + steward_store::SQLITE_CHECKPOINT_EVERY * 10;
+    loop {
+        let now = std::fs::metadata(&path)?.len();
+        if now >= before + 2_000_000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the WAL was not checkpointed: database file {before} → {now} bytes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    store.close().await;
+    Ok(())
+}
