@@ -6,16 +6,27 @@ use serde::{Deserialize, Serialize};
 use steward_types::{CheckpointId, Timestamp};
 
 use super::event::{AuditEvent, ChainLink};
+use super::jcs;
 use crate::StoreError;
 
 /// `prev_hash` of the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// An event as stored: the event (with `chain` filled) and the writer that chained it.
-#[derive(Debug, Clone, PartialEq)]
+/// An event as stored: the event (with `chain` filled), the writer that chained it, and its body JSON.
+#[derive(Debug, Clone)]
 pub struct StoredEvent {
     event: AuditEvent,
     writer_id: String,
+    /// `serde_json` of `event`, made once when the event is built (the audit writer builds it without
+    /// serializing the whole event again) so the store does not serialize it a second time.
+    body: String,
+}
+
+/// The body is a function of the event, so equality is the event's and the writer's.
+impl PartialEq for StoredEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event && self.writer_id == other.writer_id
+    }
 }
 
 impl StoredEvent {
@@ -24,14 +35,19 @@ impl StoredEvent {
         if event.chain.is_none() {
             return Err(StoreError::Corrupt(format!("audit event {} has no chain link", event.event_id)));
         }
-        Ok(Self { event, writer_id })
+        let body = serde_json::to_string(&event)
+            .map_err(|e| StoreError::Corrupt(format!("audit event does not serialize: {e}")))?;
+        Ok(Self { event, writer_id, body })
     }
 
     /// Parses a stored body (the JSON written by [`StoredEvent::body_json`]).
     pub fn from_body(body: &str, writer_id: String) -> Result<Self, StoreError> {
         let event: AuditEvent = serde_json::from_str(body)
             .map_err(|e| StoreError::Corrupt(format!("audit event body does not parse: {e}")))?;
-        Self::new(event, writer_id)
+        if event.chain.is_none() {
+            return Err(StoreError::Corrupt(format!("audit event {} has no chain link", event.event_id)));
+        }
+        Ok(Self { event, writer_id, body: body.to_owned() })
     }
 
     pub fn event(&self) -> &AuditEvent {
@@ -53,8 +69,12 @@ impl StoredEvent {
 
     /// The full event JSON kept in the `body` column.
     pub fn body_json(&self) -> Result<String, StoreError> {
-        serde_json::to_string(&self.event)
-            .map_err(|e| StoreError::Corrupt(format!("audit event does not serialize: {e}")))
+        Ok(self.body.clone())
+    }
+
+    /// [`StoredEvent::body_json`] without the copy.
+    pub fn body(&self) -> &str {
+        &self.body
     }
 
     /// The head this event would be if it were the newest of its chain.
@@ -147,6 +167,100 @@ pub fn compute_hash(audit_key: &[u8; 32], event: &AuditEvent) -> Result<String, 
     context.update(b"\n");
     context.update(&canonical);
     Ok(hex::encode(context.sign().as_ref()))
+}
+
+/// An event serialized once, before it has a place in a chain: its RFC 8785 form and its body JSON,
+/// each with a hole where `chain` goes. The audit writer builds it on the appending caller's task, so
+/// the one writer task only fills the holes with the link and runs the HMAC instead of serializing
+/// every event twice itself.
+///
+/// Filling the hole gives exactly the bytes [`compute_hash`] hashes: that is JCS of the event's JSON
+/// value with `chain` replaced by `{chain_id, seq, prev_hash}`, and JCS sorts object keys without
+/// looking at the values and writes a value the same wherever it sits, so only the bytes of the
+/// `chain` value differ from the canonical form with `chain: null` ([`jcs::write_unchained_event`]).
+/// The body hole is the `null` of the final `"chain":null}`, since `chain` is the last field of
+/// [`AuditEvent`].
+#[derive(Debug)]
+pub(crate) struct Unchained {
+    /// The event, its `chain` cleared.
+    event: AuditEvent,
+    /// JCS of the event with `chain: null`.
+    canonical: Vec<u8>,
+    /// Byte offset of that `null` in `canonical`.
+    chain_at: usize,
+    /// `serde_json` of the event with `chain: null` without the final `null}`, with room for the link;
+    /// `None` if the body does not end that way (it always does while `chain` is the struct's last
+    /// field), and then the body is serialized again once the link is known.
+    body_head: Option<Vec<u8>>,
+}
+
+/// Room kept in a body for its link: the JSON of two hashes, the chain id and the sequence number.
+const LINK_ROOM: usize = 320;
+
+fn link_error(error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(format!("audit chain link does not serialize: {error}"))
+}
+
+impl Unchained {
+    pub(crate) fn new(mut event: AuditEvent) -> Result<Self, StoreError> {
+        event.chain = None;
+        let mut canonical = Vec::with_capacity(1024);
+        let chain_at = jcs::write_unchained_event(&mut canonical, &event)?;
+        let mut body = Vec::with_capacity(canonical.len() + LINK_ROOM);
+        serde_json::to_writer(&mut body, &event)
+            .map_err(|e| StoreError::Corrupt(format!("audit event does not serialize: {e}")))?;
+        let body_head = body.ends_with(b",\"chain\":null}").then(|| {
+            body.truncate(body.len() - "null}".len());
+            body
+        });
+        Ok(Self { event, canonical, chain_at, body_head })
+    }
+
+    pub(crate) fn event(&self) -> &AuditEvent {
+        &self.event
+    }
+
+    /// Places the event at `seq` of `chain_id` after `prev_hash` and hashes it under `key` (the audit
+    /// key): the same hash [`compute_hash`] gives for the event with that link.
+    pub(crate) fn link(
+        self,
+        key: &hmac::Key,
+        chain_id: String,
+        seq: i64,
+        prev_hash: String,
+        writer_id: String,
+    ) -> Result<StoredEvent, StoreError> {
+        let Unchained { mut event, canonical, chain_at, body_head } = self;
+        // The link without its hash as `compute_hash` builds it, `{chain_id, seq, prev_hash}`, in JCS:
+        // keys in sorted order, strings escaped as `serde_json` does, the integer in plain digits.
+        let mut unhashed = Vec::with_capacity(160);
+        unhashed.extend_from_slice(b"{\"chain_id\":");
+        jcs::write_str(&mut unhashed, &chain_id)?;
+        unhashed.extend_from_slice(b",\"prev_hash\":");
+        jcs::write_str(&mut unhashed, &prev_hash)?;
+        unhashed.extend_from_slice(b",\"seq\":");
+        serde_json::to_writer(&mut unhashed, &seq).map_err(link_error)?;
+        unhashed.push(b'}');
+        let (before, after) = canonical.split_at(chain_at);
+        let mut context = hmac::Context::with_key(key);
+        context.update(prev_hash.as_bytes());
+        context.update(b"\n");
+        context.update(before);
+        context.update(&unhashed);
+        context.update(&after["null".len()..]);
+        let hash = hex::encode(context.sign().as_ref());
+        let link = ChainLink { chain_id, seq, prev_hash, hash };
+        let Some(mut body) = body_head else {
+            event.chain = Some(link);
+            return StoredEvent::new(event, writer_id);
+        };
+        serde_json::to_writer(&mut body, &link).map_err(link_error)?;
+        body.push(b'}');
+        // Both halves came from `serde_json`, so this only checks what is already true.
+        let body = String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        event.chain = Some(link);
+        Ok(StoredEvent { event, writer_id, body })
+    }
 }
 
 /// The id of the chain of `tenant_id` written by `writer_id`. Deterministic, so a reader can tell which

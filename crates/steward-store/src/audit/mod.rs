@@ -6,6 +6,7 @@
 
 mod chain;
 mod event;
+mod jcs;
 mod verify;
 mod writer;
 

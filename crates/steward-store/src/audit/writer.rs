@@ -6,17 +6,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use aws_lc_rs::hmac;
 use steward_types::{CheckpointId, SharedClock};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use super::chain::{
-    ChainHead, Checkpoint, CheckpointSigner, GENESIS_HASH, StoredEvent, chain_id_for, compute_hash,
+    ChainHead, Checkpoint, CheckpointSigner, GENESIS_HASH, StoredEvent, Unchained, chain_id_for,
 };
-use super::event::{AuditEvent, ChainLink};
-use crate::Store;
+use super::event::AuditEvent;
+use crate::{Store, StoreError};
 
 /// Most events in one transaction: bounds the time one commit holds the writer connection.
 const BATCH_CAP: usize = 512;
@@ -36,7 +37,7 @@ pub enum AuditError {
 type Ack = oneshot::Sender<Result<StoredEvent, AuditError>>;
 
 enum Command {
-    Append(Box<AuditEvent>, Ack),
+    Append(Box<Unchained>, Ack),
     Shutdown(oneshot::Sender<Result<(), AuditError>>),
 }
 
@@ -61,7 +62,7 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = WriterTask {
             store,
-            audit_key,
+            audit_key: hmac::Key::new(hmac::HMAC_SHA256, audit_key.as_ref()),
             writer_id: writer_id.clone(),
             clock,
             signer,
@@ -79,6 +80,9 @@ impl AuditWriter {
     /// Chains and durably stores `event`; returns once the transaction holding it committed.
     /// Any `chain` the caller set is replaced.
     pub async fn append(&self, event: AuditEvent) -> Result<StoredEvent, AuditError> {
+        // Serializing does not depend on the chain, so it happens here, on the caller's task, in
+        // parallel with other callers; the single writer task only links and hashes.
+        let event = Unchained::new(event).map_err(|e| AuditError::WriteFailed(e.to_string()))?;
         let (ack, wait) = oneshot::channel();
         self.tx.send(Command::Append(Box::new(event), ack)).await.map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -103,7 +107,8 @@ struct Head {
 
 struct WriterTask {
     store: Arc<dyn Store>,
-    audit_key: Zeroizing<[u8; 32]>,
+    /// The HMAC key of the chains, set up once (aws-lc cleanses it when dropped).
+    audit_key: hmac::Key,
     writer_id: String,
     clock: SharedClock,
     signer: Arc<dyn CheckpointSigner>,
@@ -113,6 +118,43 @@ struct WriterTask {
     dirty: bool,
 }
 
+/// Events chained on top of some heads, to be written in one transaction.
+struct Batch {
+    stored: Vec<StoredEvent>,
+    acks: Vec<Ack>,
+    /// The head of every chain once this batch is committed.
+    heads: BTreeMap<String, Head>,
+}
+
+impl Batch {
+    fn on(heads: BTreeMap<String, Head>) -> Self {
+        Batch { stored: Vec::new(), acks: Vec::new(), heads }
+    }
+
+    fn len(&self) -> usize {
+        self.stored.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.stored.is_empty()
+    }
+}
+
+/// What the channel has told the writer besides events.
+#[derive(Default)]
+struct Intake {
+    /// Every handle is gone.
+    closed: bool,
+    /// A shutdown was asked for: take no more events, finish, checkpoint, then acknowledge this.
+    shutdown: Option<oneshot::Sender<Result<(), AuditError>>>,
+}
+
+impl Intake {
+    fn accepting(&self) -> bool {
+        !self.closed && self.shutdown.is_none()
+    }
+}
+
 impl WriterTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Command>, checkpoint_every: Duration) {
         let mut ticker = tokio::time::interval(checkpoint_every);
@@ -120,117 +162,169 @@ impl WriterTask {
         // The first tick of an interval fires immediately; nothing to checkpoint yet.
         ticker.tick().await;
         loop {
-            tokio::select! {
-                command = rx.recv() => {
-                    let Some(command) = command else {
-                        // Every handle is gone: checkpoint what was written, then stop.
-                        let _ = self.checkpoint().await;
-                        return;
-                    };
-                    let mut batch = Vec::new();
-                    let mut shutdown = None;
-                    match command {
-                        Command::Append(event, ack) => batch.push((*event, ack)),
-                        Command::Shutdown(ack) => shutdown = Some(ack),
-                    }
-                    // Take whatever else is already queued, up to the cap: the group commit.
-                    while shutdown.is_none() && batch.len() < BATCH_CAP {
-                        match rx.try_recv() {
-                            Ok(Command::Append(event, ack)) => batch.push((*event, ack)),
-                            Ok(Command::Shutdown(ack)) => shutdown = Some(ack),
-                            Err(_) => break,
-                        }
-                    }
-                    if !batch.is_empty() {
-                        self.commit(batch).await;
-                    }
-                    if let Some(ack) = shutdown {
-                        rx.close();
-                        // Anything that slipped in before the close is still written.
-                        let mut rest = Vec::new();
-                        while let Ok(command) = rx.try_recv() {
-                            match command {
-                                Command::Append(event, ack) => rest.push((*event, ack)),
-                                Command::Shutdown(other) => { let _ = other.send(Ok(())); }
-                            }
-                        }
-                        if !rest.is_empty() {
-                            self.commit(rest).await;
-                        }
-                        let _ = ack.send(self.checkpoint().await);
-                        return;
-                    }
-                }
+            let command = tokio::select! {
+                command = rx.recv() => command,
                 _ = ticker.tick() => {
-                    if let Err(error) = self.checkpoint().await {
-                        tracing::warn!(%error, writer_id = %self.writer_id, "Audit checkpoint failed; will retry.");
+                    self.periodic_checkpoint().await;
+                    continue;
+                }
+            };
+            let mut intake = Intake::default();
+            let mut batch = Batch::on(self.heads.clone());
+            self.accept(&mut batch, command, &mut intake);
+            // Take whatever else is already queued, up to the cap: the group commit.
+            self.take_queued(&mut rx, &mut batch, &mut intake);
+            // Write batches back to back. While one is in the database, what arrives is chained on
+            // top of it, so chaining the next batch overlaps writing this one instead of waiting for
+            // it; the heads still only advance when a write succeeded.
+            while !batch.is_empty() {
+                let mut next = Batch::on(batch.heads.clone());
+                let mut tick = false;
+                let started = Instant::now();
+                let result = {
+                    let write = self.store.append_audit_events(&batch.stored);
+                    tokio::pin!(write);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            result = &mut write => break result,
+                            command = rx.recv(), if intake.accepting() && next.len() < BATCH_CAP => {
+                                self.accept(&mut next, command, &mut intake);
+                            }
+                            _ = ticker.tick(), if !tick => tick = true,
+                        }
+                    }
+                };
+                if !self.settle(batch, result, started) {
+                    // `next` was chained on top of events that were not written: chain it again on
+                    // the committed heads, so the failed batch leaves no gap.
+                    next = self.rechain(next);
+                }
+                self.take_queued(&mut rx, &mut next, &mut intake);
+                if tick {
+                    self.periodic_checkpoint().await;
+                }
+                batch = next;
+            }
+            if let Some(ack) = intake.shutdown {
+                rx.close();
+                // Anything that slipped in before the close is still written.
+                let mut rest = Batch::on(self.heads.clone());
+                while let Ok(command) = rx.try_recv() {
+                    match command {
+                        Command::Append(event, ack) => self.chain(&mut rest, *event, ack),
+                        Command::Shutdown(other) => {
+                            let _ = other.send(Ok(()));
+                        }
                     }
                 }
+                if !rest.is_empty() {
+                    let started = Instant::now();
+                    let result = self.store.append_audit_events(&rest.stored).await;
+                    self.settle(rest, result, started);
+                }
+                let _ = ack.send(self.checkpoint().await);
+                return;
+            }
+            if intake.closed {
+                // Every handle is gone: checkpoint what was written, then stop.
+                let _ = self.checkpoint().await;
+                return;
             }
         }
     }
 
-    /// Chains `batch` on top of the committed heads, writes it in one transaction, then acknowledges.
-    /// The heads only advance when the commit succeeded, so a failed batch leaves no gap.
-    async fn commit(&mut self, batch: Vec<(AuditEvent, Ack)>) {
-        let mut tentative = self.heads.clone();
-        let mut stored = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        for (mut event, ack) in batch {
-            let tenant = event.chain_tenant().to_owned();
-            let (seq, prev_hash) = match tentative.get(&tenant) {
-                Some(head) => (head.seq + 1, head.hash.clone()),
-                None => (1, GENESIS_HASH.to_owned()),
-            };
-            event.chain = Some(ChainLink {
-                chain_id: chain_id_for(&tenant, &self.writer_id),
-                seq,
-                prev_hash,
-                hash: String::new(),
-            });
-            let hashed = compute_hash(&self.audit_key, &event).and_then(|hash| {
-                if let Some(chain) = event.chain.as_mut() {
-                    chain.hash = hash.clone();
-                }
-                StoredEvent::new(event, self.writer_id.clone()).map(|s| (s, hash))
-            });
-            match hashed {
-                Ok((event, hash)) => {
-                    tentative
-                        .insert(tenant, Head { seq, hash, event_id: event.event().event_id.to_string() });
-                    stored.push(event);
-                    acks.push(ack);
-                }
+    /// Handles one message from the channel (`None`: every handle is gone).
+    fn accept(&self, batch: &mut Batch, command: Option<Command>, intake: &mut Intake) {
+        match command {
+            Some(Command::Append(event, ack)) => self.chain(batch, *event, ack),
+            Some(Command::Shutdown(ack)) => intake.shutdown = Some(ack),
+            None => intake.closed = true,
+        }
+    }
+
+    /// Adds what is already queued to `batch`, up to the cap, without waiting.
+    fn take_queued(&self, rx: &mut mpsc::Receiver<Command>, batch: &mut Batch, intake: &mut Intake) {
+        while intake.accepting() && batch.len() < BATCH_CAP {
+            match rx.try_recv() {
+                Ok(command) => self.accept(batch, Some(command), intake),
+                // Closed is seen by the next `recv`.
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Chains `event` at the end of `batch`, on top of its heads.
+    fn chain(&self, batch: &mut Batch, event: Unchained, ack: Ack) {
+        let tenant = event.event().chain_tenant().to_owned();
+        let (seq, prev_hash) = match batch.heads.get(&tenant) {
+            Some(head) => (head.seq + 1, head.hash.clone()),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let chain_id = chain_id_for(&tenant, &self.writer_id);
+        match event.link(&self.audit_key, chain_id, seq, prev_hash, self.writer_id.clone()) {
+            Ok(event) => {
+                let head = Head {
+                    seq,
+                    hash: event.chain().hash.clone(),
+                    event_id: event.event().event_id.to_string(),
+                };
+                batch.heads.insert(tenant, head);
+                batch.stored.push(event);
+                batch.acks.push(ack);
+            }
+            Err(error) => {
+                // Only this event is refused; it took no sequence number (the heads are unchanged).
+                let _ = ack.send(Err(AuditError::WriteFailed(error.to_string())));
+            }
+        }
+    }
+
+    /// Chains the events of `unwritten` again, on top of the committed heads.
+    fn rechain(&self, unwritten: Batch) -> Batch {
+        let mut batch = Batch::on(self.heads.clone());
+        for (stored, ack) in unwritten.stored.into_iter().zip(unwritten.acks) {
+            match Unchained::new(stored.into_event()) {
+                Ok(event) => self.chain(&mut batch, event, ack),
                 Err(error) => {
-                    // Only this event is refused; it took no sequence number (tentative is unchanged).
                     let _ = ack.send(Err(AuditError::WriteFailed(error.to_string())));
                 }
             }
         }
-        if stored.is_empty() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        match self.store.append_audit_events(&stored).await {
+        batch
+    }
+
+    /// Acknowledges every event of `batch` with the outcome of its write; on success its heads
+    /// become the committed ones. Returns whether it was written.
+    fn settle(&mut self, batch: Batch, result: Result<(), StoreError>, started: Instant) -> bool {
+        match result {
             Ok(()) => {
-                self.heads = tentative;
+                self.heads = batch.heads;
                 self.dirty = true;
                 tracing::debug!(
-                    batch = stored.len(),
+                    batch = batch.stored.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "Audit batch committed."
                 );
-                for (event, ack) in stored.into_iter().zip(acks) {
+                for (event, ack) in batch.stored.into_iter().zip(batch.acks) {
                     let _ = ack.send(Ok(event));
                 }
+                true
             }
             Err(error) => {
-                tracing::error!(%error, batch = stored.len(), "Audit batch could not be written.");
+                tracing::error!(%error, batch = batch.stored.len(), "Audit batch could not be written.");
                 let message = error.to_string();
-                for ack in acks {
+                for ack in batch.acks {
                     let _ = ack.send(Err(AuditError::WriteFailed(message.clone())));
                 }
+                false
             }
+        }
+    }
+
+    async fn periodic_checkpoint(&mut self) {
+        if let Err(error) = self.checkpoint().await {
+            tracing::warn!(%error, writer_id = %self.writer_id, "Audit checkpoint failed; will retry.");
         }
     }
 

@@ -299,3 +299,112 @@ pub async fn checkpoints_are_written_signed_and_listed(h: Harness) -> anyhow::Re
     assert_eq!(store.latest_checkpointed_heads("t_a").await?, vec![a2.as_head()]);
     Ok(())
 }
+
+/// `count` events of `tenant` chained by `writer_id` under the test audit key, as the writer would;
+/// `event_id_of` may pick the event id of event `n`.
+fn chain_of(
+    tenant: &str,
+    writer_id: &str,
+    count: i64,
+    event_id_of: impl Fn(i64) -> Option<steward_types::EventId>,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    let chain_id = chain_id_for(tenant, writer_id);
+    let mut prev = GENESIS_HASH.to_owned();
+    let mut stored = Vec::new();
+    for n in 1..=count {
+        let mut event = execute_event(Some(tenant), n);
+        if let Some(id) = event_id_of(n) {
+            event.event_id = id;
+        }
+        event.chain = Some(ChainLink {
+            chain_id: chain_id.clone(),
+            seq: n,
+            prev_hash: prev.clone(),
+            hash: String::new(),
+        });
+        let hash = compute_hash(&AUDIT_KEY, &event)?;
+        if let Some(chain) = event.chain.as_mut() {
+            chain.hash = hash.clone();
+        }
+        prev = hash;
+        stored.push(StoredEvent::new(event, writer_id.to_owned())?);
+    }
+    Ok(stored)
+}
+
+/// Every event of a chain, in order.
+async fn read_chain(store: &dyn steward_store::Store, chain_id: &str) -> anyhow::Result<Vec<StoredEvent>> {
+    let mut read: Vec<StoredEvent> = Vec::new();
+    loop {
+        let after = read.last().map_or(0, |e| e.chain().seq);
+        let page = store.audit_chain_events(chain_id, after, 500).await?;
+        if page.is_empty() {
+            return Ok(read);
+        }
+        read.extend(page);
+    }
+}
+
+pub async fn large_batches_are_written_whole_or_not_at_all(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    // More rows than one INSERT statement takes (512): several statements in one transaction.
+    let chain = chain_of("t_one", "wr_bulk", 1200, |_| None)?;
+    store.append_audit_events(&chain).await?;
+    let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok && report.events_checked == 1200, "{report:?}");
+    let read = read_chain(store.as_ref(), &chain[0].chain().chain_id).await?;
+    assert_eq!(read, chain, "bodies and links survive the multi-row statements");
+
+    // A batch whose last event repeats a stored event id is refused as a whole, in one statement and
+    // in several.
+    for count in [3, 700] {
+        let existing = chain[0].event().event_id.clone();
+        let batch = chain_of("t_two", "wr_bulk", count, |n| (n == count).then(|| existing.clone()))?;
+        assert!(store.append_audit_events(&batch).await.is_err(), "{count} events");
+        assert!(store.audit_chain_heads(Some("t_two")).await?.is_empty(), "{count} events: nothing written");
+    }
+    assert!(verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?.ok);
+    Ok(())
+}
+
+pub async fn failed_batches_among_concurrent_appends_leave_no_gap(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let w = writer(store.clone(), TestSigner::new(), HOUR);
+    let first = w.append(execute_event(Some("t_one"), 0)).await?;
+    // Many appends at once, the first of them repeating `first`'s event id. The batch holding it
+    // fails, and the events that arrived while it was being written were already chained on top of
+    // it: they must be chained again on the committed head.
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 1..=1500_i64 {
+        let w = w.clone();
+        let mut event = execute_event(Some("t_one"), n);
+        let poisoned = n == 1;
+        if poisoned {
+            event.event_id = first.event().event_id.clone();
+        }
+        tasks.spawn(async move { (poisoned, w.append(event).await) });
+    }
+    let mut written = vec![first];
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        match joined? {
+            (poisoned, Ok(stored)) => {
+                assert!(!poisoned, "a repeated event id was acknowledged");
+                written.push(stored);
+            }
+            (_, Err(AuditError::WriteFailed(_))) => failed += 1,
+            (_, Err(other)) => return Err(other.into()),
+        }
+    }
+    w.shutdown().await?;
+    assert!(failed >= 1, "the poisoned event fails (with its batch)");
+    // Every acknowledged event is stored exactly as acknowledged, at consecutive sequence numbers.
+    written.sort_by_key(|e| e.chain().seq);
+    let seqs: Vec<i64> = written.iter().map(|e| e.chain().seq).collect();
+    assert_eq!(seqs, (1..=written.len() as i64).collect::<Vec<_>>());
+    assert_eq!(read_chain(store.as_ref(), &written[0].chain().chain_id).await?, written);
+    let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.events_checked, written.len() as u64);
+    Ok(())
+}

@@ -29,6 +29,8 @@ backend_suite!(
     audit::verify_detects_cut_off_tail,
     audit::verify_rejects_chain_forged_with_another_key,
     audit::checkpoints_are_written_signed_and_listed,
+    audit::large_batches_are_written_whole_or_not_at_all,
+    audit::failed_batches_among_concurrent_appends_leave_no_gap,
 );
 
 #[tokio::test]

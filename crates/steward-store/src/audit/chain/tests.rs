@@ -60,3 +60,131 @@ fn stored_events_need_a_chain_and_round_trip_through_their_body() {
     assert_eq!(StoredEvent::from_body(&body, "wr_1".into()).unwrap(), stored);
     assert!(StoredEvent::from_body("{}", "wr_1".into()).is_err());
 }
+
+/// Events that stress the serialization: every field set, unusual strings and numbers, keys whose
+/// UTF-8 and UTF-16 orders differ, nested `chain` keys.
+fn varied_events() -> Vec<AuditEvent> {
+    use serde_json::json;
+
+    use crate::audit::{Decision, Destination, PolicyRef};
+    let at = Timestamp::from_unix_micros(1_795_000_000_123_457).unwrap();
+    let full = AuditEvent::new(EventType::Execute, Actor::workload("w_1"), at)
+        .with_tenant("t_1")
+        .with_request_id("req-1")
+        .with_correlation_id("corr-1")
+        .with_workload("w_1")
+        .with_integration("i_1")
+        .with_decision(Decision::Allowed)
+        .with_reason_code("policy_allow")
+        .with_action_group("openai_responses")
+        .with_risk_tier("low")
+        .with_destination(Destination {
+            scheme: "https".into(),
+            host: "api.openai.com".into(),
+            port: 443,
+            path_group: Some("openai_responses".into()),
+        })
+        .with_latency_ms(u64::MAX)
+        .with_upstream_status_code(200)
+        .with_canonical_descriptor(json!({"method": "POST", "query": {"b": "hmac:01", "a": "hmac:00"}}))
+        .with_policy(PolicyRef { rule_id: Some("pol_1".into()), rule_type: None, approval_id: None });
+    let odd = AuditEvent::new(EventType::Violation, Actor::system("sweeper"), at)
+        .with_tenant("t_\"quoted\"\\\n\u{1}é😀")
+        .with_reason_code("line\nbreak\t\u{7f}\u{2028}</script>")
+        .with_canonical_descriptor(json!([
+            1.0,
+            0.1,
+            -0.0,
+            1e21,
+            1e-7,
+            5e-324,
+            i64::MIN,
+            u64::MAX,
+            null,
+            true
+        ]))
+        .with_metadata("\u{e000}", json!("private use sorts after an astral char in UTF-16"))
+        .with_metadata("😀", json!({"z": 1, "a": [{"y": null, "x": 2.5}]}))
+        .with_metadata("", json!(""))
+        .with_metadata("chained", json!({"chain": 1}));
+    let mut preset_chain = full.clone().with_metadata("n", json!(7));
+    preset_chain.chain = Some(ChainLink {
+        chain_id: "forged".into(),
+        seq: 99,
+        prev_hash: "f".repeat(64),
+        hash: "e".repeat(64),
+    });
+    let mut admin = AuditEvent::new(EventType::ApprovalDecided, Actor::admin("tok_1"), at)
+        .with_decision(Decision::ApprovalRequired)
+        .with_destination(Destination { scheme: "http".into(), host: "h".into(), port: 0, path_group: None })
+        .with_policy(PolicyRef {
+            rule_id: Some("pol_2".into()),
+            rule_type: Some("require_approval".into()),
+            approval_id: Some("apr_1".into()),
+        });
+    admin.metadata.insert("a".into(), json!(null));
+    vec![
+        AuditEvent::new(EventType::KeyRotated, Actor::system("steward"), at),
+        admin,
+        full.clone(),
+        odd,
+        preset_chain,
+        full.clone().with_canonical_descriptor(json!({"chain": {"seq": 1}})),
+        full.clone().with_canonical_descriptor(json!({"chain": null})),
+        full.clone().with_metadata("chain", serde_json::Value::Null),
+        full.with_metadata("a\"chain", serde_json::Value::Null),
+    ]
+}
+
+#[test]
+fn linking_a_prepared_event_equals_compute_hash_and_body_json() {
+    let audit_key = [3_u8; 32];
+    let key = hmac::Key::new(hmac::HMAC_SHA256, &audit_key);
+    let links = [
+        (chain_id_for("t_1", "wr_1"), 1, GENESIS_HASH.to_owned()),
+        (chain_id_for("t_\"x\"\n😀", "wr_\\2"), 123_456_789_012, "ab".repeat(32)),
+        (chain_id_for("global", "wr_3"), i64::MAX, "0123456789abcdef".repeat(4)),
+    ];
+    for (i, event) in varied_events().into_iter().enumerate() {
+        assert!(Unchained::new(event.clone()).unwrap().body_head.is_some(), "event {i}: body hole");
+        for (chain_id, seq, prev_hash) in &links {
+            let stored = Unchained::new(event.clone())
+                .unwrap()
+                .link(&key, chain_id.clone(), *seq, prev_hash.clone(), "wr_1".into())
+                .unwrap();
+            let mut expected = event.clone();
+            expected.chain = Some(ChainLink {
+                chain_id: chain_id.clone(),
+                seq: *seq,
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+            });
+            let hash = compute_hash(&audit_key, &expected).unwrap();
+            expected.chain.as_mut().unwrap().hash = hash;
+            assert_eq!(stored.event(), &expected, "event {i} at seq {seq}");
+            assert_eq!(stored.writer_id(), "wr_1");
+            assert_eq!(stored.body(), serde_json::to_string(&expected).unwrap(), "event {i}: body");
+            assert_eq!(stored, StoredEvent::new(expected, "wr_1".into()).unwrap());
+        }
+    }
+}
+
+#[test]
+fn the_unchained_canonical_form_is_jcs_of_the_json_value() {
+    for (i, event) in varied_events().into_iter().enumerate() {
+        let mut event = event;
+        event.chain = None;
+        let mut out = Vec::new();
+        let chain_at = crate::audit::jcs::write_unchained_event(&mut out, &event).unwrap();
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            serde_jcs::to_string(&value).unwrap(),
+            "event {i}"
+        );
+        assert!(
+            out[..chain_at].ends_with(b"\"chain\":") && out[chain_at..].starts_with(b"null"),
+            "event {i}"
+        );
+    }
+}
