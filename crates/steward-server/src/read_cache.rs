@@ -30,6 +30,8 @@ use steward_policy::CompiledPolicySet;
 use steward_store::catalog::{IntegrationRecord, SecretVersionRecord, TemplateVersionRecord};
 use steward_store::{CertificateRecord, SessionRecord, Store, StoreError, TenantRecord, WorkloadRecord};
 
+use crate::pipeline::cache::insert_bounded;
+
 /// How often the change counter is read.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long after the start of the last successful poll entries may still be served. With the
@@ -179,14 +181,7 @@ impl ReadCache {
         {
             let mut state = self.lock();
             if state.generation == generation && state.serving(Instant::now()) {
-                let map = kind(&mut state.entries);
-                if map.len() >= CAPACITY_PER_KIND
-                    && !map.contains_key(&key)
-                    && let Some(victim) = map.keys().next().cloned()
-                {
-                    map.remove(&victim);
-                }
-                map.insert(key, loaded.clone());
+                insert_bounded(kind(&mut state.entries), CAPACITY_PER_KIND, key, loaded.clone());
             }
         }
         Ok(loaded)

@@ -21,8 +21,14 @@ use steward_egress::{EgressError, Scrubber};
 /// Entries kept by each cache.
 pub const CACHE_CAPACITY: usize = 1024;
 
-fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(map: &mut HashMap<K, V>, key: K, value: V) {
-    if map.len() >= CACHE_CAPACITY
+/// Inserts `key`, first evicting an arbitrary other entry when `map` already holds `capacity`.
+pub(crate) fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, V>,
+    capacity: usize,
+    key: K,
+    value: V,
+) {
+    if map.len() >= capacity
         && !map.contains_key(&key)
         && let Some(victim) = map.keys().next().cloned()
     {
@@ -63,7 +69,7 @@ impl TemplateCache {
         }
         let template = Arc::new(compile()?);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        insert_bounded(&mut entries, key, (Arc::from(body), Arc::clone(&template)));
+        insert_bounded(&mut entries, CACHE_CAPACITY, key, (Arc::from(body), Arc::clone(&template)));
         Ok(template)
     }
 
@@ -120,7 +126,7 @@ impl ScrubberCache {
         }
         let scrubber = Arc::new(Scrubber::new(needles)?);
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        insert_bounded(&mut entries, digest, Arc::clone(&scrubber));
+        insert_bounded(&mut entries, CACHE_CAPACITY, digest, Arc::clone(&scrubber));
         Ok(scrubber)
     }
 
