@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use steward_bench::{BenchOptions, NginxChoice, parse_duration};
 use steward_server::StartupError;
-use steward_server::startup::{Environment, prepare};
-use steward_server::{config, observability, runtime};
+use steward_server::startup::Environment;
+use steward_server::{config, runtime};
 use steward_types::SystemClock;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,9 +85,7 @@ enum Internal {
 async fn serve(config_path: PathBuf) -> Result<(), StartupError> {
     let env = Environment::from_process();
     let loaded = config::load(Some(&config_path), &env.vars)?;
-    observability::init_logging(&loaded.config.log);
-    let prepared = prepare(loaded, &env, Arc::new(SystemClock)).await?;
-    runtime::run(prepared, runtime::termination_signal()).await
+    runtime::serve_until_terminated(loaded, &env, Arc::new(SystemClock)).await
 }
 
 fn main() -> std::process::ExitCode {

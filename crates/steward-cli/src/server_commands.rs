@@ -7,8 +7,8 @@ use std::sync::Arc;
 use steward_crypto::Keyring;
 use steward_server::bootstrap::{InitKind, InitOptions, InitReport, init as run_init};
 use steward_server::config::{self, LoadedConfig, Mode, StorageBackend};
-use steward_server::startup::{Environment, open_store, prepare};
-use steward_server::{ExitCode, StartupError, files, observability, runtime};
+use steward_server::startup::{Environment, open_store};
+use steward_server::{ExitCode, StartupError, files, runtime};
 use steward_types::{SharedClock, SystemClock};
 
 /// The data directory `serve` uses without `--config`.
@@ -106,9 +106,7 @@ pub async fn serve(config_path: Option<PathBuf>) -> Result<(), StartupError> {
         print_init_report(&report);
     }
     let loaded = load_config(config_path.as_deref(), &env)?;
-    observability::init_logging(&loaded.config.log);
-    let prepared = prepare(loaded, &env, clock()).await?;
-    runtime::run(prepared, runtime::termination_signal()).await
+    runtime::serve_until_terminated(loaded, &env, clock()).await
 }
 
 pub async fn migrate(config_path: Option<PathBuf>) -> Result<(), StartupError> {

@@ -16,6 +16,18 @@ use crate::startup::Prepared;
 use crate::tls;
 
 /// Serves until `shutdown` completes, then drains and writes the final checkpoint.
+/// What `steward serve` does once its configuration is loaded: logging, start-up checks, then serving
+/// until SIGTERM or SIGINT. The load harness's Steward child runs exactly this too.
+pub async fn serve_until_terminated(
+    loaded: crate::config::LoadedConfig,
+    env: &crate::startup::Environment,
+    clock: steward_types::SharedClock,
+) -> Result<(), StartupError> {
+    crate::observability::init_logging(&loaded.config.log);
+    let prepared = crate::startup::prepare(loaded, env, clock).await?;
+    run(prepared, termination_signal()).await
+}
+
 pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
     let Prepared { state, data_listener, admin_listener, data_cert, admin_cert, keyring_source, kek_file } =
         prepared;
