@@ -66,6 +66,36 @@ pub(crate) const APPROVAL_SELECT: &str = "SELECT a.approval_id, a.tenant_id, a.w
 macro_rules! impl_governance_store {
     ($store:ty, $db:ty) => {
         impl $store {
+            /// The first approval of (tenant, workload, integration, digest) unexpired at `now` that
+            /// also meets `condition` (on alias `a`), in `order`: the two per-digest lookups.
+            #[allow(clippy::too_many_arguments)]
+            async fn approval_for_digest(
+                &self,
+                condition: &str,
+                order: &str,
+                tenant_id: &str,
+                workload_id: &str,
+                integration_id: &str,
+                digest: &str,
+                now: steward_types::Timestamp,
+            ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
+                let sql = format!(
+                    "{} WHERE a.tenant_id = $1 AND a.workload_id = $2 AND a.integration_id = $3 AND a.digest = $4 \
+                     AND a.expires_at > $5 AND {condition} ORDER BY {order} LIMIT 1",
+                    $crate::sql::governance::APPROVAL_SELECT
+                );
+                let row = sqlx::query(&sql)
+                    .bind(tenant_id)
+                    .bind(workload_id)
+                    .bind(integration_id)
+                    .bind(digest)
+                    .bind(now.unix_micros())
+                    .fetch_optional(self.reader())
+                    .await
+                    .map_err($crate::sql::map_sqlx)?;
+                row.as_ref().map(Self::approval_from_row).transpose()
+            }
+
             fn approval_from_row(
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<$crate::governance::ApprovalRecord, $crate::StoreError> {
@@ -210,21 +240,9 @@ macro_rules! impl_governance_store {
                 digest: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
-                let sql = format!(
-                    "{} WHERE a.tenant_id = $1 AND a.workload_id = $2 AND a.integration_id = $3 AND a.digest = $4 \
-                     AND a.status = 'pending' AND a.expires_at > $5 ORDER BY a.created_at DESC LIMIT 1",
-                    $crate::sql::governance::APPROVAL_SELECT
-                );
-                let row = sqlx::query(&sql)
-                    .bind(tenant_id)
-                    .bind(workload_id)
-                    .bind(integration_id)
-                    .bind(digest)
-                    .bind(now.unix_micros())
-                    .fetch_optional(self.reader())
+                let (condition, order) = ("a.status = 'pending'", "a.created_at DESC");
+                self.approval_for_digest(condition, order, tenant_id, workload_id, integration_id, digest, now)
                     .await
-                    .map_err($crate::sql::map_sqlx)?;
-                row.as_ref().map(Self::approval_from_row).transpose()
             }
 
             async fn approved_once_for_digest(
@@ -235,22 +253,9 @@ macro_rules! impl_governance_store {
                 digest: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
-                let sql = format!(
-                    "{} WHERE a.tenant_id = $1 AND a.workload_id = $2 AND a.integration_id = $3 AND a.digest = $4 \
-                     AND a.status = 'approved' AND a.mode = 'once' AND a.consumed_at IS NULL AND a.expires_at > $5 \
-                     ORDER BY a.created_at ASC LIMIT 1",
-                    $crate::sql::governance::APPROVAL_SELECT
-                );
-                let row = sqlx::query(&sql)
-                    .bind(tenant_id)
-                    .bind(workload_id)
-                    .bind(integration_id)
-                    .bind(digest)
-                    .bind(now.unix_micros())
-                    .fetch_optional(self.reader())
+                let condition = "a.status = 'approved' AND a.mode = 'once' AND a.consumed_at IS NULL";
+                self.approval_for_digest(condition, "a.created_at ASC", tenant_id, workload_id, integration_id, digest, now)
                     .await
-                    .map_err($crate::sql::map_sqlx)?;
-                row.as_ref().map(Self::approval_from_row).transpose()
             }
 
             async fn has_approved_once(
