@@ -1,538 +1,215 @@
 //! The stable error codes of `spec/errors.md`, one enum with its HTTP status.
 //!
-//! Generated once from the spec's table and checked against it by a test in `steward-server`
-//! (`docs/errors.md` is generated from [`ErrorCode::ALL`]), so the contract cannot drift silently.
+//! Written once, as one table in the order of the spec's (status, then code), by [`error_codes!`]: the
+//! enum, [`ErrorCode::ALL`], the wire form and the status all come from it, so they cannot disagree. A
+//! test in `steward-server` checks the table against the spec and generates `docs/errors.md` from it.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// One error code. `as_str` is the wire form; `status` the HTTP status the spec gives it.
-///
-/// `template_not_found` is 400 when an integration is written and 404 at execute: the enum carries
-/// the 404 form, and [`ErrorCode::TemplateNotFoundOnWrite`] the 400 one; both serialize the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    RequestBodyMissing,
-    RequestBodyInvalidJson,
-    RequestBodySchemaInvalid,
-    PathParamInvalid,
-    QueryInvalid,
-    IdempotencyKeyInvalid,
-    SessionScopeInvalid,
-    RequestedTtlExceedsMax,
-    CsrInvalid,
-    CsrKeyUnsupported,
-    RequestUrlInvalid,
-    RequestUrlUserinfoForbidden,
-    RequestUrlFragmentForbidden,
-    RequestPercentEncodingInvalid,
-    RequestHeaderNameInvalid,
-    RequestHeaderValueInvalid,
-    RequestBodyBase64Invalid,
-    RequestContentTypeMissing,
-    AmbiguousFraming,
-    TemplateInvalid,
-    TemplateHostInvalid,
-    TemplateHostWildcardForbidden,
-    TemplateAllowlistDuplicate,
-    TemplateGroupDuplicate,
-    TemplatePathPatternUnanchored,
-    TemplatePathPatternOverbroad,
-    TemplatePathPatternInvalid,
-    TemplateHeaderAllowlistInvalid,
-    TemplateVersionNotIncremented,
-    TemplateProviderMismatch,
-    TemplateNotFound,
-    PolicyInvalid,
-    IpAllowlistInvalid,
-    SecretInvalid,
-    ValidationFailed,
-    MtlsRequired,
-    WorkloadDisabled,
-    CertificateRevoked,
-    EnrollmentTokenInvalid,
-    EnrollmentTokenExpired,
-    SessionMissing,
-    SessionInvalid,
-    SessionWorkloadMismatch,
-    SessionCertMismatch,
-    SessionDpopRequired,
-    DpopMissing,
-    DpopMalformed,
-    DpopBadTyp,
-    DpopAlgForbidden,
-    DpopJwkInvalid,
-    DpopSignatureInvalid,
-    DpopMissingClaims,
-    DpopMethodMismatch,
-    DpopHtuMismatch,
-    DpopIatSkew,
-    DpopAthMissing,
-    DpopAthMismatch,
-    DpopJktMismatch,
-    DpopReplay,
-    AdminAuthMissing,
-    AdminAuthInvalid,
-    WorkloadIpDenied,
-    IdentityLifetimeExceeded,
-    SessionScopeMissing,
-    ManifestWorkloadMismatch,
-    IntegrationDisabled,
-    IntegrationHostsChanged,
-    RequestSchemeNotAllowed,
-    RequestHostNotAllowed,
-    RequestPortNotAllowed,
-    RequestQueryKeyNotAllowlisted,
-    RequestQueryDuplicateKeyForbidden,
-    RequestQueryKeyReserved,
-    RequestContentTypeNotAllowed,
-    RequestStreamingNotSupported,
-    NoMatchingGroup,
-    PolicyDeny,
-    PolicyDefaultDeny,
-    PolicyConstraintFailed,
-    ResolvedIpDeniedMetadataRange,
-    ResolvedIpDeniedLoopback,
-    ResolvedIpDeniedPrivateRange,
-    ResolvedIpDeniedLinkLocal,
-    ResolvedIpDeniedReserved,
-    AdminForbidden,
-    AdminTenantForbidden,
-    RouteNotFound,
-    IntegrationNotFound,
-    TemplateVersionNotFound,
-    ApprovalNotFound,
-    ManifestNoRules,
-    TenantNotFound,
-    WorkloadNotFound,
-    PolicyNotFound,
-    TokenNotFound,
-    CertificateNotFound,
-    MethodNotAllowed,
-    EnrollmentTokenUsed,
-    IdempotencyKeyConflict,
-    IdempotencyRequestInProgress,
-    ApprovalNotPending,
-    TemplateVersionImmutable,
-    TemplateVersionExists,
-    TenantNameConflict,
-    WorkloadNameConflict,
-    IntegrationNameConflict,
-    LastOwnerToken,
-    RequestBodyTooLarge,
-    ContentTypeInvalid,
-    PolicyRateLimited,
-    SessionRateLimited,
-    InternalError,
-    DnsResolutionFailed,
-    DnsResolutionEmpty,
-    UpstreamNetworkError,
-    RedirectDenied,
-    UpstreamResponseTooLarge,
-    UpstreamStreamingNotSupported,
-    UpstreamEncodingNotSupported,
-    IntegrationSecretUnavailable,
-    AuditWriteFailed,
-    StorageUnavailable,
-    CoordinationUnavailable,
-    UpstreamTimeout,
-    TemplateNotFoundOnWrite,
+/// Declares [`ErrorCode`] from `status => { Variant = "wire_code", … }` rows.
+macro_rules! error_codes {
+    ($($status:literal => { $($variant:ident = $code:literal,)+ },)+) => {
+        /// One error code. `as_str` is the wire form; `status` the HTTP status the spec gives it.
+        ///
+        /// `template_not_found` is 400 when an integration is written and 404 at execute: the enum
+        /// carries both, [`ErrorCode::TemplateNotFoundOnWrite`] for the 400 one; both serialize the same,
+        /// and [`ErrorCode::from_code`] parses the 404 form.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($($variant,)+)+
+        }
+
+        impl ErrorCode {
+            /// Every code, in the order of `spec/errors.md`.
+            pub const ALL: &[ErrorCode] = &[$($(ErrorCode::$variant,)+)+];
+
+            /// The wire form of this code.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($(ErrorCode::$variant => $code,)+)+
+                }
+            }
+
+            /// The HTTP status code of this error.
+            pub const fn status(self) -> u16 {
+                match self {
+                    $($(ErrorCode::$variant => $status,)+)+
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    400 => {
+        RequestBodyMissing = "request_body_missing",
+        RequestBodyInvalidJson = "request_body_invalid_json",
+        RequestBodySchemaInvalid = "request_body_schema_invalid",
+        PathParamInvalid = "path_param_invalid",
+        QueryInvalid = "query_invalid",
+        IdempotencyKeyInvalid = "idempotency_key_invalid",
+        SessionScopeInvalid = "session_scope_invalid",
+        RequestedTtlExceedsMax = "requested_ttl_exceeds_max",
+        CsrInvalid = "csr_invalid",
+        CsrKeyUnsupported = "csr_key_unsupported",
+        RequestUrlInvalid = "request_url_invalid",
+        RequestUrlUserinfoForbidden = "request_url_userinfo_forbidden",
+        RequestUrlFragmentForbidden = "request_url_fragment_forbidden",
+        RequestPercentEncodingInvalid = "request_percent_encoding_invalid",
+        RequestHeaderNameInvalid = "request_header_name_invalid",
+        RequestHeaderValueInvalid = "request_header_value_invalid",
+        RequestBodyBase64Invalid = "request_body_base64_invalid",
+        RequestContentTypeMissing = "request_content_type_missing",
+        AmbiguousFraming = "ambiguous_framing",
+        TemplateInvalid = "template_invalid",
+        TemplateHostInvalid = "template_host_invalid",
+        TemplateHostWildcardForbidden = "template_host_wildcard_forbidden",
+        TemplateAllowlistDuplicate = "template_allowlist_duplicate",
+        TemplateGroupDuplicate = "template_group_duplicate",
+        TemplatePathPatternUnanchored = "template_path_pattern_unanchored",
+        TemplatePathPatternOverbroad = "template_path_pattern_overbroad",
+        TemplatePathPatternInvalid = "template_path_pattern_invalid",
+        TemplateHeaderAllowlistInvalid = "template_header_allowlist_invalid",
+        TemplateVersionNotIncremented = "template_version_not_incremented",
+        TemplateProviderMismatch = "template_provider_mismatch",
+        TemplateNotFoundOnWrite = "template_not_found",
+        PolicyInvalid = "policy_invalid",
+        IpAllowlistInvalid = "ip_allowlist_invalid",
+        SecretInvalid = "secret_invalid",
+        ValidationFailed = "validation_failed",
+    },
+    401 => {
+        MtlsRequired = "mtls_required",
+        WorkloadDisabled = "workload_disabled",
+        CertificateRevoked = "certificate_revoked",
+        CertificateExpired = "certificate_expired",
+        EnrollmentTokenInvalid = "enrollment_token_invalid",
+        EnrollmentTokenExpired = "enrollment_token_expired",
+        SessionMissing = "session_missing",
+        SessionInvalid = "session_invalid",
+        SessionWorkloadMismatch = "session_workload_mismatch",
+        SessionCertMismatch = "session_cert_mismatch",
+        SessionDpopRequired = "session_dpop_required",
+        DpopMissing = "dpop_missing",
+        DpopMalformed = "dpop_malformed",
+        DpopBadTyp = "dpop_bad_typ",
+        DpopAlgForbidden = "dpop_alg_forbidden",
+        DpopJwkInvalid = "dpop_jwk_invalid",
+        DpopSignatureInvalid = "dpop_signature_invalid",
+        DpopMissingClaims = "dpop_missing_claims",
+        DpopMethodMismatch = "dpop_method_mismatch",
+        DpopHtuMismatch = "dpop_htu_mismatch",
+        DpopIatSkew = "dpop_iat_skew",
+        DpopAthMissing = "dpop_ath_missing",
+        DpopAthMismatch = "dpop_ath_mismatch",
+        DpopJktMismatch = "dpop_jkt_mismatch",
+        DpopReplay = "dpop_replay",
+        AdminAuthMissing = "admin_auth_missing",
+        AdminAuthInvalid = "admin_auth_invalid",
+        GatewayTokenInvalid = "gateway_token_invalid",
+    },
+    403 => {
+        ApprovalRequired = "approval_required",
+        WorkloadIpDenied = "workload_ip_denied",
+        IdentityLifetimeExceeded = "identity_lifetime_exceeded",
+        SessionScopeMissing = "session_scope_missing",
+        ManifestWorkloadMismatch = "manifest_workload_mismatch",
+        IntegrationDisabled = "integration_disabled",
+        IntegrationHostsChanged = "integration_hosts_changed",
+        RequestSchemeNotAllowed = "request_scheme_not_allowed",
+        RequestHostNotAllowed = "request_host_not_allowed",
+        RequestPortNotAllowed = "request_port_not_allowed",
+        RequestQueryKeyNotAllowlisted = "request_query_key_not_allowlisted",
+        RequestQueryDuplicateKeyForbidden = "request_query_duplicate_key_forbidden",
+        RequestQueryKeyReserved = "request_query_key_reserved",
+        RequestContentTypeNotAllowed = "request_content_type_not_allowed",
+        RequestStreamingNotSupported = "request_streaming_not_supported",
+        NoMatchingGroup = "no_matching_group",
+        PolicyDeny = "policy_deny",
+        PolicyDefaultDeny = "policy_default_deny",
+        PolicyConstraintFailed = "policy_constraint_failed",
+        ResolvedIpDeniedMetadataRange = "resolved_ip_denied_metadata_range",
+        ResolvedIpDeniedLoopback = "resolved_ip_denied_loopback",
+        ResolvedIpDeniedPrivateRange = "resolved_ip_denied_private_range",
+        ResolvedIpDeniedLinkLocal = "resolved_ip_denied_link_local",
+        ResolvedIpDeniedReserved = "resolved_ip_denied_reserved",
+        AdminForbidden = "admin_forbidden",
+        AdminTenantForbidden = "admin_tenant_forbidden",
+    },
+    404 => {
+        RouteNotFound = "route_not_found",
+        GatewayRouteNotFound = "gateway_route_not_found",
+        IntegrationNotFound = "integration_not_found",
+        TemplateNotFound = "template_not_found",
+        TemplateVersionNotFound = "template_version_not_found",
+        ApprovalNotFound = "approval_not_found",
+        ManifestNoRules = "manifest_no_rules",
+        TenantNotFound = "tenant_not_found",
+        WorkloadNotFound = "workload_not_found",
+        PolicyNotFound = "policy_not_found",
+        TokenNotFound = "token_not_found",
+        CertificateNotFound = "certificate_not_found",
+    },
+    405 => {
+        MethodNotAllowed = "method_not_allowed",
+    },
+    409 => {
+        EnrollmentTokenUsed = "enrollment_token_used",
+        IdempotencyKeyConflict = "idempotency_key_conflict",
+        IdempotencyRequestInProgress = "idempotency_request_in_progress",
+        ApprovalNotPending = "approval_not_pending",
+        TemplateVersionImmutable = "template_version_immutable",
+        TemplateVersionExists = "template_version_exists",
+        TenantNameConflict = "tenant_name_conflict",
+        WorkloadNameConflict = "workload_name_conflict",
+        IntegrationNameConflict = "integration_name_conflict",
+        LastOwnerToken = "last_owner_token",
+        GatewayHostAmbiguous = "gateway_host_ambiguous",
+    },
+    413 => {
+        RequestBodyTooLarge = "request_body_too_large",
+    },
+    415 => {
+        ContentTypeInvalid = "content_type_invalid",
+    },
+    429 => {
+        PolicyRateLimited = "policy_rate_limited",
+        SessionRateLimited = "session_rate_limited",
+    },
+    500 => {
+        InternalError = "internal_error",
+    },
+    502 => {
+        GatewayBrokerUnreachable = "gateway_broker_unreachable",
+        DnsResolutionFailed = "dns_resolution_failed",
+        DnsResolutionEmpty = "dns_resolution_empty",
+        UpstreamNetworkError = "upstream_network_error",
+        RedirectDenied = "redirect_denied",
+        UpstreamResponseTooLarge = "upstream_response_too_large",
+        UpstreamStreamingNotSupported = "upstream_streaming_not_supported",
+        UpstreamEncodingNotSupported = "upstream_encoding_not_supported",
+    },
+    503 => {
+        IntegrationSecretUnavailable = "integration_secret_unavailable",
+        AuditWriteFailed = "audit_write_failed",
+        StorageUnavailable = "storage_unavailable",
+        CoordinationUnavailable = "coordination_unavailable",
+    },
+    504 => {
+        UpstreamTimeout = "upstream_timeout",
+    },
 }
 
 impl ErrorCode {
-    /// Every code, in the order of `spec/errors.md`.
-    pub const ALL: &[ErrorCode] = &[
-        ErrorCode::RequestBodyMissing,
-        ErrorCode::RequestBodyInvalidJson,
-        ErrorCode::RequestBodySchemaInvalid,
-        ErrorCode::PathParamInvalid,
-        ErrorCode::QueryInvalid,
-        ErrorCode::IdempotencyKeyInvalid,
-        ErrorCode::SessionScopeInvalid,
-        ErrorCode::RequestedTtlExceedsMax,
-        ErrorCode::CsrInvalid,
-        ErrorCode::CsrKeyUnsupported,
-        ErrorCode::RequestUrlInvalid,
-        ErrorCode::RequestUrlUserinfoForbidden,
-        ErrorCode::RequestUrlFragmentForbidden,
-        ErrorCode::RequestPercentEncodingInvalid,
-        ErrorCode::RequestHeaderNameInvalid,
-        ErrorCode::RequestHeaderValueInvalid,
-        ErrorCode::RequestBodyBase64Invalid,
-        ErrorCode::RequestContentTypeMissing,
-        ErrorCode::AmbiguousFraming,
-        ErrorCode::TemplateInvalid,
-        ErrorCode::TemplateHostInvalid,
-        ErrorCode::TemplateHostWildcardForbidden,
-        ErrorCode::TemplateAllowlistDuplicate,
-        ErrorCode::TemplateGroupDuplicate,
-        ErrorCode::TemplatePathPatternUnanchored,
-        ErrorCode::TemplatePathPatternOverbroad,
-        ErrorCode::TemplatePathPatternInvalid,
-        ErrorCode::TemplateHeaderAllowlistInvalid,
-        ErrorCode::TemplateVersionNotIncremented,
-        ErrorCode::TemplateProviderMismatch,
-        ErrorCode::TemplateNotFound,
-        ErrorCode::PolicyInvalid,
-        ErrorCode::IpAllowlistInvalid,
-        ErrorCode::SecretInvalid,
-        ErrorCode::ValidationFailed,
-        ErrorCode::MtlsRequired,
-        ErrorCode::WorkloadDisabled,
-        ErrorCode::CertificateRevoked,
-        ErrorCode::EnrollmentTokenInvalid,
-        ErrorCode::EnrollmentTokenExpired,
-        ErrorCode::SessionMissing,
-        ErrorCode::SessionInvalid,
-        ErrorCode::SessionWorkloadMismatch,
-        ErrorCode::SessionCertMismatch,
-        ErrorCode::SessionDpopRequired,
-        ErrorCode::DpopMissing,
-        ErrorCode::DpopMalformed,
-        ErrorCode::DpopBadTyp,
-        ErrorCode::DpopAlgForbidden,
-        ErrorCode::DpopJwkInvalid,
-        ErrorCode::DpopSignatureInvalid,
-        ErrorCode::DpopMissingClaims,
-        ErrorCode::DpopMethodMismatch,
-        ErrorCode::DpopHtuMismatch,
-        ErrorCode::DpopIatSkew,
-        ErrorCode::DpopAthMissing,
-        ErrorCode::DpopAthMismatch,
-        ErrorCode::DpopJktMismatch,
-        ErrorCode::DpopReplay,
-        ErrorCode::AdminAuthMissing,
-        ErrorCode::AdminAuthInvalid,
-        ErrorCode::WorkloadIpDenied,
-        ErrorCode::IdentityLifetimeExceeded,
-        ErrorCode::SessionScopeMissing,
-        ErrorCode::ManifestWorkloadMismatch,
-        ErrorCode::IntegrationDisabled,
-        ErrorCode::IntegrationHostsChanged,
-        ErrorCode::RequestSchemeNotAllowed,
-        ErrorCode::RequestHostNotAllowed,
-        ErrorCode::RequestPortNotAllowed,
-        ErrorCode::RequestQueryKeyNotAllowlisted,
-        ErrorCode::RequestQueryDuplicateKeyForbidden,
-        ErrorCode::RequestQueryKeyReserved,
-        ErrorCode::RequestContentTypeNotAllowed,
-        ErrorCode::RequestStreamingNotSupported,
-        ErrorCode::NoMatchingGroup,
-        ErrorCode::PolicyDeny,
-        ErrorCode::PolicyDefaultDeny,
-        ErrorCode::PolicyConstraintFailed,
-        ErrorCode::ResolvedIpDeniedMetadataRange,
-        ErrorCode::ResolvedIpDeniedLoopback,
-        ErrorCode::ResolvedIpDeniedPrivateRange,
-        ErrorCode::ResolvedIpDeniedLinkLocal,
-        ErrorCode::ResolvedIpDeniedReserved,
-        ErrorCode::AdminForbidden,
-        ErrorCode::AdminTenantForbidden,
-        ErrorCode::RouteNotFound,
-        ErrorCode::IntegrationNotFound,
-        ErrorCode::TemplateVersionNotFound,
-        ErrorCode::ApprovalNotFound,
-        ErrorCode::ManifestNoRules,
-        ErrorCode::TenantNotFound,
-        ErrorCode::WorkloadNotFound,
-        ErrorCode::PolicyNotFound,
-        ErrorCode::TokenNotFound,
-        ErrorCode::CertificateNotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::EnrollmentTokenUsed,
-        ErrorCode::IdempotencyKeyConflict,
-        ErrorCode::IdempotencyRequestInProgress,
-        ErrorCode::ApprovalNotPending,
-        ErrorCode::TemplateVersionImmutable,
-        ErrorCode::TemplateVersionExists,
-        ErrorCode::TenantNameConflict,
-        ErrorCode::WorkloadNameConflict,
-        ErrorCode::IntegrationNameConflict,
-        ErrorCode::LastOwnerToken,
-        ErrorCode::RequestBodyTooLarge,
-        ErrorCode::ContentTypeInvalid,
-        ErrorCode::PolicyRateLimited,
-        ErrorCode::SessionRateLimited,
-        ErrorCode::InternalError,
-        ErrorCode::DnsResolutionFailed,
-        ErrorCode::DnsResolutionEmpty,
-        ErrorCode::UpstreamNetworkError,
-        ErrorCode::RedirectDenied,
-        ErrorCode::UpstreamResponseTooLarge,
-        ErrorCode::UpstreamStreamingNotSupported,
-        ErrorCode::UpstreamEncodingNotSupported,
-        ErrorCode::IntegrationSecretUnavailable,
-        ErrorCode::AuditWriteFailed,
-        ErrorCode::StorageUnavailable,
-        ErrorCode::CoordinationUnavailable,
-        ErrorCode::UpstreamTimeout,
-        ErrorCode::TemplateNotFoundOnWrite,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::RequestBodyMissing => "request_body_missing",
-            ErrorCode::RequestBodyInvalidJson => "request_body_invalid_json",
-            ErrorCode::RequestBodySchemaInvalid => "request_body_schema_invalid",
-            ErrorCode::PathParamInvalid => "path_param_invalid",
-            ErrorCode::QueryInvalid => "query_invalid",
-            ErrorCode::IdempotencyKeyInvalid => "idempotency_key_invalid",
-            ErrorCode::SessionScopeInvalid => "session_scope_invalid",
-            ErrorCode::RequestedTtlExceedsMax => "requested_ttl_exceeds_max",
-            ErrorCode::CsrInvalid => "csr_invalid",
-            ErrorCode::CsrKeyUnsupported => "csr_key_unsupported",
-            ErrorCode::RequestUrlInvalid => "request_url_invalid",
-            ErrorCode::RequestUrlUserinfoForbidden => "request_url_userinfo_forbidden",
-            ErrorCode::RequestUrlFragmentForbidden => "request_url_fragment_forbidden",
-            ErrorCode::RequestPercentEncodingInvalid => "request_percent_encoding_invalid",
-            ErrorCode::RequestHeaderNameInvalid => "request_header_name_invalid",
-            ErrorCode::RequestHeaderValueInvalid => "request_header_value_invalid",
-            ErrorCode::RequestBodyBase64Invalid => "request_body_base64_invalid",
-            ErrorCode::RequestContentTypeMissing => "request_content_type_missing",
-            ErrorCode::AmbiguousFraming => "ambiguous_framing",
-            ErrorCode::TemplateInvalid => "template_invalid",
-            ErrorCode::TemplateHostInvalid => "template_host_invalid",
-            ErrorCode::TemplateHostWildcardForbidden => "template_host_wildcard_forbidden",
-            ErrorCode::TemplateAllowlistDuplicate => "template_allowlist_duplicate",
-            ErrorCode::TemplateGroupDuplicate => "template_group_duplicate",
-            ErrorCode::TemplatePathPatternUnanchored => "template_path_pattern_unanchored",
-            ErrorCode::TemplatePathPatternOverbroad => "template_path_pattern_overbroad",
-            ErrorCode::TemplatePathPatternInvalid => "template_path_pattern_invalid",
-            ErrorCode::TemplateHeaderAllowlistInvalid => "template_header_allowlist_invalid",
-            ErrorCode::TemplateVersionNotIncremented => "template_version_not_incremented",
-            ErrorCode::TemplateProviderMismatch => "template_provider_mismatch",
-            ErrorCode::TemplateNotFound => "template_not_found",
-            ErrorCode::PolicyInvalid => "policy_invalid",
-            ErrorCode::IpAllowlistInvalid => "ip_allowlist_invalid",
-            ErrorCode::SecretInvalid => "secret_invalid",
-            ErrorCode::ValidationFailed => "validation_failed",
-            ErrorCode::MtlsRequired => "mtls_required",
-            ErrorCode::WorkloadDisabled => "workload_disabled",
-            ErrorCode::CertificateRevoked => "certificate_revoked",
-            ErrorCode::EnrollmentTokenInvalid => "enrollment_token_invalid",
-            ErrorCode::EnrollmentTokenExpired => "enrollment_token_expired",
-            ErrorCode::SessionMissing => "session_missing",
-            ErrorCode::SessionInvalid => "session_invalid",
-            ErrorCode::SessionWorkloadMismatch => "session_workload_mismatch",
-            ErrorCode::SessionCertMismatch => "session_cert_mismatch",
-            ErrorCode::SessionDpopRequired => "session_dpop_required",
-            ErrorCode::DpopMissing => "dpop_missing",
-            ErrorCode::DpopMalformed => "dpop_malformed",
-            ErrorCode::DpopBadTyp => "dpop_bad_typ",
-            ErrorCode::DpopAlgForbidden => "dpop_alg_forbidden",
-            ErrorCode::DpopJwkInvalid => "dpop_jwk_invalid",
-            ErrorCode::DpopSignatureInvalid => "dpop_signature_invalid",
-            ErrorCode::DpopMissingClaims => "dpop_missing_claims",
-            ErrorCode::DpopMethodMismatch => "dpop_method_mismatch",
-            ErrorCode::DpopHtuMismatch => "dpop_htu_mismatch",
-            ErrorCode::DpopIatSkew => "dpop_iat_skew",
-            ErrorCode::DpopAthMissing => "dpop_ath_missing",
-            ErrorCode::DpopAthMismatch => "dpop_ath_mismatch",
-            ErrorCode::DpopJktMismatch => "dpop_jkt_mismatch",
-            ErrorCode::DpopReplay => "dpop_replay",
-            ErrorCode::AdminAuthMissing => "admin_auth_missing",
-            ErrorCode::AdminAuthInvalid => "admin_auth_invalid",
-            ErrorCode::WorkloadIpDenied => "workload_ip_denied",
-            ErrorCode::IdentityLifetimeExceeded => "identity_lifetime_exceeded",
-            ErrorCode::SessionScopeMissing => "session_scope_missing",
-            ErrorCode::ManifestWorkloadMismatch => "manifest_workload_mismatch",
-            ErrorCode::IntegrationDisabled => "integration_disabled",
-            ErrorCode::IntegrationHostsChanged => "integration_hosts_changed",
-            ErrorCode::RequestSchemeNotAllowed => "request_scheme_not_allowed",
-            ErrorCode::RequestHostNotAllowed => "request_host_not_allowed",
-            ErrorCode::RequestPortNotAllowed => "request_port_not_allowed",
-            ErrorCode::RequestQueryKeyNotAllowlisted => "request_query_key_not_allowlisted",
-            ErrorCode::RequestQueryDuplicateKeyForbidden => "request_query_duplicate_key_forbidden",
-            ErrorCode::RequestQueryKeyReserved => "request_query_key_reserved",
-            ErrorCode::RequestContentTypeNotAllowed => "request_content_type_not_allowed",
-            ErrorCode::RequestStreamingNotSupported => "request_streaming_not_supported",
-            ErrorCode::NoMatchingGroup => "no_matching_group",
-            ErrorCode::PolicyDeny => "policy_deny",
-            ErrorCode::PolicyDefaultDeny => "policy_default_deny",
-            ErrorCode::PolicyConstraintFailed => "policy_constraint_failed",
-            ErrorCode::ResolvedIpDeniedMetadataRange => "resolved_ip_denied_metadata_range",
-            ErrorCode::ResolvedIpDeniedLoopback => "resolved_ip_denied_loopback",
-            ErrorCode::ResolvedIpDeniedPrivateRange => "resolved_ip_denied_private_range",
-            ErrorCode::ResolvedIpDeniedLinkLocal => "resolved_ip_denied_link_local",
-            ErrorCode::ResolvedIpDeniedReserved => "resolved_ip_denied_reserved",
-            ErrorCode::AdminForbidden => "admin_forbidden",
-            ErrorCode::AdminTenantForbidden => "admin_tenant_forbidden",
-            ErrorCode::RouteNotFound => "route_not_found",
-            ErrorCode::IntegrationNotFound => "integration_not_found",
-            ErrorCode::TemplateVersionNotFound => "template_version_not_found",
-            ErrorCode::ApprovalNotFound => "approval_not_found",
-            ErrorCode::ManifestNoRules => "manifest_no_rules",
-            ErrorCode::TenantNotFound => "tenant_not_found",
-            ErrorCode::WorkloadNotFound => "workload_not_found",
-            ErrorCode::PolicyNotFound => "policy_not_found",
-            ErrorCode::TokenNotFound => "token_not_found",
-            ErrorCode::CertificateNotFound => "certificate_not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::EnrollmentTokenUsed => "enrollment_token_used",
-            ErrorCode::IdempotencyKeyConflict => "idempotency_key_conflict",
-            ErrorCode::IdempotencyRequestInProgress => "idempotency_request_in_progress",
-            ErrorCode::ApprovalNotPending => "approval_not_pending",
-            ErrorCode::TemplateVersionImmutable => "template_version_immutable",
-            ErrorCode::TemplateVersionExists => "template_version_exists",
-            ErrorCode::TenantNameConflict => "tenant_name_conflict",
-            ErrorCode::WorkloadNameConflict => "workload_name_conflict",
-            ErrorCode::IntegrationNameConflict => "integration_name_conflict",
-            ErrorCode::LastOwnerToken => "last_owner_token",
-            ErrorCode::RequestBodyTooLarge => "request_body_too_large",
-            ErrorCode::ContentTypeInvalid => "content_type_invalid",
-            ErrorCode::PolicyRateLimited => "policy_rate_limited",
-            ErrorCode::SessionRateLimited => "session_rate_limited",
-            ErrorCode::InternalError => "internal_error",
-            ErrorCode::DnsResolutionFailed => "dns_resolution_failed",
-            ErrorCode::DnsResolutionEmpty => "dns_resolution_empty",
-            ErrorCode::UpstreamNetworkError => "upstream_network_error",
-            ErrorCode::RedirectDenied => "redirect_denied",
-            ErrorCode::UpstreamResponseTooLarge => "upstream_response_too_large",
-            ErrorCode::UpstreamStreamingNotSupported => "upstream_streaming_not_supported",
-            ErrorCode::UpstreamEncodingNotSupported => "upstream_encoding_not_supported",
-            ErrorCode::IntegrationSecretUnavailable => "integration_secret_unavailable",
-            ErrorCode::AuditWriteFailed => "audit_write_failed",
-            ErrorCode::StorageUnavailable => "storage_unavailable",
-            ErrorCode::CoordinationUnavailable => "coordination_unavailable",
-            ErrorCode::UpstreamTimeout => "upstream_timeout",
-            ErrorCode::TemplateNotFoundOnWrite => "template_not_found",
-        }
-    }
-
-    /// The HTTP status code of this error.
-    pub const fn status(self) -> u16 {
-        match self {
-            ErrorCode::RequestBodyMissing
-            | ErrorCode::RequestBodyInvalidJson
-            | ErrorCode::RequestBodySchemaInvalid
-            | ErrorCode::PathParamInvalid
-            | ErrorCode::QueryInvalid
-            | ErrorCode::IdempotencyKeyInvalid
-            | ErrorCode::SessionScopeInvalid
-            | ErrorCode::RequestedTtlExceedsMax
-            | ErrorCode::CsrInvalid
-            | ErrorCode::CsrKeyUnsupported
-            | ErrorCode::RequestUrlInvalid
-            | ErrorCode::RequestUrlUserinfoForbidden
-            | ErrorCode::RequestUrlFragmentForbidden
-            | ErrorCode::RequestPercentEncodingInvalid
-            | ErrorCode::RequestHeaderNameInvalid
-            | ErrorCode::RequestHeaderValueInvalid
-            | ErrorCode::RequestBodyBase64Invalid
-            | ErrorCode::RequestContentTypeMissing
-            | ErrorCode::AmbiguousFraming
-            | ErrorCode::TemplateInvalid
-            | ErrorCode::TemplateHostInvalid
-            | ErrorCode::TemplateHostWildcardForbidden
-            | ErrorCode::TemplateAllowlistDuplicate
-            | ErrorCode::TemplateGroupDuplicate
-            | ErrorCode::TemplatePathPatternUnanchored
-            | ErrorCode::TemplatePathPatternOverbroad
-            | ErrorCode::TemplatePathPatternInvalid
-            | ErrorCode::TemplateHeaderAllowlistInvalid
-            | ErrorCode::TemplateVersionNotIncremented
-            | ErrorCode::TemplateProviderMismatch
-            | ErrorCode::PolicyInvalid
-            | ErrorCode::IpAllowlistInvalid
-            | ErrorCode::SecretInvalid
-            | ErrorCode::ValidationFailed => 400,
-            ErrorCode::MtlsRequired
-            | ErrorCode::WorkloadDisabled
-            | ErrorCode::CertificateRevoked
-            | ErrorCode::EnrollmentTokenInvalid
-            | ErrorCode::EnrollmentTokenExpired
-            | ErrorCode::SessionMissing
-            | ErrorCode::SessionInvalid
-            | ErrorCode::SessionWorkloadMismatch
-            | ErrorCode::SessionCertMismatch
-            | ErrorCode::SessionDpopRequired
-            | ErrorCode::DpopMissing
-            | ErrorCode::DpopMalformed
-            | ErrorCode::DpopBadTyp
-            | ErrorCode::DpopAlgForbidden
-            | ErrorCode::DpopJwkInvalid
-            | ErrorCode::DpopSignatureInvalid
-            | ErrorCode::DpopMissingClaims
-            | ErrorCode::DpopMethodMismatch
-            | ErrorCode::DpopHtuMismatch
-            | ErrorCode::DpopIatSkew
-            | ErrorCode::DpopAthMissing
-            | ErrorCode::DpopAthMismatch
-            | ErrorCode::DpopJktMismatch
-            | ErrorCode::DpopReplay
-            | ErrorCode::AdminAuthMissing
-            | ErrorCode::AdminAuthInvalid => 401,
-            ErrorCode::WorkloadIpDenied
-            | ErrorCode::IdentityLifetimeExceeded
-            | ErrorCode::SessionScopeMissing
-            | ErrorCode::ManifestWorkloadMismatch
-            | ErrorCode::IntegrationDisabled
-            | ErrorCode::IntegrationHostsChanged
-            | ErrorCode::RequestSchemeNotAllowed
-            | ErrorCode::RequestHostNotAllowed
-            | ErrorCode::RequestPortNotAllowed
-            | ErrorCode::RequestQueryKeyNotAllowlisted
-            | ErrorCode::RequestQueryDuplicateKeyForbidden
-            | ErrorCode::RequestQueryKeyReserved
-            | ErrorCode::RequestContentTypeNotAllowed
-            | ErrorCode::RequestStreamingNotSupported
-            | ErrorCode::NoMatchingGroup
-            | ErrorCode::PolicyDeny
-            | ErrorCode::PolicyDefaultDeny
-            | ErrorCode::PolicyConstraintFailed
-            | ErrorCode::ResolvedIpDeniedMetadataRange
-            | ErrorCode::ResolvedIpDeniedLoopback
-            | ErrorCode::ResolvedIpDeniedPrivateRange
-            | ErrorCode::ResolvedIpDeniedLinkLocal
-            | ErrorCode::ResolvedIpDeniedReserved
-            | ErrorCode::AdminForbidden
-            | ErrorCode::AdminTenantForbidden => 403,
-            ErrorCode::RouteNotFound
-            | ErrorCode::TemplateNotFound
-            | ErrorCode::IntegrationNotFound
-            | ErrorCode::TemplateVersionNotFound
-            | ErrorCode::ApprovalNotFound
-            | ErrorCode::ManifestNoRules
-            | ErrorCode::TenantNotFound
-            | ErrorCode::WorkloadNotFound
-            | ErrorCode::PolicyNotFound
-            | ErrorCode::TokenNotFound
-            | ErrorCode::CertificateNotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::EnrollmentTokenUsed
-            | ErrorCode::IdempotencyKeyConflict
-            | ErrorCode::IdempotencyRequestInProgress
-            | ErrorCode::ApprovalNotPending
-            | ErrorCode::TemplateVersionImmutable
-            | ErrorCode::TemplateVersionExists
-            | ErrorCode::TenantNameConflict
-            | ErrorCode::WorkloadNameConflict
-            | ErrorCode::IntegrationNameConflict
-            | ErrorCode::LastOwnerToken => 409,
-            ErrorCode::RequestBodyTooLarge => 413,
-            ErrorCode::ContentTypeInvalid => 415,
-            ErrorCode::PolicyRateLimited | ErrorCode::SessionRateLimited => 429,
-            ErrorCode::InternalError => 500,
-            ErrorCode::DnsResolutionFailed
-            | ErrorCode::DnsResolutionEmpty
-            | ErrorCode::UpstreamNetworkError
-            | ErrorCode::RedirectDenied
-            | ErrorCode::UpstreamResponseTooLarge
-            | ErrorCode::UpstreamStreamingNotSupported
-            | ErrorCode::UpstreamEncodingNotSupported => 502,
-            ErrorCode::IntegrationSecretUnavailable
-            | ErrorCode::AuditWriteFailed
-            | ErrorCode::StorageUnavailable
-            | ErrorCode::CoordinationUnavailable => 503,
-            ErrorCode::UpstreamTimeout => 504,
-            ErrorCode::TemplateNotFoundOnWrite => 400,
-        }
-    }
-
     /// Parses a wire code (the 404 form for `template_not_found`).
     pub fn from_code(code: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|c| c.as_str() == code)
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|c| *c != ErrorCode::TemplateNotFoundOnWrite)
+            .find(|c| c.as_str() == code)
     }
 }
 
@@ -578,5 +255,8 @@ mod tests {
         assert_eq!(ErrorCode::AuditWriteFailed.status(), 503);
         assert_eq!(ErrorCode::UpstreamTimeout.status(), 504);
         assert_eq!(ErrorCode::from_code("dpop_replay"), Some(ErrorCode::DpopReplay));
+        assert_eq!(ErrorCode::from_code("template_not_found"), Some(ErrorCode::TemplateNotFound));
+        assert_eq!(ErrorCode::CertificateExpired.status(), 401);
+        assert_eq!(ErrorCode::ApprovalRequired.status(), 403);
     }
 }
