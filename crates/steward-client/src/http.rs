@@ -12,12 +12,45 @@ use serde::Deserialize;
 use crate::ClientError;
 
 pub(crate) fn build(ca_pem: &str, client: Option<(&str, &str)>) -> Result<reqwest::Client, ClientError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        let cert = cert.map_err(|e| ClientError::Identity(format!("CA certificate: {e}")))?;
-        roots.add(cert).map_err(|e| ClientError::Identity(format!("CA certificate: {e}")))?;
+    let roots = add_pem_roots(RootCertStore::empty(), ca_pem, "CA certificate")?;
+    with_roots(roots, client, Duration::from_secs(60))
+}
+
+/// The operator's client (`steward admin` towards the admin listener): plain HTTP, or HTTPS trusting
+/// the webpki roots plus `extra_roots_pem` (e.g. the private CA of an admin listener with TLS). No
+/// client certificate. The workload side and the operator side share this one stack (reqwest over
+/// rustls with aws-lc-rs); Steward's own outbound calls never use it (they go through
+/// `steward-egress`).
+pub fn operator_client(
+    extra_roots_pem: Option<&str>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    if let Some(pem) = extra_roots_pem {
+        roots = add_pem_roots(roots, pem, "--ca-file")?;
     }
+    with_roots(roots, None, timeout)
+}
+
+fn add_pem_roots(mut roots: RootCertStore, pem: &str, what: &str) -> Result<RootCertStore, ClientError> {
+    let mut added = 0usize;
+    for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        let cert = cert.map_err(|e| ClientError::Identity(format!("{what}: {e}")))?;
+        roots.add(cert).map_err(|e| ClientError::Identity(format!("{what}: {e}")))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(ClientError::Identity(format!("{what}: no PEM certificate found")));
+    }
+    Ok(roots)
+}
+
+fn with_roots(
+    roots: RootCertStore,
+    client: Option<(&str, &str)>,
+    timeout: Duration,
+) -> Result<reqwest::Client, ClientError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Identity(e.to_string()))?
@@ -36,7 +69,7 @@ pub(crate) fn build(ca_pem: &str, client: Option<(&str, &str)>) -> Result<reqwes
     reqwest::Client::builder()
         .use_preconfigured_tls(config)
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .timeout(timeout)
         .build()
         .map_err(|e| ClientError::Transport(e.to_string()))
 }

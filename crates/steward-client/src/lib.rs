@@ -21,6 +21,7 @@ pub use execute::{
     ApprovalStatus, ApprovalSummary, ClientContext, ExecuteCall, ExecuteOutcome, ExecuteRequest,
     ExecutedResponse, HeaderField,
 };
+pub use http::operator_client;
 pub use identity::{Identity, KeyType};
 pub use manifest::{Manifest, MatchRule, verify_manifest};
 pub use session::{BrokerClient, SessionInfo};

@@ -8,8 +8,6 @@
 //! address), a connection pinned to the validated address, upstream TLS verified against the webpki
 //! roots plus `egress.extra_ca_files`; see `docs/decisions/0002-webhooks.md`.
 
-pub mod client;
-
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use serde_json::Value;
-use steward_server::webhook::client::HttpClient;
 
 /// Why a command failed, and so its exit code.
 #[derive(Debug)]
@@ -44,7 +43,13 @@ pub type CliResult<T> = Result<T, CliError>;
 pub struct AdminClient {
     base: String,
     token: String,
-    http: HttpClient,
+    http: reqwest::Client,
+}
+
+/// A status and body as received.
+struct Answer {
+    status: u16,
+    body: Bytes,
 }
 
 /// A raw 2xx answer's body (for the JSON-lines export).
@@ -68,8 +73,8 @@ impl AdminClient {
             ),
             None => None,
         };
-        let http = HttpClient::new(ca.as_deref(), Duration::from_secs(60))
-            .map_err(|e| CliError::Usage(format!("--ca-file: {e}")))?;
+        let http = steward_client::operator_client(ca.as_deref(), Duration::from_secs(60))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
         Ok(Self { base, token, http })
     }
 
@@ -106,19 +111,20 @@ impl AdminClient {
     /// One call, the body unparsed; non-2xx answers are errors.
     pub async fn raw(&self, method: Method, path: &str, body: Option<Value>) -> CliResult<RawAnswer> {
         let url = format!("{}{path}", self.base);
-        let bearer = format!("Bearer {}", self.token);
-        let mut headers = vec![("authorization", bearer.as_str()), ("accept", "application/json")];
-        let payload = match body {
-            Some(value) => {
-                headers.push(("content-type", "application/json"));
-                Bytes::from(value.to_string())
-            }
-            None => Bytes::new(),
+        let mut request = self
+            .http
+            .request(method, &url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json");
+        if let Some(value) = body {
+            request = request.header("content-type", "application/json").body(value.to_string());
+        }
+        let unreachable = |e: reqwest::Error| {
+            CliError::Transport(format!("{e} (is steward serve running at {}?)", self.base))
         };
-        let response =
-            self.http.send(method, &url, &headers, payload).await.map_err(|e| {
-                CliError::Transport(format!("{e} (is steward serve running at {}?)", self.base))
-            })?;
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let response = Answer { status, body: response.bytes().await.map_err(unreachable)? };
         if (200..300).contains(&response.status) {
             return Ok(RawAnswer { body: response.body });
         }
