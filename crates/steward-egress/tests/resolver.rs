@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use steward_egress::{HickoryResolve, Resolve, ResolverSettings, guard};
 use steward_types::ErrorCode;
-use support::dns::{DnsServer, silent};
+use support::dns::{A, AAAA, DnsServer, Failure, REFUSED, SERVFAIL, silent};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -141,4 +141,38 @@ async fn metadata_embedded_in_ipv6_is_denied_whatever_allow_cidrs_says() {
         }
     }
     assert!(dns.query_count() >= 2 * forms.len(), "the names were resolved over DNS");
+}
+
+#[tokio::test]
+async fn an_error_answer_is_a_failure_not_an_empty_answer() {
+    let failures = vec![
+        Failure::new("servfail.test", None, SERVFAIL),
+        Failure::new("refused.test", None, REFUSED),
+        // One family fails, the other has no address: still an error, not "no addresses".
+        Failure::new("v4only.test", Some(AAAA), SERVFAIL),
+        Failure::new("empty.test", Some(A), REFUSED),
+        // One family fails, the other answers: the addresses that came back are used.
+        Failure::new("public.test", Some(AAAA), SERVFAIL),
+    ];
+    let dns = DnsServer::start_with_failures(table(), failures).await;
+    let r = resolver(vec![dns.addr], &[], Duration::from_secs(2));
+    for (name, what) in [
+        ("servfail.test", "SERVFAIL"),
+        ("refused.test", "REFUSED"),
+        ("empty.test", "REFUSED"),
+    ] {
+        let err = r.resolve(name).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DnsResolutionFailed, "{name}: {err}");
+        assert_eq!(err.code().status(), 502);
+        assert!(err.to_string().contains(what), "{name}: {err}");
+        let err = guard(name, 443, &r, &[]).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DnsResolutionFailed, "{name} through the guard: {err}");
+    }
+    assert_eq!(r.resolve("public.test").await.unwrap(), vec![ip("93.184.216.34")]);
+    // NOERROR without addresses and NXDOMAIN stay empty.
+    let dns = DnsServer::start_with_failures(table(), Vec::new()).await;
+    let r = resolver(vec![dns.addr], &[], Duration::from_secs(2));
+    for name in ["empty.test", "nxdomain.test"] {
+        assert_eq!(r.resolve(name).await.unwrap_err().code(), ErrorCode::DnsResolutionEmpty, "{name}");
+    }
 }
