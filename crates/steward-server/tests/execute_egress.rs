@@ -174,3 +174,27 @@ async fn a_failing_audit_store_stops_the_call_before_the_upstream() {
     assert_eq!(f.upstream.count(), 1, "nothing may reach the upstream when the intent is not on record");
     sqlx::query("ALTER TABLE audit_events_gone RENAME TO audit_events").execute(&db).await.unwrap();
 }
+
+#[tokio::test]
+async fn execute_result_lists_every_validated_address() {
+    // api.example.test resolves (static_hosts) to two loopback addresses, both allowed; the upstream
+    // listens on 127.0.0.1 only, so the forwarder is refused by 127.0.0.2 and connects to the second.
+    let (f, _dir) = fixture(&[
+        ("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.2", "127.0.0.1"]}"#),
+        ("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#),
+    ])
+    .await;
+    f.allow_reads().await;
+    let response = f.execute(f.get("", &[]), None, "c-two-addresses").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 1);
+    let events = f.events("c-two-addresses").await;
+    assert_eq!(
+        f.event_kinds("c-two-addresses").await,
+        kinds(&[("execute", "allowed", "policy_allow"), ("execute_result", "", "")])
+    );
+    assert_eq!(events[0]["metadata"]["validated_ips"], json!(["127.0.0.2", "127.0.0.1"]));
+    assert_eq!(events[1]["metadata"]["resolved_ips"], json!(["127.0.0.2", "127.0.0.1"]));
+    assert_eq!(events[1]["metadata"]["connected_ip"], "127.0.0.1");
+    f.server.stop().await;
+}
