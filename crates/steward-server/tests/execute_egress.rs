@@ -198,3 +198,38 @@ async fn execute_result_lists_every_validated_address() {
     assert_eq!(events[1]["metadata"]["connected_ip"], "127.0.0.1");
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn ipv6_literals_meet_across_spellings_and_the_guard_judges_the_address() {
+    // The template lists [::127.0.0.1], the rule names [0:0:0:0:0:0:7f00:1], the request asks for
+    // [::7F00:1]: all three are ::7f00:1 in RFC 5952 form, so the request passes the host allowlist
+    // and the policy, and the SSRF guard then refuses the address (IPv4-compatible: reserved).
+    let (f, _dir) = fixture(&[]).await;
+    let mut hosts = HOSTS.to_vec();
+    hosts.push("[::127.0.0.1]");
+    let (status, published) = owner(
+        &f.server,
+        Method::POST,
+        "/v1/templates",
+        Some(template(&f.tenant, f.upstream.port(), 2, &hosts, None)),
+    )
+    .await;
+    assert_eq!(status, 201, "{published}");
+    let (status, written) = owner(
+        &f.server,
+        Method::PUT,
+        &format!("/v1/integrations/{}/secret", f.integration_id),
+        Some(json!({"type": "api_key", "value": SECRET})),
+    )
+    .await;
+    assert_eq!(status, 200, "{written}");
+    f.policy_on("[0:0:0:0:0:0:7f00:1]", "allow", "items_read", "GET", json!({})).await;
+    let request = json!({"method": "GET", "url": f.url("[::7F00:1]", "/v1/items")});
+    let response = f.execute(request, None, "c-v6").await;
+    expect(&response, 403, "resolved_ip_denied_reserved");
+    let events = f.events("c-v6").await;
+    assert_eq!(f.event_kinds("c-v6").await, kinds(&[("execute", "denied", "resolved_ip_denied_reserved")]));
+    assert_eq!(events[0]["destination"]["host"], "[::7f00:1]", "{}", events[0]);
+    assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}

@@ -333,3 +333,52 @@ fn execute_request_json_shape() {
         serde_json::from_value::<ExecuteRequest>(json!({"method": "GET", "url": "x", "extra": 1})).is_err()
     );
 }
+
+/// The fixture template with `allowed_hosts` replaced.
+fn template_with_hosts(hosts: &[&str]) -> Template {
+    let mut value = crate::fixtures::template_json();
+    value["allowed_hosts"] = json!(hosts);
+    Template::from_json(&value).unwrap_or_else(|e| panic!("{hosts:?} rejected: {e}"))
+}
+
+#[test]
+fn ipv6_literals_meet_whatever_their_spelling() {
+    // RFC 5952 on both sides: lowercase, leading zeros dropped, the longest zero run compressed (the
+    // first of equal runs; a single zero field is not), dotted-quad tails written as hex except in
+    // ::ffff:a.b.c.d. A template's literal and a request's literal meet when they are one address.
+    let spellings: &[(&[&str], &str)] = &[
+        (&["[::127.0.0.1]", "[::7f00:1]", "[0:0:0:0:0:0:7F00:0001]", "[0:0::127.0.0.1]"], "[::7f00:1]"),
+        (&["[::ffff:127.0.0.1]", "[::FFFF:7F00:1]", "[0:0:0:0:0:ffff:7f00:1]"], "[::ffff:127.0.0.1]"),
+        (&["[::ffff:0:127.0.0.1]", "[::ffff:0:7f00:1]"], "[::ffff:0:7f00:1]"),
+        (&["[64:ff9b::127.0.0.1]", "[64:FF9B:0:0:0:0:7F00:1]"], "[64:ff9b::7f00:1]"),
+        (&["[2001:DB8:0:0:1:0:0:1]", "[2001:db8::1:0:0:1]"], "[2001:db8::1:0:0:1]"),
+        (&["[2001:db8:0:1:1:1:1:1]", "[2001:db8::1:1:1:1:1]"], "[2001:db8:0:1:1:1:1:1]"),
+        (&["[0::1]", "[::0:1]", "[0:0:0:0:0:0:0:1]", "[::0.0.0.1]"], "[::1]"),
+    ];
+    for (forms, canonical) in spellings {
+        for listed in forms.iter() {
+            let template = template_with_hosts(&[listed]);
+            assert_eq!(template.hosts(), &[canonical.to_string()], "template lists {listed}");
+            for requested in forms.iter() {
+                let url = format!("https://{requested}/v1/items");
+                let c = canonicalize(&get(&url), &template, &ctx())
+                    .unwrap_or_else(|e| panic!("{url} against {listed}: {e}"));
+                assert_eq!(c.host(), *canonical, "{url}");
+                assert_eq!(c.canonical_url(), format!("https://{canonical}/v1/items"));
+            }
+        }
+        // Two spellings of one address in a template are a duplicate.
+        if forms.len() > 1 {
+            let mut value = crate::fixtures::template_json();
+            value["allowed_hosts"] = json!([forms[0], forms[1]]);
+            let err = Template::from_json(&value).expect_err("duplicate hosts");
+            assert_eq!(err.code(), ErrorCode::TemplateAllowlistDuplicate, "{forms:?}");
+        }
+    }
+    // A different address does not meet.
+    let template = template_with_hosts(&["[::127.0.0.1]"]);
+    for other in ["[::ffff:127.0.0.1]", "[::1]", "[::7f00:2]", "127.0.0.1"] {
+        let err = canonicalize(&get(&format!("https://{other}/v1/items")), &template, &ctx()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RequestHostNotAllowed, "{other}");
+    }
+}
