@@ -127,10 +127,11 @@ async fn metadata_embedded_in_ipv6_is_denied_whatever_allow_cidrs_says() {
     let statics: Vec<(&str, &str)> = forms.iter().map(|(name, v6)| (*name, *v6)).collect();
     let over_dns = resolver(vec![dns.addr], &[], Duration::from_secs(2));
     let over_statics = resolver(vec![dns.addr], &statics, Duration::from_secs(2));
-    let allow: Vec<ipnet::IpNet> = ["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/0", "0.0.0.0/0"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let allow: Vec<ipnet::IpNet> =
+        ["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/0", "0.0.0.0/0"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
     for (name, v6) in forms {
         for r in [&over_dns, &over_statics] {
             let err = guard(name, 443, r, &allow).await.unwrap_err();
@@ -156,11 +157,9 @@ async fn an_error_answer_is_a_failure_not_an_empty_answer() {
     ];
     let dns = DnsServer::start_with_failures(table(), failures).await;
     let r = resolver(vec![dns.addr], &[], Duration::from_secs(2));
-    for (name, what) in [
-        ("servfail.test", "SERVFAIL"),
-        ("refused.test", "REFUSED"),
-        ("empty.test", "REFUSED"),
-    ] {
+    for (name, what) in
+        [("servfail.test", "SERVFAIL"), ("refused.test", "REFUSED"), ("empty.test", "REFUSED")]
+    {
         let err = r.resolve(name).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::DnsResolutionFailed, "{name}: {err}");
         assert_eq!(err.code().status(), 502);

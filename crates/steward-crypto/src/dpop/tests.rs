@@ -406,7 +406,11 @@ fn curves_outside_the_allowed_set_are_invalid_keys_not_alg_mismatches() {
     ];
     for (alg, jwk) in cases {
         let h = json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk});
-        assert_eq!(code(&craft(&ED25519, &h, &claims()), &expect()), ErrorCode::DpopJwkInvalid, "{alg} {jwk}");
+        assert_eq!(
+            code(&craft(&ED25519, &h, &claims()), &expect()),
+            ErrorCode::DpopJwkInvalid,
+            "{alg} {jwk}"
+        );
     }
     // A supported curve that is not the alg's is still an alg mismatch.
     let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "EC", "crv": "P-384", "x": b64([7u8; 48]), "y": b64([8u8; 48])}});

@@ -128,10 +128,7 @@ pub(crate) fn embedded_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
     #[allow(clippy::cast_possible_truncation)]
     let field = |shift: u32| Ipv4Addr::from_bits((bits >> shift) as u32);
     let in_prefix = |(base, len): V6| prefix_match(bits, base.to_bits(), len, 128);
-    if in_prefix(NAT64_WELL_KNOWN)
-        || in_prefix(NAT64_LOCAL)
-        || in_prefix(IPV4_COMPATIBLE)
-        || in_prefix(SIIT)
+    if in_prefix(NAT64_WELL_KNOWN) || in_prefix(NAT64_LOCAL) || in_prefix(IPV4_COMPATIBLE) || in_prefix(SIIT)
     {
         Some(field(0))
     } else if in_prefix(SIX_TO_FOUR) {

@@ -151,8 +151,14 @@ fn mapping_is_only_for_v4_mapped() {
     assert_eq!(code("64:ff9b::7f00:1"), Some(ErrorCode::ResolvedIpDeniedReserved));
 }
 
-const METADATA_V4: [&str; 6] =
-    ["169.254.169.254", "169.254.170.2", "169.254.169.253", "100.100.100.200", "168.63.129.16", "192.0.0.192"];
+const METADATA_V4: [&str; 6] = [
+    "169.254.169.254",
+    "169.254.170.2",
+    "169.254.169.253",
+    "100.100.100.200",
+    "168.63.129.16",
+    "192.0.0.192",
+];
 
 /// Every IPv6 transition form embedding `v4`: NAT64 (well-known and local-use, with non-zero bits
 /// between the prefix and the address), 6to4, Teredo (inverted), IPv4-compatible and SIIT.
@@ -186,7 +192,8 @@ fn metadata_embedded_in_ipv6_transition_forms() {
 #[test]
 fn embedded_metadata_is_never_exemptible() {
     // allow_cidrs covering each transition range, and everything.
-    let allow = nets(&["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "::ffff:0:0:0/96"]);
+    let allow =
+        nets(&["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "::ffff:0:0:0/96"]);
     let everything = nets(&["::/0", "0.0.0.0/0"]);
     for v4 in METADATA_V4 {
         for form in embedding_forms(v4) {
