@@ -9,8 +9,10 @@ use idna::AsciiDenyList;
 const MAX_HOST_LEN: usize = 253;
 const MAX_LABEL_LEN: usize = 63;
 
-/// The normalized form of a host, or why it is not one. IPv6 literals come back in brackets.
-pub(crate) fn normalize_host(input: &str) -> Result<String, String> {
+/// The normalized form of a host, or why it is not one. IPv6 literals come back in brackets, in
+/// RFC 5952 form. Templates, requests and policy rules all normalize hosts with this one function, so
+/// two spellings of one address always meet.
+pub fn normalize_host(input: &str) -> Result<String, String> {
     if input.is_empty() {
         return Err("the host is empty".into());
     }

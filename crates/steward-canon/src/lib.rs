@@ -25,6 +25,7 @@ pub use canon::{
     CanonContext, CanonicalRequest, ExecuteRequest, HeaderField, QueryPair, RequestDescriptor, canonicalize,
 };
 pub use error::{CanonError, TemplateError};
+pub use host::normalize_host;
 pub use method::Method;
 pub use template::{
     ApprovalMode, BodyPolicy, DuplicateQueryKeys, Injection, InjectionKind, PathGroup, PathPattern, RiskTier,

@@ -77,6 +77,24 @@ pub(crate) fn remove_dot_segments(path: &str) -> String {
     output
 }
 
+/// True when the path holds an encoded `/` or `\` (`%2F`, `%5C`, either hex case).
+pub(crate) fn has_encoded_separator(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && matches!((w[1], w[2].to_ascii_uppercase()), (b'2', b'F') | (b'5', b'C')))
+}
+
+/// The first segment that, read with `%2F` and `%5C` as separators (as an upstream that decodes them
+/// would), holds a `.` or `..` segment: `..%2F`, `a%2F..`, `.%5C`. Encoded dots must already be
+/// decoded (as [`normalize_percent`] does).
+pub(crate) fn encoded_dot_segment(path: &str) -> Option<&str> {
+    path.split('/').filter(|segment| has_encoded_separator(segment)).find(|segment| {
+        let upper = segment.to_ascii_uppercase().replace("%5C", "%2F");
+        upper.split("%2F").any(|piece| piece == "." || piece == "..")
+    })
+}
+
 fn pop_last_segment(output: &mut String) {
     match output.rfind('/') {
         Some(i) => output.truncate(i),
@@ -99,6 +117,23 @@ mod tests {
         assert!(normalize_percent("/%1f").is_err());
         assert!(normalize_percent("/%7F").is_err());
         assert_eq!(normalize_percent("/%20").unwrap(), "/%20");
+    }
+
+    #[test]
+    fn encoded_separators() {
+        for yes in ["/a%2Fb", "/a%2fb", "/a%5Cb", "/%5c", "/x/%2F"] {
+            assert!(has_encoded_separator(yes), "{yes}");
+        }
+        for no in ["/a/b", "/a%2Eb", "/a%25Fb", "/%2", "/%5", "/a%F2"] {
+            assert!(!has_encoded_separator(no), "{no}");
+        }
+        assert_eq!(encoded_dot_segment("/v1/..%2Fx"), Some("..%2Fx"));
+        assert_eq!(encoded_dot_segment("/v1/a%2f.."), Some("a%2f.."));
+        assert_eq!(encoded_dot_segment("/v1/a%5C.%5Cb"), Some("a%5C.%5Cb"));
+        assert_eq!(encoded_dot_segment("/v1/%2F"), None);
+        assert_eq!(encoded_dot_segment("/v1/a%2F...%2Fb"), None);
+        assert_eq!(encoded_dot_segment("/v1/..a%2Fb.."), None);
+        assert_eq!(encoded_dot_segment("/../x"), None);
     }
 
     #[test]

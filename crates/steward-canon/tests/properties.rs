@@ -27,7 +27,7 @@ fn template_json() -> Value {
             "query_allowlist": ["q", "k", "z%2F"],
             "header_forward_allowlist": ["accept", "content-type", "x-h"],
             "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]},
-            "constraints": {"allow_duplicate_query_keys": ["q"]}
+            "constraints": {"allow_duplicate_query_keys": ["q"], "allow_encoded_slashes": true}
         }]
     })
 }

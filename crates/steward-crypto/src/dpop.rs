@@ -313,15 +313,24 @@ impl DpopAlg {
     }
 
     /// Whether the JWK's `kty` (and `crv`, where the algorithm fixes the curve) fit this algorithm.
-    /// A missing or non-string `crv` is left to the JWK check, which reports it as invalid.
+    ///
+    /// Only a key Steward supports can mismatch: a missing, non-string or unsupported `kty`, or a
+    /// curve outside the ones accepted for its key type (Ed448 or X25519 under OKP, P-521 under EC),
+    /// is an invalid key rather than the wrong algorithm, left to the JWK check (`dpop_jwk_invalid`).
     fn matches_jwk_type(self, jwk: &Map<String, Value>) -> bool {
-        let kty = jwk.get("kty").and_then(Value::as_str);
-        let crv_is = |want: &str| jwk.get("crv").and_then(Value::as_str).is_none_or(|crv| crv == want);
+        let crv = jwk.get("crv").and_then(Value::as_str);
+        let (kty, supported_curves): (&str, &[&str]) = match jwk.get("kty").and_then(Value::as_str) {
+            Some("EC") => ("EC", &["P-256", "P-384"]),
+            Some("OKP") => ("OKP", &["Ed25519"]),
+            Some("RSA") => ("RSA", &[]),
+            _ => return true,
+        };
+        let curve_is = |want: &str| crv.is_none_or(|crv| !supported_curves.contains(&crv) || crv == want);
         match self {
-            DpopAlg::Es256 => kty == Some("EC") && crv_is("P-256"),
-            DpopAlg::Es384 => kty == Some("EC") && crv_is("P-384"),
-            DpopAlg::EdDsa => kty == Some("OKP") && crv_is("Ed25519"),
-            DpopAlg::Rs256 | DpopAlg::Ps256 => kty == Some("RSA"),
+            DpopAlg::Es256 => kty == "EC" && curve_is("P-256"),
+            DpopAlg::Es384 => kty == "EC" && curve_is("P-384"),
+            DpopAlg::EdDsa => kty == "OKP" && curve_is("Ed25519"),
+            DpopAlg::Rs256 | DpopAlg::Ps256 => kty == "RSA",
         }
     }
 }

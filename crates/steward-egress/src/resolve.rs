@@ -8,17 +8,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{ResolveError as HickoryError, TokioResolver};
 
 use crate::error::ResolveError;
 
 /// Resolves a host name (never an IP literal: the guard classifies those directly) to its addresses.
 #[async_trait]
 pub trait Resolve: Send + Sync {
-    /// All A and AAAA addresses of `host`; `Empty` when there are none.
+    /// All A and AAAA addresses of `host`; `Empty` when there are none (NOERROR without addresses, or
+    /// NXDOMAIN); `Failed` for an error answer (SERVFAIL, REFUSED, …) or a transport error when no
+    /// address came back; `TimedOut` past the timeout.
     async fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError>;
 }
 
@@ -83,7 +88,6 @@ impl HickoryResolve {
             TokioResolver::builder_with_config(config, provider)
         };
         let options = builder.options_mut();
-        options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
         options.use_hosts_file = ResolveHosts::Never;
         options.timeout = settings.dns_timeout;
         options.attempts = 1;
@@ -105,13 +109,26 @@ impl Resolve for HickoryResolve {
             return Ok(addrs.clone());
         }
         let absolute = format!("{name}.");
-        let lookup = tokio::time::timeout(self.timeout, self.resolver.lookup_ip(absolute.as_str())).await;
-        let addrs: Vec<IpAddr> = match lookup {
-            Err(_) => return Err(ResolveError::TimedOut { host: host.to_owned() }),
-            Ok(Err(e)) if e.is_no_records_found() => Vec::new(),
-            Ok(Err(e)) => return Err(ResolveError::Failed { host: host.to_owned(), reason: e.to_string() }),
-            Ok(Ok(found)) => found.iter().collect(),
+        // A and AAAA are asked separately (concurrently, under one timeout) so that an error answer
+        // of either is seen: hickory's combined lookup keeps only one of two errors, at random.
+        let lookups = async {
+            tokio::join!(
+                self.resolver.lookup(absolute.as_str(), RecordType::A),
+                self.resolver.lookup(absolute.as_str(), RecordType::AAAA)
+            )
         };
+        let (v4, v6) = tokio::time::timeout(self.timeout, lookups)
+            .await
+            .map_err(|_| ResolveError::TimedOut { host: host.to_owned() })?;
+        let (v4, v6) = (Answer::from(v4), Answer::from(v6));
+        let addrs: Vec<IpAddr> = v4.addresses.into_iter().chain(v6.addresses).collect();
+        // Addresses from one family are used even when the other failed: every address that is used
+        // is still classified, and nothing else is ever connected to.
+        if addrs.is_empty()
+            && let Some(reason) = v4.failure.or(v6.failure)
+        {
+            return Err(ResolveError::Failed { host: host.to_owned(), reason });
+        }
         let mut unique = Vec::with_capacity(addrs.len());
         for addr in addrs {
             if !unique.contains(&addr) {
@@ -122,6 +139,56 @@ impl Resolve for HickoryResolve {
             return Err(ResolveError::Empty { host: host.to_owned() });
         }
         Ok(unique)
+    }
+}
+
+/// The outcome of one A or AAAA query: its addresses, or why there are none.
+struct Answer {
+    addresses: Vec<IpAddr>,
+    /// Set for an error answer (any rcode other than NOERROR and NXDOMAIN) or a transport error;
+    /// `None` for a definite "no such address" (NOERROR without records, or NXDOMAIN).
+    failure: Option<String>,
+}
+
+impl From<Result<hickory_resolver::lookup::Lookup, HickoryError>> for Answer {
+    fn from(result: Result<hickory_resolver::lookup::Lookup, HickoryError>) -> Self {
+        let error = match result {
+            Ok(lookup) => {
+                let addresses = lookup
+                    .iter()
+                    .filter_map(|rdata| match rdata {
+                        RData::A(a) => Some(IpAddr::V4(a.0)),
+                        RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+                        _ => None,
+                    })
+                    .collect();
+                return Self { addresses, failure: None };
+            }
+            Err(error) => error,
+        };
+        let failure = match error.proto().map(|proto| proto.kind()) {
+            Some(ProtoErrorKind::NoRecordsFound { response_code, .. })
+                if matches!(*response_code, ResponseCode::NoError | ResponseCode::NXDomain) =>
+            {
+                None
+            }
+            Some(ProtoErrorKind::NoRecordsFound { response_code, .. }) => {
+                Some(format!("the DNS server answered {} ({response_code})", rcode_name(*response_code)))
+            }
+            _ => Some(error.to_string()),
+        };
+        Self { addresses: Vec::new(), failure }
+    }
+}
+
+/// The mnemonic of an error rcode (RFC 1035 §4.1.1, RFC 6895), as operators read it in DNS tools.
+fn rcode_name(code: ResponseCode) -> String {
+    match code {
+        ResponseCode::FormErr => "FORMERR".into(),
+        ResponseCode::ServFail => "SERVFAIL".into(),
+        ResponseCode::NotImp => "NOTIMP".into(),
+        ResponseCode::Refused => "REFUSED".into(),
+        other => format!("rcode {}", u16::from(other)),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use steward_egress::{HickoryResolve, Resolve, ResolverSettings, guard};
 use steward_types::ErrorCode;
-use support::dns::{DnsServer, silent};
+use support::dns::{A, AAAA, DnsServer, Failure, REFUSED, SERVFAIL, silent};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -106,4 +106,72 @@ async fn guard_over_real_dns_denies_any_bad_address() {
     let err = guard("metadata.test", 443, &r, &allow_all).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ResolvedIpDeniedMetadataRange);
     assert!(guard("mixed.test", 443, &r, &allow_all).await.is_ok());
+}
+
+#[tokio::test]
+async fn metadata_embedded_in_ipv6_is_denied_whatever_allow_cidrs_says() {
+    // Over real DNS (AAAA answers next to a public A) and over static_hosts: the IPv4 address a
+    // NAT64, 6to4 or Teredo address embeds is checked against the metadata list (check 1), which
+    // allow_cidrs covering the IPv6 range does not exempt.
+    let forms = [
+        ("nat64-metadata.test", "64:ff9b::a9fe:a9fe"),
+        ("nat64-local-metadata.test", "64:ff9b:1:2:3:4:a9fe:a9fe"),
+        ("sixtofour-metadata.test", "2002:a9fe:a9fe::1"),
+        ("teredo-metadata.test", "2001:0:4136:e378:8000:63bf:5601:5601"),
+    ];
+    let mut table = table();
+    for (name, v6) in forms {
+        table.insert(name.to_owned(), vec![ip("93.184.216.34"), ip(v6)]);
+    }
+    let dns = DnsServer::start(table).await;
+    let statics: Vec<(&str, &str)> = forms.iter().map(|(name, v6)| (*name, *v6)).collect();
+    let over_dns = resolver(vec![dns.addr], &[], Duration::from_secs(2));
+    let over_statics = resolver(vec![dns.addr], &statics, Duration::from_secs(2));
+    let allow: Vec<ipnet::IpNet> =
+        ["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/0", "0.0.0.0/0"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+    for (name, v6) in forms {
+        for r in [&over_dns, &over_statics] {
+            let err = guard(name, 443, r, &allow).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ResolvedIpDeniedMetadataRange, "{name} ({v6}): {err}");
+            let literal = format!("[{v6}]");
+            let err = guard(&literal, 443, r, &allow).await.unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ResolvedIpDeniedMetadataRange, "{literal}: {err}");
+        }
+    }
+    assert!(dns.query_count() >= 2 * forms.len(), "the names were resolved over DNS");
+}
+
+#[tokio::test]
+async fn an_error_answer_is_a_failure_not_an_empty_answer() {
+    let failures = vec![
+        Failure::new("servfail.test", None, SERVFAIL),
+        Failure::new("refused.test", None, REFUSED),
+        // One family fails, the other has no address: still an error, not "no addresses".
+        Failure::new("v4only.test", Some(AAAA), SERVFAIL),
+        Failure::new("empty.test", Some(A), REFUSED),
+        // One family fails, the other answers: the addresses that came back are used.
+        Failure::new("public.test", Some(AAAA), SERVFAIL),
+    ];
+    let dns = DnsServer::start_with_failures(table(), failures).await;
+    let r = resolver(vec![dns.addr], &[], Duration::from_secs(2));
+    for (name, what) in
+        [("servfail.test", "SERVFAIL"), ("refused.test", "REFUSED"), ("empty.test", "REFUSED")]
+    {
+        let err = r.resolve(name).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DnsResolutionFailed, "{name}: {err}");
+        assert_eq!(err.code().status(), 502);
+        assert!(err.to_string().contains(what), "{name}: {err}");
+        let err = guard(name, 443, &r, &[]).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DnsResolutionFailed, "{name} through the guard: {err}");
+    }
+    assert_eq!(r.resolve("public.test").await.unwrap(), vec![ip("93.184.216.34")]);
+    // NOERROR without addresses and NXDOMAIN stay empty.
+    let dns = DnsServer::start_with_failures(table(), Vec::new()).await;
+    let r = resolver(vec![dns.addr], &[], Duration::from_secs(2));
+    for name in ["empty.test", "nxdomain.test"] {
+        assert_eq!(r.resolve(name).await.unwrap_err().code(), ErrorCode::DnsResolutionEmpty, "{name}");
+    }
 }

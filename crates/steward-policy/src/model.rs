@@ -48,7 +48,7 @@ pub struct Scope {
     pub action_group: String,
     /// Uppercase, one of [`METHODS`].
     pub method: String,
-    /// A bare lowercase host.
+    /// A bare lowercase host; IPv6 literals in brackets, RFC 5952 (as in canonical requests).
     pub host: String,
     pub workload_id: Option<WorkloadId>,
     pub template_id: Option<String>,
@@ -300,7 +300,7 @@ fn check_scope(raw: RawScope) -> Result<Scope, PolicyError> {
             format!("{:?} is not one of {}", raw.method, METHODS.join(" ")),
         ));
     }
-    check_host(&raw.host)?;
+    let host = check_host(&raw.host)?;
     let workload_id = match &raw.workload_id {
         Some(w) => {
             non_blank("scope.workload_id", w)?;
@@ -331,7 +331,7 @@ fn check_scope(raw: RawScope) -> Result<Scope, PolicyError> {
         integration_id,
         action_group: raw.action_group,
         method,
-        host: raw.host,
+        host,
         workload_id,
         template_id: raw.template_id,
         template_version: raw.template_version,
@@ -340,8 +340,9 @@ fn check_scope(raw: RawScope) -> Result<Scope, PolicyError> {
 }
 
 /// A bare lowercase host: a DNS name or an IP literal (IPv6 in brackets), no scheme, port, path,
-/// userinfo or wildcard.
-fn check_host(host: &str) -> Result<(), PolicyError> {
+/// userinfo or wildcard. An IPv6 literal, in any RFC 3986 spelling, comes back in the RFC 5952 form
+/// that templates and canonical requests use (`[::127.0.0.1]` → `[::7f00:1]`), so the rule meets them.
+fn check_host(host: &str) -> Result<String, PolicyError> {
     let bad = |why: &str| PolicyError::new("scope.host", format!("{host:?} {why}"));
     if host.is_empty() {
         return Err(bad("must not be blank"));
@@ -355,12 +356,14 @@ fn check_host(host: &str) -> Result<(), PolicyError> {
     if host.contains(['/', '?', '#', '@']) {
         return Err(bad("has a path, query or userinfo; give the bare host"));
     }
+    if host.starts_with('[') {
+        if !host.ends_with(']') {
+            return Err(bad("is not a bracketed IPv6 address (or has a port)"));
+        }
+        return steward_canon::normalize_host(host).map_err(|why| PolicyError::new("scope.host", why));
+    }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err(bad("must be lowercase"));
-    }
-    if let Some(inner) = host.strip_prefix('[') {
-        let ok = inner.strip_suffix(']').is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
-        return if ok { Ok(()) } else { Err(bad("is not a bracketed IPv6 address (or has a port)")) };
     }
     if host.contains(':') {
         return Err(bad("has a port; give the bare host"));
@@ -375,7 +378,7 @@ fn check_host(host: &str) -> Result<(), PolicyError> {
     if host.len() > 253 || !host.split('.').all(label_ok) {
         return Err(bad("is not a valid host name"));
     }
-    Ok(())
+    Ok(host.to_owned())
 }
 
 fn check_keys(field: &str, keys: &[String]) -> Result<(), PolicyError> {

@@ -130,3 +130,34 @@ impl TapType for Value {
         self
     }
 }
+
+#[test]
+fn ipv6_hosts_are_normalized_as_templates_and_requests_are() {
+    // A rule names the host the way a request's canonical URL does (RFC 5952), whatever spelling
+    // the author used, so `[::127.0.0.1]` meets a request for `[::7f00:1]`.
+    for (written, canonical) in [
+        ("[::127.0.0.1]", "[::7f00:1]"),
+        ("[0:0:0:0:0:0:7f00:1]", "[::7f00:1]"),
+        ("[::FFFF:7F00:1]", "[::ffff:127.0.0.1]"),
+        ("[2001:db8:0:0:1:0:0:1]", "[2001:db8::1:0:0:1]"),
+        ("[2001:0DB8::0001]", "[2001:db8::1]"),
+        ("[::1]", "[::1]"),
+    ] {
+        let rule = PolicyRule::from_json(&with(&["scope", "host"], json!(written)))
+            .unwrap_or_else(|e| panic!("{written}: {e}"));
+        assert_eq!(rule.scope().host, canonical, "{written}");
+        // The same literal in a template normalizes to the same host.
+        let template = steward_canon::Template::from_json(&json!({
+            "template_id": "tpl_v6", "version": 1, "provider": "v6", "allowed_schemes": ["https"],
+            "allowed_ports": [443], "allowed_hosts": [written], "redirect_policy": {"mode": "deny"},
+            "path_groups": [{"group_id": "g", "risk_tier": "low", "approval_mode": "none",
+                             "methods": ["GET"], "path_patterns": ["^/x$"]}]
+        }))
+        .unwrap();
+        assert_eq!(template.hosts(), &[rule.scope().host.clone()], "{written}");
+        assert_eq!(PolicyRule::from_json(&rule.to_json()).unwrap(), rule);
+    }
+    for bad in ["[::1%25lo]", "[fe80::1%eth0]", "[v1.x]", "[::1]:443", "[12345::]"] {
+        assert_eq!(field_of(with(&["scope", "host"], json!(bad))), "scope.host", "{bad}");
+    }
+}

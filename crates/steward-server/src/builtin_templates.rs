@@ -88,6 +88,7 @@ pub async fn install_builtin_templates(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use steward_canon::{CanonContext, ExecuteRequest, Method, canonicalize};
 
     #[test]
     fn every_builtin_passes_validation_under_its_file_name() {
@@ -96,6 +97,142 @@ mod tests {
         for (template, (id, _)) in templates.iter().zip(BUILTIN_TEMPLATES) {
             assert_eq!(template.id(), *id);
             assert_eq!(template.version(), 1);
+        }
+    }
+
+    /// Paths each built-in group is meant for: every pattern of every group is matched by at least
+    /// one of them (checked below), so a new pattern cannot go untested.
+    const SAMPLES: &[(&str, &[&str])] = &[
+        ("tpl_openai", &["/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/models"]),
+        ("tpl_anthropic", &["/v1/messages", "/v1/models", "/v1/models/claude-3-5-sonnet-20241022"]),
+        (
+            "tpl_gmail",
+            &[
+                "/gmail/v1/users/me/messages",
+                "/gmail/v1/users/me/messages/18c2f0a1b2c3d4e5",
+                "/gmail/v1/users/me/threads",
+                "/gmail/v1/users/me/threads/18c2f0a1b2c3d4e5",
+                "/gmail/v1/users/me/labels",
+                "/gmail/v1/users/me/messages/send",
+            ],
+        ),
+        (
+            "tpl_google_calendar",
+            &[
+                "/calendar/v3/users/me/calendarList",
+                "/calendar/v3/calendars/primary/events",
+                "/calendar/v3/calendars/team%23ops@group.calendar.google.com/events",
+                "/calendar/v3/calendars/primary/events/evt123abc",
+            ],
+        ),
+        (
+            "tpl_github",
+            &[
+                "/user",
+                "/repos/octo-org/hello.world",
+                "/repos/octo-org/hello.world/issues",
+                "/repos/octo-org/hello.world/pulls/42",
+                "/repos/octo-org/hello.world/issues/42/comments",
+                "/repos/octo-org/hello.world/pulls/42/files",
+                "/repos/octo-org/hello.world/pulls/42/commits",
+            ],
+        ),
+        ("tpl_slack", &["/api/chat.postMessage"]),
+    ];
+
+    /// What an attacker puts in place of one segment to leave it through an encoded separator.
+    const INJECTIONS: &[&str] = &[
+        "..%2F..%2Fadmin",
+        "..%2f..%2f..%2fadmin",
+        "%2e%2e%2fadmin",
+        "%2E%2e%2F%2e%2E%2Fadmin",
+        ".%2e%2F",
+        "x%2F..%2F..%2Fadmin",
+        "x%2F..",
+        "..%5Cadmin",
+        "%2e%2e%5c%2e%2e%5cadmin",
+        "x%2Fy",
+        "x%5Cy",
+        "me%2F..%2F..%2Fusers%2Fother",
+    ];
+
+    const METHODS: [Method; 6] =
+        [Method::Get, Method::Head, Method::Post, Method::Put, Method::Patch, Method::Delete];
+
+    fn request(method: Method, host: &str, path: &str) -> ExecuteRequest {
+        ExecuteRequest {
+            method,
+            url: format!("https://{host}{path}"),
+            headers: Vec::new(),
+            body_base64: None,
+        }
+    }
+
+    fn ctx() -> CanonContext {
+        CanonContext::new(
+            steward_types::TenantId::parse("t_builtin").unwrap(),
+            steward_types::WorkloadId::parse("w_builtin").unwrap(),
+            steward_types::IntegrationId::parse("i_builtin").unwrap(),
+            1 << 20,
+        )
+    }
+
+    #[test]
+    fn no_builtin_group_admits_an_encoded_slash_in_a_segment() {
+        let templates = builtin_templates().unwrap_or_else(|e| panic!("{e}"));
+        let samples: std::collections::HashMap<&str, &[&str]> = SAMPLES.iter().copied().collect();
+        for template in &templates {
+            let host = &template.hosts()[0];
+            let paths =
+                samples.get(template.id()).unwrap_or_else(|| panic!("no samples for {}", template.id()));
+            // Every pattern is covered by a sample, and every sample is admitted by some group.
+            for group in template.groups() {
+                for pattern in group.patterns() {
+                    assert!(
+                        paths.iter().any(|p| pattern.is_match(p)),
+                        "{}: no sample path for {} {}",
+                        template.id(),
+                        group.id(),
+                        pattern.as_str()
+                    );
+                }
+            }
+            for path in *paths {
+                assert!(
+                    METHODS.iter().any(|m| canonicalize(&request(*m, host, path), template, &ctx()).is_ok()),
+                    "{}: sample {path} is not admitted",
+                    template.id()
+                );
+            }
+            // Each segment of each sample, replaced by (or suffixed with) an encoded traversal:
+            // never admitted by any group, under any method.
+            for path in *paths {
+                let segments: Vec<&str> = path.split('/').skip(1).collect();
+                for i in 0..segments.len() {
+                    for injection in INJECTIONS {
+                        for replacement in [injection.to_string(), format!("{}{injection}", segments[i])] {
+                            let mut probe = segments.clone();
+                            probe[i] = &replacement;
+                            let probe = format!("/{}", probe.join("/"));
+                            for method in METHODS {
+                                let result = canonicalize(&request(method, host, &probe), template, &ctx());
+                                if let Ok(c) = result {
+                                    panic!(
+                                        "{}: {method} {probe} was admitted by group {} as {}",
+                                        template.id(),
+                                        c.group().id(),
+                                        c.path()
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // And no built-in group opts in to encoded slashes.
+            for group in template.groups() {
+                assert!(!group.allows_encoded_slashes(), "{} {}", template.id(), group.id());
+            }
         }
     }
 }

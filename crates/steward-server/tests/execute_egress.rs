@@ -174,3 +174,62 @@ async fn a_failing_audit_store_stops_the_call_before_the_upstream() {
     assert_eq!(f.upstream.count(), 1, "nothing may reach the upstream when the intent is not on record");
     sqlx::query("ALTER TABLE audit_events_gone RENAME TO audit_events").execute(&db).await.unwrap();
 }
+
+#[tokio::test]
+async fn execute_result_lists_every_validated_address() {
+    // api.example.test resolves (static_hosts) to two loopback addresses, both allowed; the upstream
+    // listens on 127.0.0.1 only, so the forwarder is refused by 127.0.0.2 and connects to the second.
+    let (f, _dir) = fixture(&[
+        ("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.2", "127.0.0.1"]}"#),
+        ("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.0/8"]"#),
+    ])
+    .await;
+    f.allow_reads().await;
+    let response = f.execute(f.get("", &[]), None, "c-two-addresses").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 1);
+    let events = f.events("c-two-addresses").await;
+    assert_eq!(
+        f.event_kinds("c-two-addresses").await,
+        kinds(&[("execute", "allowed", "policy_allow"), ("execute_result", "", "")])
+    );
+    assert_eq!(events[0]["metadata"]["validated_ips"], json!(["127.0.0.2", "127.0.0.1"]));
+    assert_eq!(events[1]["metadata"]["resolved_ips"], json!(["127.0.0.2", "127.0.0.1"]));
+    assert_eq!(events[1]["metadata"]["connected_ip"], "127.0.0.1");
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn ipv6_literals_meet_across_spellings_and_the_guard_judges_the_address() {
+    // The template lists [::127.0.0.1], the rule names [0:0:0:0:0:0:7f00:1], the request asks for
+    // [::7F00:1]: all three are ::7f00:1 in RFC 5952 form, so the request passes the host allowlist
+    // and the policy, and the SSRF guard then refuses the address (IPv4-compatible: reserved).
+    let (f, _dir) = fixture(&[]).await;
+    let mut hosts = HOSTS.to_vec();
+    hosts.push("[::127.0.0.1]");
+    let (status, published) = owner(
+        &f.server,
+        Method::POST,
+        "/v1/templates",
+        Some(template(&f.tenant, f.upstream.port(), 2, &hosts, None)),
+    )
+    .await;
+    assert_eq!(status, 201, "{published}");
+    let (status, written) = owner(
+        &f.server,
+        Method::PUT,
+        &format!("/v1/integrations/{}/secret", f.integration_id),
+        Some(json!({"type": "api_key", "value": SECRET})),
+    )
+    .await;
+    assert_eq!(status, 200, "{written}");
+    f.policy_on("[0:0:0:0:0:0:7f00:1]", "allow", "items_read", "GET", json!({})).await;
+    let request = json!({"method": "GET", "url": f.url("[::7F00:1]", "/v1/items")});
+    let response = f.execute(request, None, "c-v6").await;
+    expect(&response, 403, "resolved_ip_denied_reserved");
+    let events = f.events("c-v6").await;
+    assert_eq!(f.event_kinds("c-v6").await, kinds(&[("execute", "denied", "resolved_ip_denied_reserved")]));
+    assert_eq!(events[0]["destination"]["host"], "[::7f00:1]", "{}", events[0]);
+    assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}

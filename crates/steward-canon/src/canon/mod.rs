@@ -15,7 +15,7 @@ pub use parts::QueryPair;
 
 use crate::error::CanonError;
 use crate::method::Method;
-use crate::percent::{normalize_percent, remove_dot_segments};
+use crate::percent::{encoded_dot_segment, has_encoded_separator, normalize_percent, remove_dot_segments};
 use crate::template::{Injection, PathGroup, RiskTier, Template};
 use crate::{host, uri};
 
@@ -270,11 +270,27 @@ pub fn canonicalize(
     if path.is_empty() {
         path.push('/');
     }
+    // An encoded separator must not hide a dot segment from an upstream that decodes it.
+    if let Some(segment) = encoded_dot_segment(&path) {
+        return Err(CanonError::new(
+            ErrorCode::RequestPercentEncodingInvalid,
+            format!(
+                "path: segment {segment:?} hides a '.' or '..' segment behind an encoded '/' or '\\' \
+                 (%2F, %5C); such paths are never forwarded"
+            ),
+        ));
+    }
     // 5. Group.
     let group = template.select_group(input.method, &path).ok_or_else(|| {
+        let hint = if has_encoded_separator(&path) {
+            " (the path has an encoded '/' or '\\' (%2F, %5C) in a segment, which only a group with \
+             constraints.allow_encoded_slashes admits)"
+        } else {
+            ""
+        };
         CanonError::new(
             ErrorCode::NoMatchingGroup,
-            format!("no path group of template {} admits {} {path}", template.id(), input.method),
+            format!("no path group of template {} admits {} {path}{hint}", template.id(), input.method),
         )
     })?;
     // 6. Query.

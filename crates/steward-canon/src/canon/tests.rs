@@ -93,8 +93,8 @@ fn dot_segments_and_percent() {
         "https://api.example.com/v1/items/A~%C3%A9"
     );
     assert_eq!(url_of("https://api.example.com"), "https://api.example.com/");
-    // An encoded slash is data, not a separator: it cannot climb out of a segment.
-    assert_eq!(url_of("https://api.example.com/v1/items/..%2f"), "https://api.example.com/v1/items/..%2F");
+    // An encoded slash is data, not a separator, for dot-segment removal; that it cannot hide a dot
+    // segment from an upstream that decodes it is `encoded_slashes` below.
     for bad in
         ["/v1/items/%", "/v1/items/%2", "/v1/items/%g0", "/v1/items/%00", "/v1/items/%0a", "/v1/items/%7f"]
     {
@@ -306,7 +306,7 @@ fn descriptor_and_digest() {
 #[test]
 fn idempotent() {
     for r in [
-        get("HTTPS://API.example.com:443/x/%2e%2e/v1/items/%7e%2f?tag=b&tag=a&limit"),
+        get("HTTPS://API.example.com:443/x/%2e%2e/v1/items/%7e%3a?tag=b&tag=a&limit"),
         get("https://[::FFFF:127.0.0.1]:8443/"),
         with_headers(get("https://bücher.example/"), &[("ACCEPT", " a ")]),
         post(b"{\"a\":1}", &[("content-type", "application/json"), ("content-length", "7")]),
@@ -332,4 +332,128 @@ fn execute_request_json_shape() {
     assert!(
         serde_json::from_value::<ExecuteRequest>(json!({"method": "GET", "url": "x", "extra": 1})).is_err()
     );
+}
+
+/// The fixture template with `allowed_hosts` replaced.
+fn template_with_hosts(hosts: &[&str]) -> Template {
+    let mut value = crate::fixtures::template_json();
+    value["allowed_hosts"] = json!(hosts);
+    Template::from_json(&value).unwrap_or_else(|e| panic!("{hosts:?} rejected: {e}"))
+}
+
+#[test]
+fn ipv6_literals_meet_whatever_their_spelling() {
+    // RFC 5952 on both sides: lowercase, leading zeros dropped, the longest zero run compressed (the
+    // first of equal runs; a single zero field is not), dotted-quad tails written as hex except in
+    // ::ffff:a.b.c.d. A template's literal and a request's literal meet when they are one address.
+    let spellings: &[(&[&str], &str)] = &[
+        (&["[::127.0.0.1]", "[::7f00:1]", "[0:0:0:0:0:0:7F00:0001]", "[0:0::127.0.0.1]"], "[::7f00:1]"),
+        (&["[::ffff:127.0.0.1]", "[::FFFF:7F00:1]", "[0:0:0:0:0:ffff:7f00:1]"], "[::ffff:127.0.0.1]"),
+        (&["[::ffff:0:127.0.0.1]", "[::ffff:0:7f00:1]"], "[::ffff:0:7f00:1]"),
+        (&["[64:ff9b::127.0.0.1]", "[64:FF9B:0:0:0:0:7F00:1]"], "[64:ff9b::7f00:1]"),
+        (&["[2001:DB8:0:0:1:0:0:1]", "[2001:db8::1:0:0:1]"], "[2001:db8::1:0:0:1]"),
+        (&["[2001:db8:0:1:1:1:1:1]", "[2001:db8::1:1:1:1:1]"], "[2001:db8:0:1:1:1:1:1]"),
+        (&["[0::1]", "[::0:1]", "[0:0:0:0:0:0:0:1]", "[::0.0.0.1]"], "[::1]"),
+    ];
+    for (forms, canonical) in spellings {
+        for listed in forms.iter() {
+            let template = template_with_hosts(&[listed]);
+            assert_eq!(template.hosts(), &[canonical.to_string()], "template lists {listed}");
+            for requested in forms.iter() {
+                let url = format!("https://{requested}/v1/items");
+                let c = canonicalize(&get(&url), &template, &ctx())
+                    .unwrap_or_else(|e| panic!("{url} against {listed}: {e}"));
+                assert_eq!(c.host(), *canonical, "{url}");
+                assert_eq!(c.canonical_url(), format!("https://{canonical}/v1/items"));
+            }
+        }
+        // Two spellings of one address in a template are a duplicate.
+        if forms.len() > 1 {
+            let mut value = crate::fixtures::template_json();
+            value["allowed_hosts"] = json!([forms[0], forms[1]]);
+            let err = Template::from_json(&value).expect_err("duplicate hosts");
+            assert_eq!(err.code(), ErrorCode::TemplateAllowlistDuplicate, "{forms:?}");
+        }
+    }
+    // A different address does not meet.
+    let template = template_with_hosts(&["[::127.0.0.1]"]);
+    for other in ["[::ffff:127.0.0.1]", "[::1]", "[::7f00:2]", "127.0.0.1"] {
+        let err = canonicalize(&get(&format!("https://{other}/v1/items")), &template, &ctx()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::RequestHostNotAllowed, "{other}");
+    }
+}
+
+/// The fixture template plus a group that opts in to encoded slashes.
+fn template_with_encoded_slash_group() -> Template {
+    let mut value = crate::fixtures::template_json();
+    value["path_groups"].as_array_mut().unwrap().push(json!({
+        "group_id": "projects",
+        "risk_tier": "low",
+        "approval_mode": "none",
+        "methods": ["GET"],
+        "path_patterns": ["^/v2/projects/[^/]+$", "^/v2/projects/[^/]+/issues$"],
+        "constraints": {"allow_encoded_slashes": true}
+    }));
+    Template::from_json(&value).unwrap()
+}
+
+#[test]
+fn encoded_slashes() {
+    // A group that does not opt in matches no path with an encoded '/' or '\\' — even where its
+    // single-segment pattern would otherwise match (`^/v1/items/[^/]+$`).
+    for path in ["/v1/items/a%2Fb", "/v1/items/a%2fb", "/v1/items/a%5Cb", "/v1/items/%2F", "/v1/items/x%5c"] {
+        assert_eq!(
+            code(&get(&format!("https://api.example.com{path}"))),
+            ErrorCode::NoMatchingGroup,
+            "{path}"
+        );
+    }
+    let err = canonicalize(&get("https://api.example.com/v1/items/a%2Fb"), &template(), &ctx()).unwrap_err();
+    assert!(err.message().contains("allow_encoded_slashes"), "{}", err.message());
+    // A dot segment hidden behind an encoded separator is refused outright, whatever the group says:
+    // an upstream that decodes %2F would climb out of the segment.
+    let traversals = [
+        "/v1/items/..%2F..%2Fadmin",
+        "/v1/items/..%2f",
+        "/v1/items/%2e%2e%2fadmin",
+        "/v1/items/%2E%2e%2Fadmin",
+        "/v1/items/.%2E%2F",
+        "/v1/items/a%2F..",
+        "/v1/items/a%2F..%2Fb",
+        "/v1/items/a%2F.%2Fb",
+        "/v1/items/..%5Cadmin",
+        "/v1/items/%2e%2e%5c",
+        "/v2/projects/..%2F..%2Fadmin",
+        "/v2/projects/group%2F..%2F..%2Fadmin/issues",
+        "/v2/projects/%2E%2E%2F",
+    ];
+    let opted_in = template_with_encoded_slash_group();
+    for path in traversals {
+        let url = format!("https://api.example.com{path}");
+        for t in [&template(), &opted_in] {
+            let err = canonicalize(&get(&url), t, &ctx()).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::RequestPercentEncodingInvalid, "{path}: {}", err.message());
+        }
+    }
+    // A group that opts in sees the path as is: the encoded slash stays data inside one segment.
+    for (path, canonical) in [
+        ("/v2/projects/group%2Fproject", "/v2/projects/group%2Fproject"),
+        ("/v2/projects/group%2fsub%2fproject/issues", "/v2/projects/group%2Fsub%2Fproject/issues"),
+        ("/v2/projects/a%5Cb", "/v2/projects/a%5Cb"),
+        ("/v2/projects/..a%2F...", "/v2/projects/..a%2F..."),
+    ] {
+        let c = canonicalize(&get(&format!("https://api.example.com{path}")), &opted_in, &ctx())
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!((c.path(), c.group().id()), (canonical, "projects"));
+        let again = canonicalize(&c.to_execute_request(), &opted_in, &ctx()).unwrap();
+        assert_eq!(again.digest(), c.digest());
+    }
+    // The opt-in is per group: the fixture's own groups still refuse encoded slashes.
+    assert_eq!(
+        canonicalize(&get("https://api.example.com/v1/items/a%2Fb"), &opted_in, &ctx()).unwrap_err().code(),
+        ErrorCode::NoMatchingGroup
+    );
+    // Paths without encoded separators and queries with them are unaffected.
+    assert_eq!(url_of("https://api.example.com/v1/items/a..b"), "https://api.example.com/v1/items/a..b");
+    assert_eq!(url_of("https://api.example.com/?tag=..%2f..%2f"), "https://api.example.com/?tag=..%2F..%2F");
 }

@@ -19,7 +19,7 @@ pub use pattern::PathPattern;
 use crate::error::TemplateError;
 use crate::http;
 use crate::method::Method;
-use crate::percent::normalize_percent;
+use crate::percent::{has_encoded_separator, normalize_percent};
 use raw::{RawBodyPolicy, RawDuplicateKeys, RawGroup, RawTemplate};
 
 /// A validated template version.
@@ -107,6 +107,7 @@ pub struct PathGroup {
     body_policy: BodyPolicy,
     approval_preview: Vec<String>,
     duplicate_query_keys: DuplicateQueryKeys,
+    allow_encoded_slashes: bool,
 }
 
 impl PathGroup {
@@ -147,9 +148,19 @@ impl PathGroup {
     pub fn duplicate_query_keys(&self) -> &DuplicateQueryKeys {
         &self.duplicate_query_keys
     }
-    /// True when this group admits `method` on the normalized `path`.
+    /// `constraints.allow_encoded_slashes`: whether this group admits paths with an encoded `/` or
+    /// `\` (`%2F`, `%5C`) in a segment. Off by default.
+    pub fn allows_encoded_slashes(&self) -> bool {
+        self.allow_encoded_slashes
+    }
+    /// True when this group admits `method` on the normalized `path`. A path with an encoded `/` or
+    /// `\` in a segment is admitted only by a group that allows encoded slashes: otherwise a pattern
+    /// written for one segment (`[^/]+`) would match what an upstream that decodes `%2F` reads as
+    /// several.
     pub fn matches(&self, method: Method, path: &str) -> bool {
-        self.methods.contains(&method) && self.patterns.iter().any(|p| p.is_match(path))
+        self.methods.contains(&method)
+            && (self.allow_encoded_slashes || !has_encoded_separator(path))
+            && self.patterns.iter().any(|p| p.is_match(path))
     }
 }
 
@@ -375,7 +386,9 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
     };
     let approval_preview = check_pointers(&at("approval_preview"), raw.approval_preview)?;
     let body_policy = check_body_policy(&at("body_policy"), raw.body_policy)?;
-    let duplicate_query_keys = match raw.constraints.and_then(|c| c.allow_duplicate_query_keys) {
+    let constraints = raw.constraints.unwrap_or_default();
+    let allow_encoded_slashes = constraints.allow_encoded_slashes.unwrap_or(false);
+    let duplicate_query_keys = match constraints.allow_duplicate_query_keys {
         None | Some(RawDuplicateKeys::All(false)) => DuplicateQueryKeys::Forbidden,
         Some(RawDuplicateKeys::All(true)) => DuplicateQueryKeys::AllowAll,
         Some(RawDuplicateKeys::Keys(keys)) => {
@@ -395,6 +408,7 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
         body_policy,
         approval_preview,
         duplicate_query_keys,
+        allow_encoded_slashes,
     })
 }
 

@@ -60,6 +60,8 @@ pub(super) struct RawBodyPolicy {
 pub(super) struct RawConstraints {
     #[serde(default)]
     pub(super) allow_duplicate_query_keys: Option<RawDuplicateKeys>,
+    #[serde(default)]
+    pub(super) allow_encoded_slashes: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -96,6 +96,7 @@ fn template_invalid() {
         Box::new(|v| group(v)["body_policy"] = json!({"max_bytes": 1, "content_types": ["json"]})),
         Box::new(|v| group(v)["body_policy"] = json!({"max_bytes": 1})),
         Box::new(|v| group(v)["constraints"] = json!({"allow_duplicate_query_keys": "yes"})),
+        Box::new(|v| group(v)["constraints"] = json!({"allow_encoded_slashes": "yes"})),
     ];
     for (i, case) in cases.into_iter().enumerate() {
         assert_eq!(code(case), ErrorCode::TemplateInvalid, "case {i}");

@@ -379,8 +379,42 @@ fn unknown_key_types_are_refused() {
     // kty RSA with an EC-style body, and a jwk without kty, under algs consistent with the jwk.
     let h = json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": {"kty": "RSA", "x": "AAAA"}});
     assert_eq!(code(&craft(&RS256, &h, &claims()), &expect()), ErrorCode::DpopJwkInvalid);
-    let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"crv": "P-256"}});
-    assert_eq!(code(&craft(&ES256, &h, &claims()), &expect()), ErrorCode::DpopAlgForbidden);
+    // No kty, or one outside EC/OKP/RSA, is not a supported key: the jwk check refuses it.
+    for kty in [None, Some(json!("oct")), Some(json!("ec")), Some(json!(1))] {
+        let mut jwk = json!({"crv": "P-256", "x": b64([1u8; 32]), "y": b64([2u8; 32])});
+        if let Some(kty) = &kty {
+            jwk["kty"] = kty.clone();
+        }
+        let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        assert_eq!(code(&craft(&ES256, &h, &claims()), &expect()), ErrorCode::DpopJwkInvalid, "kty {kty:?}");
+    }
+}
+
+#[test]
+fn curves_outside_the_allowed_set_are_invalid_keys_not_alg_mismatches() {
+    // The alg is consistent with the key type (EdDSA ↔ OKP, ES* ↔ EC), so the alg check passes; the
+    // curve is not one Steward accepts, so the jwk check refuses the key.
+    let cases = [
+        ("EdDSA", json!({"kty": "OKP", "crv": "Ed448", "x": b64([7u8; 57])})),
+        ("EdDSA", json!({"kty": "OKP", "crv": "X25519", "x": b64([7u8; 32])})),
+        ("EdDSA", json!({"kty": "OKP", "crv": "X448", "x": b64([7u8; 56])})),
+        ("EdDSA", json!({"kty": "OKP", "x": b64([7u8; 32])})),
+        ("ES256", json!({"kty": "EC", "crv": "P-521", "x": b64([7u8; 66]), "y": b64([8u8; 66])})),
+        ("ES384", json!({"kty": "EC", "crv": "P-521", "x": b64([7u8; 66]), "y": b64([8u8; 66])})),
+        ("ES256", json!({"kty": "EC", "crv": "secp256k1", "x": b64([7u8; 32]), "y": b64([8u8; 32])})),
+        ("ES256", json!({"kty": "EC", "crv": "p-256", "x": b64([7u8; 32]), "y": b64([8u8; 32])})),
+    ];
+    for (alg, jwk) in cases {
+        let h = json!({"typ": "dpop+jwt", "alg": alg, "jwk": jwk});
+        assert_eq!(
+            code(&craft(&ED25519, &h, &claims()), &expect()),
+            ErrorCode::DpopJwkInvalid,
+            "{alg} {jwk}"
+        );
+    }
+    // A supported curve that is not the alg's is still an alg mismatch.
+    let h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": {"kty": "EC", "crv": "P-384", "x": b64([7u8; 48]), "y": b64([8u8; 48])}});
+    assert_eq!(code(&craft(&ED25519, &h, &claims()), &expect()), ErrorCode::DpopAlgForbidden);
 }
 
 // ---- dpop_signature_invalid ----

@@ -1,6 +1,7 @@
 //! The SSRF classifier of `pipeline.md` "SSRF guard": every range of the spec, checked in the spec's
-//! order, first match wins. Metadata addresses are never exemptible; `allow_cidrs` exempts from the
-//! other four checks only.
+//! order, first match wins. Metadata addresses are never exemptible — neither as themselves nor as the
+//! IPv4 address embedded in an IPv6 transition address — and `allow_cidrs` exempts from the other
+//! four checks only.
 
 #[cfg(test)]
 mod tests;
@@ -77,11 +78,12 @@ const CHECKS: &[(ErrorCode, &[V4], &[V6])] = &[
 /// Classifies one address: `Ok` when it may be connected to, else the `resolved_ip_denied_*` code.
 ///
 /// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is classified as the IPv4 address it carries; no
-/// other IPv6 form is mapped. `allow` exempts from checks 2–5 (it is matched against both the address
-/// as given and its mapped IPv4 form), never from the metadata check.
+/// other IPv6 form is mapped for checks 2–5. Check 1 (metadata) also looks at the IPv4 address that
+/// an IPv6 transition address embeds ([`embedded_ipv4`]). `allow` exempts from checks 2–5 (it is
+/// matched against both the address as given and its mapped IPv4 form), never from the metadata check.
 pub fn classify(ip: IpAddr, allow: &[IpNet]) -> Result<(), ErrorCode> {
     let effective = unmap(ip);
-    if is_metadata(effective) {
+    if is_metadata(effective) || embedded_ipv4(ip).is_some_and(|v4| is_metadata(IpAddr::V4(v4))) {
         return Err(ErrorCode::ResolvedIpDeniedMetadataRange);
     }
     if allow.iter().any(|net| net.contains(&effective) || net.contains(&ip)) {
@@ -110,6 +112,40 @@ fn unmap(ip: IpAddr) -> IpAddr {
         IpAddr::V4(_) => ip,
     }
 }
+
+/// The IPv4 address a translator or tunnel would reach for an IPv6 transition address:
+/// - NAT64 `64:ff9b::/96` (RFC 6052) and `64:ff9b:1::/48` (RFC 8215): the last 32 bits;
+/// - 6to4 `2002::/16` (RFC 3056): bits 16–47;
+/// - Teredo `2001::/32` (RFC 4380): the last 32 bits, inverted (the client's obfuscated address);
+/// - IPv4-compatible `::/96` (RFC 4291, deprecated) and SIIT `::ffff:0:0:0/96` (RFC 2765): the last
+///   32 bits — not named by the spec for check 1, included because a translator reaches them too.
+///
+/// `None` for every other address (IPv4-mapped addresses are handled by [`unmap`]).
+pub(crate) fn embedded_ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let bits = v6.to_bits();
+    // Truncation is the point: each form keeps its IPv4 address in a fixed 32-bit field.
+    #[allow(clippy::cast_possible_truncation)]
+    let field = |shift: u32| Ipv4Addr::from_bits((bits >> shift) as u32);
+    let in_prefix = |(base, len): V6| prefix_match(bits, base.to_bits(), len, 128);
+    if in_prefix(NAT64_WELL_KNOWN) || in_prefix(NAT64_LOCAL) || in_prefix(IPV4_COMPATIBLE) || in_prefix(SIIT)
+    {
+        Some(field(0))
+    } else if in_prefix(SIX_TO_FOUR) {
+        Some(field(80))
+    } else if in_prefix(TEREDO) {
+        Some(Ipv4Addr::from_bits(!field(0).to_bits()))
+    } else {
+        None
+    }
+}
+
+const NAT64_WELL_KNOWN: V6 = v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0, 96);
+const NAT64_LOCAL: V6 = v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0, 48);
+const IPV4_COMPATIBLE: V6 = v6(0, 0, 0, 0, 0, 0, 0, 0, 96);
+const SIIT: V6 = v6(0, 0, 0, 0, 0xffff, 0, 0, 0, 96);
+const SIX_TO_FOUR: V6 = v6(0x2002, 0, 0, 0, 0, 0, 0, 0, 16);
+const TEREDO: V6 = v6(0x2001, 0, 0, 0, 0, 0, 0, 0, 32);
 
 fn is_metadata(ip: IpAddr) -> bool {
     match ip {

@@ -150,3 +150,76 @@ fn mapping_is_only_for_v4_mapped() {
     assert_eq!(code("::ffff:0:7f00:1"), Some(ErrorCode::ResolvedIpDeniedReserved));
     assert_eq!(code("64:ff9b::7f00:1"), Some(ErrorCode::ResolvedIpDeniedReserved));
 }
+
+const METADATA_V4: [&str; 6] = [
+    "169.254.169.254",
+    "169.254.170.2",
+    "169.254.169.253",
+    "100.100.100.200",
+    "168.63.129.16",
+    "192.0.0.192",
+];
+
+/// Every IPv6 transition form embedding `v4`: NAT64 (well-known and local-use, with non-zero bits
+/// between the prefix and the address), 6to4, Teredo (inverted), IPv4-compatible and SIIT.
+fn embedding_forms(v4: &str) -> Vec<String> {
+    let a: std::net::Ipv4Addr = v4.parse().expect("test address");
+    let [w1, w2] = [(a.to_bits() >> 16) as u16, a.to_bits() as u16];
+    let [t1, t2] = [!w1, !w2];
+    vec![
+        format!("64:ff9b::{v4}"),
+        format!("64:ff9b::{w1:x}:{w2:x}"),
+        format!("64:ff9b:1::{v4}"),
+        format!("64:ff9b:1:abcd:ef01:2345:{w1:x}:{w2:x}"),
+        format!("2002:{w1:x}:{w2:x}::"),
+        format!("2002:{w1:x}:{w2:x}:1:2:3:4:5"),
+        format!("2001:0:4136:e378:8000:63bf:{t1:x}:{t2:x}"),
+        format!("2001::{t1:x}:{t2:x}"),
+        format!("::{v4}"),
+        format!("::ffff:0:{v4}"),
+    ]
+}
+
+#[test]
+fn metadata_embedded_in_ipv6_transition_forms() {
+    for v4 in METADATA_V4 {
+        for form in embedding_forms(v4) {
+            assert_eq!(code(&form), Some(ErrorCode::ResolvedIpDeniedMetadataRange), "{form} embeds {v4}");
+        }
+    }
+}
+
+#[test]
+fn embedded_metadata_is_never_exemptible() {
+    // allow_cidrs covering each transition range, and everything.
+    let allow =
+        nets(&["64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::/96", "::ffff:0:0:0/96"]);
+    let everything = nets(&["::/0", "0.0.0.0/0"]);
+    for v4 in METADATA_V4 {
+        for form in embedding_forms(v4) {
+            for list in [&allow, &everything] {
+                assert_eq!(
+                    classify(ip(&form), list),
+                    Err(ErrorCode::ResolvedIpDeniedMetadataRange),
+                    "{form} with {list:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn other_embedded_addresses_keep_their_range_code() {
+    // Only check 1 looks inside: an embedded loopback or public address is still reserved, and
+    // allow_cidrs exempts it as usual.
+    for a in ["64:ff9b::7f00:1", "2002:7f00:1::", "2001::80ff:fffe", "64:ff9b::808:808", "2002:808:808::1"] {
+        assert_eq!(code(a), Some(ErrorCode::ResolvedIpDeniedReserved), "{a}");
+    }
+    let allow = nets(&["64:ff9b::/96", "2002::/16", "2001::/32"]);
+    for a in ["64:ff9b::808:808", "2002:808:808::1", "2001::f7f7:f7f7", "64:ff9b::a9fe:1"] {
+        assert_eq!(classify(ip(a), &allow), Ok(()), "{a}");
+    }
+    // Neighbours of the metadata addresses, embedded, are not metadata.
+    assert_eq!(code("64:ff9b::a9fe:a9fc"), Some(ErrorCode::ResolvedIpDeniedReserved));
+    assert_eq!(code("2002:a9fe:a9fc::"), Some(ErrorCode::ResolvedIpDeniedReserved));
+}

@@ -1,5 +1,6 @@
 //! A minimal authoritative-style UDP DNS responder: answers A and AAAA from a table, NXDOMAIN for
-//! unknown names, and counts queries. Hand-rolled wire format (RFC 1035 §4).
+//! unknown names, an error rcode (SERVFAIL, REFUSED, …) for names told to fail, and counts queries.
+//! Hand-rolled wire format (RFC 1035 §4).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -7,6 +8,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::net::UdpSocket;
+
+/// RFC 1035 / RFC 6895 response codes the tests use.
+pub const SERVFAIL: u8 = 2;
+pub const NXDOMAIN: u8 = 3;
+pub const REFUSED: u8 = 5;
+
+/// A query type the tests name.
+pub const A: u16 = 1;
+pub const AAAA: u16 = 28;
+
+/// Answer `rcode` (and no records) to queries for `name`, of `qtype` only or of every type.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub name: String,
+    pub qtype: Option<u16>,
+    pub rcode: u8,
+}
+
+impl Failure {
+    pub fn new(name: &str, qtype: Option<u16>, rcode: u8) -> Self {
+        Self { name: name.to_owned(), qtype, rcode }
+    }
+}
 
 pub struct DnsServer {
     pub addr: SocketAddr,
@@ -17,6 +41,11 @@ impl DnsServer {
     /// `table`: lowercase name without trailing dot → addresses (an empty list answers NOERROR with
     /// no records).
     pub async fn start(table: HashMap<String, Vec<IpAddr>>) -> Self {
+        Self::start_with_failures(table, Vec::new()).await
+    }
+
+    /// [`DnsServer::start`], answering the `failures` first.
+    pub async fn start_with_failures(table: HashMap<String, Vec<IpAddr>>, failures: Vec<Failure>) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let addr = socket.local_addr().unwrap();
         let queries = Arc::new(AtomicUsize::new(0));
@@ -26,7 +55,7 @@ impl DnsServer {
             loop {
                 let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
-                if let Some(answer) = answer(&buf[..n], &table) {
+                if let Some(answer) = answer(&buf[..n], &table, &failures) {
                     let _ = socket.send_to(&answer, peer).await;
                 }
             }
@@ -50,7 +79,7 @@ pub async fn silent() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     (addr, task)
 }
 
-fn answer(query: &[u8], table: &HashMap<String, Vec<IpAddr>>) -> Option<Vec<u8>> {
+fn answer(query: &[u8], table: &HashMap<String, Vec<IpAddr>>, failures: &[Failure]) -> Option<Vec<u8>> {
     if query.len() < 12 {
         return None;
     }
@@ -70,7 +99,8 @@ fn answer(query: &[u8], table: &HashMap<String, Vec<IpAddr>>) -> Option<Vec<u8>>
     let question_end = pos + 4;
     let question = query.get(12..question_end)?;
     let name = labels.join(".");
-    let known = table.get(&name);
+    let failure = failures.iter().find(|f| f.name == name && f.qtype.is_none_or(|t| t == qtype));
+    let known = if failure.is_some() { None } else { table.get(&name) };
     let records: Vec<Vec<u8>> = known
         .map(|addrs| {
             addrs
@@ -83,7 +113,11 @@ fn answer(query: &[u8], table: &HashMap<String, Vec<IpAddr>>) -> Option<Vec<u8>>
                 .collect()
         })
         .unwrap_or_default();
-    let rcode: u8 = if known.is_some() { 0 } else { 3 };
+    let rcode: u8 = match (failure, known) {
+        (Some(failure), _) => failure.rcode,
+        (None, Some(_)) => 0,
+        (None, None) => NXDOMAIN,
+    };
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&query[0..2]); // id
     out.push(0x84 | (query[2] & 0x01)); // QR, AA, RD copied

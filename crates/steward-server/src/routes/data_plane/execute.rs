@@ -350,7 +350,9 @@ impl Run<'_> {
                     .event(EventType::ExecuteResult)
                     .with_upstream_status_code(delivered.status)
                     .with_latency_ms(delivered.latency_ms)
-                    .with_metadata("resolved_ips", json!([delivered.resolved_ip.to_string()]))
+                    // Every address the guard validated, and the one the call went to.
+                    .with_metadata("resolved_ips", resolved.into())
+                    .with_metadata("connected_ip", delivered.resolved_ip.to_string().into())
                     .with_metadata("secret_scrubbed", delivered.scrubbed.into());
                 self.record_result(result).await;
                 let body = json!({
