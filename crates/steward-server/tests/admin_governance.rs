@@ -300,7 +300,10 @@ async fn approvals_read_decide_and_honour_roles_and_tenants() {
             .await
             .unwrap();
     assert_eq!(deny_rule.0, "deny");
-    assert!(!deny_rule.1.contains("bypass_template_approval"));
+    // Stored normalized, like any policy: no bypass, no constraints.
+    let stored: Value = serde_json::from_str(&deny_rule.1).unwrap();
+    assert_eq!(stored["bypass_template_approval"], false, "{stored}");
+    assert!(stored["constraints"].is_null(), "{stored}");
     let extra = call(
         &server,
         Method::POST,
