@@ -3,7 +3,9 @@
 //! overwrites a keyring or a store; `--force` only rewrites `steward.toml` and the TLS files.
 //!
 //! Ordering keeps the root secret safe: a generated keyring is written to disk *before* the
-//! deployment it protects is committed, and removed again only if another `init` won the race.
+//! deployment it protects is committed, and removed again only if another `init` won the race. An
+//! `init` that lost the race while holding a keyring it was given joins the winner's deployment when
+//! that keyring opens it (decision 0007), exactly as a later `init` with that keyring would.
 
 use std::path::{Path, PathBuf};
 
@@ -120,7 +122,32 @@ pub async fn init(
         }
         None => {
             let trust_domain = loaded.config.trust_domain.clone();
-            create_deployment(&*store, given, &kek_path, data_dir, &trust_domain, &clock, &mut report).await?
+            match create_deployment(&*store, given, &kek_path, data_dir, &trust_domain, &clock, &mut report)
+                .await?
+            {
+                Created::Here(keyring, deployment) => (keyring, deployment),
+                // Another `init` committed first; with a keyring of our own we join it instead.
+                Created::Elsewhere(given) => {
+                    report.outcome = InitKind::Joined;
+                    let deployment = store
+                        .deployment()
+                        .await
+                        .map_err(|e| StartupError::environment(format!("store: {e}")))?
+                        .ok_or_else(|| {
+                            StartupError::failure(
+                                "another init reported a deployment the store does not hold",
+                            )
+                        })?;
+                    let keyring = join_keyring(Some(given), &deployment, &kek_path, &mut report).map_err(|_| {
+                        StartupError::environment(
+                            "another steward init created this deployment at the same time, under another KEK \
+                             keyring; run init again with that deployment's keyring (--kek-file or \
+                             STEWARD_KEK_KEYRING) to join it",
+                        )
+                    })?;
+                    (keyring, deployment)
+                }
+            }
         }
     };
 
@@ -170,7 +197,8 @@ fn join_keyring(
     };
     open_record(&keyring, &ca_key_context(), &deployment.ca_key).map_err(|_| {
         StartupError::environment(
-            "the given KEK keyring cannot open this deployment's CA key: it is not this deployment's keyring",
+            "the given KEK keyring cannot open this deployment's CA key: it is not this deployment's keyring; \
+             pass that deployment's keyring with --kek-file FILE or STEWARD_KEK_KEYRING to join it",
         )
     })?;
     if kek_path.exists() {
@@ -182,6 +210,15 @@ fn join_keyring(
     Ok(keyring)
 }
 
+/// Where the deployment came from when the store held none at first.
+enum Created {
+    /// This `init` created it, under this keyring.
+    Here(Keyring, Deployment),
+    /// Another `init` on the same database committed first; this one had been given a keyring
+    /// (returned here), so it can try to join. Every file it wrote has been removed again.
+    Elsewhere(Keyring),
+}
+
 async fn create_deployment(
     store: &dyn Store,
     given: Option<Keyring>,
@@ -190,7 +227,7 @@ async fn create_deployment(
     trust_domain: &str,
     clock: &SharedClock,
     report: &mut InitReport,
-) -> Result<(Keyring, Deployment), StartupError> {
+) -> Result<Created, StartupError> {
     let now = clock.now();
     let generated = given.is_none();
     let keyring = given.unwrap_or_else(Keyring::generate);
@@ -253,11 +290,14 @@ async fn create_deployment(
                 .map_err(|e| StartupError::environment(format!("installing the built-in templates: {e}")))?;
         }
         Ok(InitOutcome::AlreadyInitialized) | Err(_) => {
+            // This init's owner token was never stored, and the keyring it wrote protects nothing.
             for path in &created_files {
                 let _ = std::fs::remove_file(path);
             }
             return match outcome {
                 Err(e) => Err(StartupError::environment(format!("store: {e}"))),
+                // A keyring we were given may be the winner's: the caller checks and joins.
+                _ if !generated => Ok(Created::Elsewhere(keyring)),
                 _ => Err(StartupError::environment(
                     "another steward init created this deployment at the same time; run init again with its \
                      keyring (--kek-file or STEWARD_KEK_KEYRING) to join it",
@@ -272,7 +312,7 @@ async fn create_deployment(
         .await
         .map_err(|e| StartupError::environment(format!("store: {e}")))?
         .ok_or_else(|| StartupError::failure("the deployment vanished right after it was created"))?;
-    Ok((keyring, deployment))
+    Ok(Created::Here(keyring, deployment))
 }
 
 fn write_server_cert(
