@@ -133,3 +133,50 @@ async fn racing_shared_inits_with_another_keyring_still_exit_78() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_keyring_from_the_environment_is_never_written_when_joining() {
+    install_crypto_provider();
+    let temp = tempfile::tempdir().unwrap();
+    let kek = keyring_file(temp.path(), "kek.json");
+    let keyring_json = std::fs::read_to_string(&kek).unwrap();
+    for round in 0..2 {
+        let database = TestDatabase::create().await.unwrap();
+        let dirs: Vec<PathBuf> = (0..2).map(|i| temp.path().join(format!("env{round}-node{i}"))).collect();
+        // Both at once, the keyring only in STEWARD_KEK_KEYRING.
+        let children: Vec<Child> = dirs
+            .iter()
+            .map(|dir| {
+                steward()
+                    .args([
+                        "init",
+                        "--storage",
+                        "postgres",
+                        "--postgres-url",
+                        &database.url,
+                        "--redis-url",
+                        &redis_url(),
+                    ])
+                    .arg("--data-dir")
+                    .arg(dir)
+                    .env("STEWARD_KEK_KEYRING", &keyring_json)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        for (dir, output) in dirs.iter().zip(&outputs) {
+            assert!(output.status.success(), "round {round}: {}", stderr(output));
+            assert!(dir.join("ca.crt").exists());
+            if String::from_utf8_lossy(&output.stdout).contains("Joined the existing") {
+                assert!(
+                    !dir.join("kek.json").exists(),
+                    "round {round}: the joiner wrote the keyring to disk"
+                );
+            }
+        }
+    }
+}

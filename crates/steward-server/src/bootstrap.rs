@@ -108,6 +108,7 @@ pub async fn init(
     // 2. The keyring we were given, if any: STEWARD_KEK_KEYRING, then --kek-file, then the data dir's.
     let kek_path = loaded.resolve(&loaded.config.keys.kek_file);
     let given = given_keyring(options, env, &kek_path)?;
+    let keyring_from_env = env.kek_keyring().is_some();
 
     // 3. The store (SQLite takes its lock here: a running `serve` makes this exit 78).
     let store = open_store(&loaded).await?;
@@ -117,7 +118,7 @@ pub async fn init(
     let (keyring, deployment) = match deployment {
         Some(deployment) => {
             report.outcome = InitKind::Joined;
-            let keyring = join_keyring(given, &deployment, &kek_path, &mut report)?;
+            let keyring = join_keyring(given, keyring_from_env, &deployment, &kek_path, &mut report)?;
             (keyring, deployment)
         }
         None => {
@@ -138,7 +139,7 @@ pub async fn init(
                                 "another init reported a deployment the store does not hold",
                             )
                         })?;
-                    let keyring = join_keyring(Some(given), &deployment, &kek_path, &mut report).map_err(|_| {
+                    let keyring = join_keyring(Some(given), keyring_from_env, &deployment, &kek_path, &mut report).map_err(|_| {
                         StartupError::environment(
                             "another steward init created this deployment at the same time, under another KEK \
                              keyring; run init again with that deployment's keyring (--kek-file or \
@@ -185,6 +186,7 @@ fn given_keyring(
 /// is copied into the data directory so `serve` finds it; one from the environment is not written.
 fn join_keyring(
     given: Option<Keyring>,
+    from_env: bool,
     deployment: &Deployment,
     kek_path: &Path,
     report: &mut InitReport,
@@ -201,11 +203,15 @@ fn join_keyring(
              pass that deployment's keyring with --kek-file FILE or STEWARD_KEK_KEYRING to join it",
         )
     })?;
-    if kek_path.exists() {
-        report.kept.push(kek_path.to_owned());
-    } else {
-        files::create_private(kek_path, keyring.to_json().as_bytes()).map_err(|e| io_error(kek_path, e))?;
-        report.written.push(kek_path.to_owned());
+    // A keyring from the environment stays off this disk: `serve` reads it from the environment too.
+    if !from_env {
+        if kek_path.exists() {
+            report.kept.push(kek_path.to_owned());
+        } else {
+            files::create_private(kek_path, keyring.to_json().as_bytes())
+                .map_err(|e| io_error(kek_path, e))?;
+            report.written.push(kek_path.to_owned());
+        }
     }
     Ok(keyring)
 }
