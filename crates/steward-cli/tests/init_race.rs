@@ -2,6 +2,8 @@
 //! real binary and the local PostgreSQL: those given the deployment's keyring all end up in one
 //! deployment (one creates, the others join), those holding another keyring are refused with 78.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::path::{Path, PathBuf};

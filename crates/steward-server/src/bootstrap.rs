@@ -126,7 +126,7 @@ pub async fn init(
             match create_deployment(&*store, given, &kek_path, data_dir, &trust_domain, &clock, &mut report)
                 .await?
             {
-                Created::Here(keyring, deployment) => (keyring, deployment),
+                Created::Here(keyring, deployment) => (keyring, *deployment),
                 // Another `init` committed first; with a keyring of our own we join it instead.
                 Created::Elsewhere(given) => {
                     report.outcome = InitKind::Joined;
@@ -219,7 +219,7 @@ fn join_keyring(
 /// Where the deployment came from when the store held none at first.
 enum Created {
     /// This `init` created it, under this keyring.
-    Here(Keyring, Deployment),
+    Here(Keyring, Box<Deployment>),
     /// Another `init` on the same database committed first; this one had been given a keyring
     /// (returned here), so it can try to join. Every file it wrote has been removed again.
     Elsewhere(Keyring),
@@ -318,7 +318,7 @@ async fn create_deployment(
         .await
         .map_err(|e| StartupError::environment(format!("store: {e}")))?
         .ok_or_else(|| StartupError::failure("the deployment vanished right after it was created"))?;
-    Ok(Created::Here(keyring, deployment))
+    Ok(Created::Here(keyring, Box::new(deployment)))
 }
 
 fn write_server_cert(
