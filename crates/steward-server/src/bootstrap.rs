@@ -3,7 +3,9 @@
 //! overwrites a keyring or a store; `--force` only rewrites `steward.toml` and the TLS files.
 //!
 //! Ordering keeps the root secret safe: a generated keyring is written to disk *before* the
-//! deployment it protects is committed, and removed again only if another `init` won the race.
+//! deployment it protects is committed, and removed again only if another `init` won the race. An
+//! `init` that lost the race while holding a keyring it was given joins the winner's deployment when
+//! that keyring opens it (decision 0007), exactly as a later `init` with that keyring would.
 
 use std::path::{Path, PathBuf};
 
@@ -106,6 +108,7 @@ pub async fn init(
     // 2. The keyring we were given, if any: STEWARD_KEK_KEYRING, then --kek-file, then the data dir's.
     let kek_path = loaded.resolve(&loaded.config.keys.kek_file);
     let given = given_keyring(options, env, &kek_path)?;
+    let keyring_from_env = env.kek_keyring().is_some();
 
     // 3. The store (SQLite takes its lock here: a running `serve` makes this exit 78).
     let store = open_store(&loaded).await?;
@@ -115,12 +118,37 @@ pub async fn init(
     let (keyring, deployment) = match deployment {
         Some(deployment) => {
             report.outcome = InitKind::Joined;
-            let keyring = join_keyring(given, &deployment, &kek_path, &mut report)?;
+            let keyring = join_keyring(given, keyring_from_env, &deployment, &kek_path, &mut report)?;
             (keyring, deployment)
         }
         None => {
             let trust_domain = loaded.config.trust_domain.clone();
-            create_deployment(&*store, given, &kek_path, data_dir, &trust_domain, &clock, &mut report).await?
+            match create_deployment(&*store, given, &kek_path, data_dir, &trust_domain, &clock, &mut report)
+                .await?
+            {
+                Created::Here(keyring, deployment) => (keyring, *deployment),
+                // Another `init` committed first; with a keyring of our own we join it instead.
+                Created::Elsewhere(given) => {
+                    report.outcome = InitKind::Joined;
+                    let deployment = store
+                        .deployment()
+                        .await
+                        .map_err(|e| StartupError::environment(format!("store: {e}")))?
+                        .ok_or_else(|| {
+                            StartupError::failure(
+                                "another init reported a deployment the store does not hold",
+                            )
+                        })?;
+                    let keyring = join_keyring(Some(given), keyring_from_env, &deployment, &kek_path, &mut report).map_err(|_| {
+                        StartupError::environment(
+                            "another steward init created this deployment at the same time, under another KEK \
+                             keyring; run init again with that deployment's keyring (--kek-file or \
+                             STEWARD_KEK_KEYRING) to join it",
+                        )
+                    })?;
+                    (keyring, deployment)
+                }
+            }
         }
     };
 
@@ -158,6 +186,7 @@ fn given_keyring(
 /// is copied into the data directory so `serve` finds it; one from the environment is not written.
 fn join_keyring(
     given: Option<Keyring>,
+    from_env: bool,
     deployment: &Deployment,
     kek_path: &Path,
     report: &mut InitReport,
@@ -170,16 +199,30 @@ fn join_keyring(
     };
     open_record(&keyring, &ca_key_context(), &deployment.ca_key).map_err(|_| {
         StartupError::environment(
-            "the given KEK keyring cannot open this deployment's CA key: it is not this deployment's keyring",
+            "the given KEK keyring cannot open this deployment's CA key: it is not this deployment's keyring; \
+             pass that deployment's keyring with --kek-file FILE or STEWARD_KEK_KEYRING to join it",
         )
     })?;
-    if kek_path.exists() {
-        report.kept.push(kek_path.to_owned());
-    } else {
-        files::create_private(kek_path, keyring.to_json().as_bytes()).map_err(|e| io_error(kek_path, e))?;
-        report.written.push(kek_path.to_owned());
+    // A keyring from the environment stays off this disk: `serve` reads it from the environment too.
+    if !from_env {
+        if kek_path.exists() {
+            report.kept.push(kek_path.to_owned());
+        } else {
+            files::create_private(kek_path, keyring.to_json().as_bytes())
+                .map_err(|e| io_error(kek_path, e))?;
+            report.written.push(kek_path.to_owned());
+        }
     }
     Ok(keyring)
+}
+
+/// Where the deployment came from when the store held none at first.
+enum Created {
+    /// This `init` created it, under this keyring.
+    Here(Keyring, Box<Deployment>),
+    /// Another `init` on the same database committed first; this one had been given a keyring
+    /// (returned here), so it can try to join. Every file it wrote has been removed again.
+    Elsewhere(Keyring),
 }
 
 async fn create_deployment(
@@ -190,7 +233,7 @@ async fn create_deployment(
     trust_domain: &str,
     clock: &SharedClock,
     report: &mut InitReport,
-) -> Result<(Keyring, Deployment), StartupError> {
+) -> Result<Created, StartupError> {
     let now = clock.now();
     let generated = given.is_none();
     let keyring = given.unwrap_or_else(Keyring::generate);
@@ -253,11 +296,14 @@ async fn create_deployment(
                 .map_err(|e| StartupError::environment(format!("installing the built-in templates: {e}")))?;
         }
         Ok(InitOutcome::AlreadyInitialized) | Err(_) => {
+            // This init's owner token was never stored, and the keyring it wrote protects nothing.
             for path in &created_files {
                 let _ = std::fs::remove_file(path);
             }
             return match outcome {
                 Err(e) => Err(StartupError::environment(format!("store: {e}"))),
+                // A keyring we were given may be the winner's: the caller checks and joins.
+                _ if !generated => Ok(Created::Elsewhere(keyring)),
                 _ => Err(StartupError::environment(
                     "another steward init created this deployment at the same time; run init again with its \
                      keyring (--kek-file or STEWARD_KEK_KEYRING) to join it",
@@ -272,7 +318,7 @@ async fn create_deployment(
         .await
         .map_err(|e| StartupError::environment(format!("store: {e}")))?
         .ok_or_else(|| StartupError::failure("the deployment vanished right after it was created"))?;
-    Ok((keyring, deployment))
+    Ok(Created::Here(keyring, Box::new(deployment)))
 }
 
 fn write_server_cert(

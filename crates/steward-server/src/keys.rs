@@ -96,10 +96,20 @@ impl ActiveKeySigner {
 
 impl CheckpointSigner for ActiveKeySigner {
     fn sign(&self, payload: &[u8]) -> Result<(String, String), String> {
+        let (kid, mut signatures) = self.sign_all(&[payload.to_vec()])?;
+        let jws = signatures.pop().ok_or_else(|| "no signature was made".to_owned())?;
+        Ok((kid, jws))
+    }
+
+    /// One load of the active key for the whole checkpoint and its tenant checkpoints.
+    fn sign_all(&self, payloads: &[Vec<u8>]) -> Result<(String, Vec<String>), String> {
         let key = self.key.load();
         let header = json!({"alg": "EdDSA", "kid": key.kid().as_str(), "typ": "steward-checkpoint+jws"});
-        let jws = key.sign_compact_jws(&header, payload).map_err(|e| e.to_string())?;
-        Ok((key.kid().as_str().to_owned(), jws))
+        let signatures = payloads
+            .iter()
+            .map(|payload| key.sign_compact_jws(&header, payload).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((key.kid().as_str().to_owned(), signatures))
     }
 }
 

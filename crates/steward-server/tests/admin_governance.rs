@@ -300,7 +300,10 @@ async fn approvals_read_decide_and_honour_roles_and_tenants() {
             .await
             .unwrap();
     assert_eq!(deny_rule.0, "deny");
-    assert!(!deny_rule.1.contains("bypass_template_approval"));
+    // Stored normalized, like any policy: no bypass, no constraints.
+    let stored: Value = serde_json::from_str(&deny_rule.1).unwrap();
+    assert_eq!(stored["bypass_template_approval"], false, "{stored}");
+    assert!(stored["constraints"].is_null(), "{stored}");
     let extra = call(
         &server,
         Method::POST,
@@ -532,13 +535,13 @@ async fn audit_search_pages_streams_and_scopes() {
     let (status, all) = call(&server, Method::GET, "/v1/audit/checkpoints", &t.owner, None).await;
     assert_eq!(status, 200, "{all}");
     let checkpoint = &all["checkpoints"][0];
-    assert_eq!(checkpoint["heads_complete"], true);
+    assert_eq!(checkpoint["tenant_id"], Value::Null);
     assert!(checkpoint["heads"].as_array().unwrap().len() >= 2);
     assert!(checkpoint["signature"].as_str().unwrap().split('.').count() == 3);
     let (_, scoped) = call(&server, Method::GET, "/v1/audit/checkpoints", &t.auditor, None).await;
     let heads = scoped["checkpoints"][0]["heads"].as_array().unwrap();
     assert!(heads.iter().all(|h| h["tenant_id"] == "t_one"), "{scoped}");
-    assert_eq!(scoped["checkpoints"][0]["heads_complete"], false);
+    assert_eq!(scoped["checkpoints"][0]["tenant_id"], "t_one");
     let (_, filtered) =
         call(&server, Method::GET, "/v1/audit/checkpoints?tenant_id=t_two", &t.owner, None).await;
     assert!(

@@ -446,7 +446,7 @@ pub async fn audit(api: &AdminClient, out: Printer, command: AuditCommand) -> Cl
         AuditCommand::Checkpoints { tenant } => out.list(
             &api.get(&format!("/v1/audit/checkpoints{}", query(&[("tenant_id", tenant)]))).await?,
             "checkpoints",
-            &["checkpoint_id", "created_at", "writer_id", "kid", "heads_complete"],
+            &["checkpoint_id", "created_at", "writer_id", "tenant_id", "kid"],
         ),
     }
     Ok(())

@@ -12,10 +12,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use steward_canon::CanonicalRequest;
 use steward_coord::{BucketSpec, TakeOutcome};
 use steward_policy::{CompiledPolicySet, Decision, EvaluationInput, PolicyRule, Reason, evaluate};
+use steward_store::StoreError;
 use steward_types::{ApprovalId, ErrorCode, PolicyId};
 
 use crate::http::ApiError;
@@ -63,22 +64,102 @@ impl PolicyOutcome {
     }
 }
 
+/// Why the active rules of a group could not be compiled.
+#[derive(Debug)]
+pub enum CompileError {
+    /// The store failed (503 `storage_unavailable`, or 500 for a bug).
+    Api(ApiError),
+    /// A stored rule cannot be read or no longer validates (written by an older version, or edited in
+    /// the database). Skipping it could skip a deny, so the whole group fails closed: every call is
+    /// denied `policy_deny`, naming the rule, until an admin deletes or replaces it (decision 0007).
+    Unusable { policy_id: Option<PolicyId>, rule_type: Option<String>, field: String, detail: String },
+}
+
+impl From<ApiError> for CompileError {
+    fn from(error: ApiError) -> Self {
+        CompileError::Api(error)
+    }
+}
+
 /// The active rules of the request's (tenant, integration, action group), compiled. A stored rule
-/// that no longer validates fails the request (skipping it could skip a deny).
-pub async fn compile(state: &AppState, canonical: &CanonicalRequest) -> Result<CompiledPolicySet, ApiError> {
+/// that cannot be read or no longer validates fails the whole group closed ([`CompileError::Unusable`]).
+pub async fn compile(
+    state: &AppState,
+    canonical: &CanonicalRequest,
+) -> Result<CompiledPolicySet, CompileError> {
     let d = canonical.descriptor();
-    let records = state
+    let records = match state
         .store
         .active_policies(d.tenant_id().as_str(), d.integration_id().as_str(), d.action_group())
-        .await?;
+        .await
+    {
+        Ok(records) => records,
+        Err(StoreError::Corrupt(detail)) => {
+            return Err(CompileError::Unusable {
+                policy_id: None,
+                rule_type: None,
+                field: "rule".into(),
+                detail,
+            });
+        }
+        Err(error) => return Err(ApiError::from(error).into()),
+    };
     let mut rules = Vec::with_capacity(records.len());
     for record in records {
-        let rule = PolicyRule::from_json(&record.rule).map_err(|e| {
-            ApiError::internal(format!("stored policy {} does not validate: {e}", record.policy_id))
-        })?;
-        rules.push((record.policy_id, rule));
+        match PolicyRule::from_json(&record.rule) {
+            Ok(rule) => rules.push((record.policy_id, rule)),
+            Err(e) => {
+                return Err(CompileError::Unusable {
+                    policy_id: Some(record.policy_id),
+                    rule_type: Some(record.rule_type),
+                    field: e.field().to_owned(),
+                    detail: e.message().to_owned(),
+                });
+            }
+        }
     }
     Ok(CompiledPolicySet::new(rules))
+}
+
+/// The denial of a group whose rules cannot be evaluated (logged at ERROR: an operator must act).
+fn unusable(
+    canonical: &CanonicalRequest,
+    policy_id: Option<PolicyId>,
+    rule_type: Option<String>,
+    field: String,
+    detail: String,
+) -> PolicyOutcome {
+    let d = canonical.descriptor();
+    let named = policy_id.as_ref().map(|id| format!(" (policy {id})")).unwrap_or_default();
+    tracing::error!(
+        tenant_id = %d.tenant_id(),
+        integration_id = %d.integration_id(),
+        action_group = d.action_group(),
+        policy_id = policy_id.as_ref().map(|id| id.as_str()),
+        %field,
+        %detail,
+        "A stored policy rule cannot be evaluated; every call of its action group is denied until an admin deletes or replaces it."
+    );
+    let trace = json!([{
+        "policy_id": policy_id.as_ref().map(|id| id.as_str()),
+        "rule_type": rule_type,
+        "result": "unusable",
+        "field": field,
+        "message": detail,
+    }]);
+    let message = match &policy_id {
+        Some(_) => format!(
+            "a policy rule of action group {}{named} no longer validates; every call of this group is denied \
+             until an administrator deletes or replaces that rule",
+            d.action_group()
+        ),
+        None => format!(
+            "the policy rules of action group {} cannot be read; every call of this group is denied until an \
+             administrator repairs them",
+            d.action_group()
+        ),
+    };
+    PolicyOutcome::Denied { code: ErrorCode::PolicyDeny, policy_id, message, trace }
 }
 
 /// Where step 2's `once` approval comes from on this pass.
@@ -120,7 +201,14 @@ async fn approved_once(
 pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<PolicyOutcome, ApiError> {
     let d = canonical.descriptor();
     let key = (d.tenant_id().as_str(), d.integration_id().as_str(), d.action_group());
-    let set = state.reads.policies(key, || async { compile(state, canonical).await.map(Arc::new) }).await?;
+    let set =
+        match state.reads.policies(key, || async { compile(state, canonical).await.map(Arc::new) }).await {
+            Ok(set) => set,
+            Err(CompileError::Api(error)) => return Err(error),
+            Err(CompileError::Unusable { policy_id, rule_type, field, detail }) => {
+                return Ok(unusable(canonical, policy_id, rule_type, field, detail));
+            }
+        };
     let mut lookup = OnceLookup::Cached;
     loop {
         let (once, asked_store) = approved_once(state, canonical, lookup).await?;

@@ -83,9 +83,9 @@ impl AdminPrincipal {
         }
     }
 
-    /// The audit actor for this admin.
+    /// The audit actor for this admin: its token id and role.
     pub fn actor(&self) -> steward_store::audit::Actor {
-        steward_store::audit::Actor::admin(self.token_id.as_str())
+        steward_store::audit::Actor::admin(self.token_id.as_str(), self.role.as_str())
     }
 }
 

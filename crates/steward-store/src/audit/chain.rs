@@ -1,6 +1,8 @@
 //! Hash chains and checkpoints: how an event's `chain.hash` is computed, what the store keeps per
 //! event, and the signed record of chain heads that makes cutting off a chain's tail detectable.
 
+use std::collections::BTreeMap;
+
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use steward_types::{CheckpointId, Timestamp};
@@ -104,6 +106,11 @@ pub struct ChainHead {
 }
 
 /// A writer's signed statement of its chain heads at one moment.
+///
+/// It is signed twice over, with the same key at the same moment: once whole ([`Checkpoint::signature`],
+/// every head of the writer) and once per tenant ([`Checkpoint::tenant_signatures`], that tenant's
+/// heads only). A reader scoped to some tenants is shown only their tenant checkpoints, so no field
+/// it receives — signed payloads included — names another tenant's chain (decision 0007).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub checkpoint_id: CheckpointId,
@@ -111,10 +118,14 @@ pub struct Checkpoint {
     pub created_at: Timestamp,
     /// Sorted by `chain_id`.
     pub heads: Vec<ChainHead>,
-    /// The manifest signing key that signed it.
+    /// The manifest signing key that signed it (the whole checkpoint and every tenant's).
     pub kid: String,
     /// Compact JWS over [`Checkpoint::signed_payload`].
     pub signature: String,
+    /// Tenant id → compact JWS over [`Checkpoint::tenant_payload`] of that tenant's heads. Empty
+    /// for checkpoints written before tenant checkpoints existed.
+    #[serde(default)]
+    pub tenant_signatures: BTreeMap<String, String>,
 }
 
 impl Checkpoint {
@@ -135,12 +146,113 @@ impl Checkpoint {
         });
         serde_jcs::to_vec(&payload).map_err(|e| e.to_string())
     }
+
+    /// What a tenant's signature covers: the RFC 8785 serialization of
+    /// `{checkpoint_id, writer_id, created_at, tenant_id, heads}` with only that tenant's heads. The
+    /// `tenant_id` member (absent from [`Checkpoint::signed_payload`]) keeps a tenant checkpoint from
+    /// passing for a whole one ("this writer had no other chain").
+    pub fn tenant_payload(
+        checkpoint_id: &CheckpointId,
+        writer_id: &str,
+        created_at: Timestamp,
+        tenant_id: &str,
+        heads: &[ChainHead],
+    ) -> Result<Vec<u8>, String> {
+        if let Some(other) = heads.iter().find(|head| head.tenant_id != tenant_id) {
+            return Err(format!("chain {} is not a chain of tenant {tenant_id}", other.chain_id));
+        }
+        let payload = serde_json::json!({
+            "checkpoint_id": checkpoint_id,
+            "writer_id": writer_id,
+            "created_at": created_at,
+            "tenant_id": tenant_id,
+            "heads": heads,
+        });
+        serde_jcs::to_vec(&payload).map_err(|e| e.to_string())
+    }
+
+    /// The heads of `tenant_id` (sorted by `chain_id`, as [`Checkpoint::heads`]).
+    pub fn tenant_heads(&self, tenant_id: &str) -> Vec<ChainHead> {
+        self.heads.iter().filter(|head| head.tenant_id == tenant_id).cloned().collect()
+    }
+
+    /// The tenants with a head in this checkpoint, sorted, each once.
+    pub fn tenants(&self) -> Vec<&str> {
+        let tenants: std::collections::BTreeSet<&str> =
+            self.heads.iter().map(|head| head.tenant_id.as_str()).collect();
+        tenants.into_iter().collect()
+    }
 }
 
 /// Signs checkpoints. The server implements it with the active manifest signing key.
 pub trait CheckpointSigner: Send + Sync + std::fmt::Debug {
     /// Returns `(kid, compact JWS)` over `payload`.
     fn sign(&self, payload: &[u8]) -> Result<(String, String), String>;
+
+    /// Signs every payload with one key: `(kid, one compact JWS per payload, in order)`. The default
+    /// signs them one by one and fails should the key change in between (a rotation at that very
+    /// moment: the writer tries again at its next checkpoint); implementations that can hold one key
+    /// for the whole batch override it.
+    fn sign_all(&self, payloads: &[Vec<u8>]) -> Result<(String, Vec<String>), String> {
+        let mut kid: Option<String> = None;
+        let mut signatures = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let (this_kid, signature) = self.sign(payload)?;
+            match &kid {
+                Some(first) if *first != this_kid => {
+                    return Err(format!("the signing key changed from {first} to {this_kid} while signing"));
+                }
+                Some(_) => {}
+                None => kid = Some(this_kid),
+            }
+            signatures.push(signature);
+        }
+        let kid = kid.ok_or_else(|| "nothing to sign".to_owned())?;
+        Ok((kid, signatures))
+    }
+}
+
+/// A head as the `heads` column of `audit_checkpoints` keeps it: the head and, alongside, the
+/// signature of its tenant's checkpoint (absent in rows written before tenant checkpoints existed,
+/// which therefore still parse). One chain per (tenant, writer) means one head per tenant in a
+/// checkpoint, so each signature is stored once.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredHead {
+    #[serde(flatten)]
+    head: ChainHead,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_signature: Option<String>,
+}
+
+impl Checkpoint {
+    /// The JSON of the `heads` column: [`Checkpoint::heads`] with the tenant signatures.
+    pub fn heads_column(&self) -> Result<String, StoreError> {
+        let stored: Vec<StoredHead> = self
+            .heads
+            .iter()
+            .map(|head| StoredHead {
+                head: head.clone(),
+                tenant_signature: self.tenant_signatures.get(&head.tenant_id).cloned(),
+            })
+            .collect();
+        serde_json::to_string(&stored)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint heads do not serialize: {e}")))
+    }
+
+    /// Splits a `heads` column back into the heads and the tenant signatures.
+    pub fn parse_heads_column(text: &str) -> Result<(Vec<ChainHead>, BTreeMap<String, String>), StoreError> {
+        let stored: Vec<StoredHead> = serde_json::from_str(text)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint heads do not parse: {e}")))?;
+        let mut signatures = BTreeMap::new();
+        let mut heads = Vec::with_capacity(stored.len());
+        for StoredHead { head, tenant_signature } in stored {
+            if let Some(signature) = tenant_signature {
+                signatures.insert(head.tenant_id.clone(), signature);
+            }
+            heads.push(head);
+        }
+        Ok((heads, signatures))
+    }
 }
 
 /// `hex(HMAC-SHA256(key, prev_hash ‖ "\n" ‖ JCS(event without chain.hash)))`. `event.chain` must

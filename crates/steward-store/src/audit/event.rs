@@ -81,19 +81,25 @@ pub struct Actor {
     #[serde(rename = "type")]
     pub actor_type: ActorType,
     pub id: String,
+    /// The admin token's role (`owner`, `admin`, `operator`, `auditor`) for an admin actor; absent
+    /// for workloads and Steward itself (and in events written before admin actors carried it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 impl Actor {
     pub fn workload(id: impl Into<String>) -> Self {
-        Self { actor_type: ActorType::Workload, id: id.into() }
+        Self { actor_type: ActorType::Workload, id: id.into(), role: None }
     }
 
-    pub fn admin(token_id: impl Into<String>) -> Self {
-        Self { actor_type: ActorType::Admin, id: token_id.into() }
+    /// An admin token and its role (`spec/control-plane.md`: the actor of an admin event is the
+    /// token id and its role).
+    pub fn admin(token_id: impl Into<String>, role: impl Into<String>) -> Self {
+        Self { actor_type: ActorType::Admin, id: token_id.into(), role: Some(role.into()) }
     }
 
     pub fn system(id: impl Into<String>) -> Self {
-        Self { actor_type: ActorType::System, id: id.into() }
+        Self { actor_type: ActorType::System, id: id.into(), role: None }
     }
 }
 

@@ -47,9 +47,14 @@ pub(crate) fn write_unchained_event(out: &mut Vec<u8>, event: &AuditEvent) -> Re
     } = event;
     out.extend_from_slice(b"{\"action_group\":");
     leaf(out, action_group)?;
-    let Actor { actor_type, id } = actor;
+    let Actor { actor_type, id, role } = actor;
     out.extend_from_slice(b",\"actor\":{\"id\":");
     leaf(out, id)?;
+    // Skipped when absent, as `serde` skips it, so events written before it existed hash the same.
+    if let Some(role) = role {
+        out.extend_from_slice(b",\"role\":");
+        leaf(out, role)?;
+    }
     out.extend_from_slice(b",\"type\":");
     leaf(out, actor_type)?;
     out.extend_from_slice(b"},\"canonical_descriptor\":");

@@ -349,17 +349,52 @@ impl WriterTask {
         heads.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
         let checkpoint_id = CheckpointId::generate();
         let created_at = self.clock.now();
-        let payload = Checkpoint::signed_payload(&checkpoint_id, &self.writer_id, created_at, &heads)
-            .map_err(AuditError::WriteFailed)?;
-        let (kid, signature) = self.signer.sign(&payload).map_err(AuditError::WriteFailed)?;
-        let checkpoint = Checkpoint {
+        // The whole checkpoint first, then one per tenant with only that tenant's heads, all signed
+        // with one key.
+        let mut checkpoint = Checkpoint {
             checkpoint_id,
             writer_id: self.writer_id.clone(),
             created_at,
             heads,
-            kid,
-            signature,
+            kid: String::new(),
+            signature: String::new(),
+            tenant_signatures: Default::default(),
         };
+        let tenants: Vec<String> = checkpoint.tenants().into_iter().map(str::to_owned).collect();
+        let mut payloads = Vec::with_capacity(1 + tenants.len());
+        payloads.push(
+            Checkpoint::signed_payload(
+                &checkpoint.checkpoint_id,
+                &self.writer_id,
+                created_at,
+                &checkpoint.heads,
+            )
+            .map_err(AuditError::WriteFailed)?,
+        );
+        for tenant in &tenants {
+            payloads.push(
+                Checkpoint::tenant_payload(
+                    &checkpoint.checkpoint_id,
+                    &self.writer_id,
+                    created_at,
+                    tenant,
+                    &checkpoint.tenant_heads(tenant),
+                )
+                .map_err(AuditError::WriteFailed)?,
+            );
+        }
+        let (kid, signatures) = self.signer.sign_all(&payloads).map_err(AuditError::WriteFailed)?;
+        if signatures.len() != payloads.len() {
+            return Err(AuditError::WriteFailed(format!(
+                "the signer returned {} signatures for {} payloads",
+                signatures.len(),
+                payloads.len()
+            )));
+        }
+        let mut signatures = signatures.into_iter();
+        checkpoint.kid = kid;
+        checkpoint.signature = signatures.next().unwrap_or_default();
+        checkpoint.tenant_signatures = tenants.into_iter().zip(signatures).collect();
         self.store
             .insert_checkpoint(&checkpoint)
             .await

@@ -103,13 +103,15 @@ macro_rules! impl_store {
                 use sqlx::Row as _;
                 let id: String = row.try_get("checkpoint_id").map_err($crate::sql::corrupt)?;
                 let heads: String = row.try_get("heads").map_err($crate::sql::corrupt)?;
+                let (heads, tenant_signatures) = $crate::audit::Checkpoint::parse_heads_column(&heads)?;
                 Ok($crate::audit::Checkpoint {
                     checkpoint_id: steward_types::CheckpointId::parse(&id).map_err($crate::sql::corrupt)?,
                     writer_id: row.try_get("writer_id").map_err($crate::sql::corrupt)?,
                     created_at: $crate::sql::timestamp(row.try_get("created_at").map_err($crate::sql::corrupt)?)?,
-                    heads: serde_json::from_str(&heads).map_err($crate::sql::corrupt)?,
+                    heads,
                     kid: row.try_get("kid").map_err($crate::sql::corrupt)?,
                     signature: row.try_get("signature").map_err($crate::sql::corrupt)?,
+                    tenant_signatures,
                 })
             }
 
@@ -433,7 +435,7 @@ macro_rules! impl_store {
                 &self,
                 checkpoint: &$crate::audit::Checkpoint,
             ) -> Result<(), $crate::StoreError> {
-                let heads = serde_json::to_string(&checkpoint.heads).map_err($crate::sql::corrupt)?;
+                let heads = checkpoint.heads_column()?;
                 let mut tx = self.writer().begin().await.map_err($crate::sql::map_sqlx)?;
                 sqlx::query(
                     "INSERT INTO audit_checkpoints (checkpoint_id, writer_id, created_at, heads, kid, signature) \

@@ -291,6 +291,26 @@ pub async fn checkpoints_are_written_signed_and_listed(h: Harness) -> anyhow::Re
         Checkpoint::signed_payload(&last.checkpoint_id, &last.writer_id, last.created_at, &last.heads)
             .map_err(anyhow::Error::msg)?
     );
+    // One tenant checkpoint per tenant, stored and read back: only that tenant's heads, signed.
+    assert_eq!(last.tenant_signatures.keys().collect::<Vec<_>>(), vec!["global", "t_a"]);
+    for (tenant, jws) in &last.tenant_signatures {
+        let payload = signer.verify(jws)?;
+        assert_eq!(
+            payload,
+            Checkpoint::tenant_payload(
+                &last.checkpoint_id,
+                &last.writer_id,
+                last.created_at,
+                tenant,
+                &last.tenant_heads(tenant)
+            )
+            .map_err(anyhow::Error::msg)?
+        );
+        let signed: serde_json::Value = serde_json::from_slice(&payload)?;
+        assert_eq!(signed["tenant_id"], tenant.as_str());
+        let heads = signed["heads"].as_array().map(Vec::as_slice).unwrap_or_default();
+        assert!(!heads.is_empty() && heads.iter().all(|h| h["tenant_id"] == tenant.as_str()), "{signed}");
+    }
     assert_eq!(all[1].heads.iter().find(|x| x.tenant_id == "t_a"), Some(&a.as_head()));
 
     assert_eq!(store.list_checkpoints(Some("global"), 10).await?.len(), 2);

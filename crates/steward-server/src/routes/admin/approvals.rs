@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use steward_policy::PolicyRule;
 use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
 use steward_store::governance::{
     ApprovalDecision, ApprovalFilter, ApprovalMode, ApprovalRecord, ApprovalStatus, DecisionOutcome,
@@ -352,7 +353,8 @@ fn view(
 
 /// The exact rule of the approval's `proposed_rule` as `rule_type`: an allow rule carries
 /// `bypass_template_approval: true` (a person approved that class) and any constraints; a deny rule
-/// carries neither.
+/// carries neither. Validated like any policy (400 `policy_invalid` naming the field, e.g. bad
+/// `constraints`) and normalized, so a decision never stores a rule the execute path cannot load.
 fn exact_rule(
     record: &ApprovalRecord,
     rule_type: &str,
@@ -377,7 +379,9 @@ fn exact_rule(
         "description".into(),
         format!("created by the {rule_type} decision on approval {}", record.approval_id).into(),
     );
-    Ok(Value::Object(rule))
+    let rule = PolicyRule::from_json(&Value::Object(rule))
+        .map_err(|e| ApiError::new(e.code(), format!("{}: {}", e.field(), e.message())))?;
+    Ok(rule.to_json())
 }
 
 /// The policy row of `rule`, its indexed columns taken from `rule.scope`, which must name the

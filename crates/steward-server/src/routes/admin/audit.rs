@@ -2,8 +2,8 @@
 //! an opaque keyset cursor, `format=jsonl` streaming, chain verification and signed checkpoints.
 //!
 //! Tenant scoping: a token that does not cover every tenant only ever sees events of its tenants
-//! (events without a tenant, such as key rotations, are owner-only), and only its tenants' heads of a
-//! checkpoint (see [`checkpoints`]).
+//! (events without a tenant, such as key rotations, are owner-only), and only its tenants' own signed
+//! checkpoints (see [`checkpoints`], decision 0007).
 
 use axum::Json;
 use axum::body::Body;
@@ -15,7 +15,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_store::audit::{Checkpoint, Decision, EventType, verify_tenant};
+use steward_store::AdminRole;
+use steward_store::audit::{ChainHead, Checkpoint, Decision, EventType, verify_tenant};
 use steward_store::governance::{AuditCursor, AuditFilter, AuditOrder};
 use steward_types::{ErrorCode, Timestamp};
 use utoipa::{IntoParams, ToSchema};
@@ -91,14 +92,17 @@ pub struct CheckpointView {
     pub writer_id: String,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
-    /// The chain heads this token may see.
+    /// Null for a whole checkpoint (every chain head of the writer); a tenant id for that tenant's
+    /// own checkpoint, which lists only its heads and is signed on its own.
+    pub tenant_id: Option<String>,
+    /// The chain heads the signature covers, all of them.
     #[schema(value_type = Vec<Object>)]
     pub heads: Vec<Value>,
-    /// Whether `heads` are all the heads the signature covers (only then can it be verified).
-    pub heads_complete: bool,
     /// The manifest signing key that signed it (see `GET /v1/keys/manifest`).
     pub kid: String,
-    /// Compact JWS over `{checkpoint_id, writer_id, created_at, heads}` (RFC 8785).
+    /// Compact JWS (EdDSA, `typ: steward-checkpoint+jws`) whose payload is the RFC 8785 form of
+    /// `{checkpoint_id, writer_id, created_at, heads}` for a whole checkpoint, or
+    /// `{checkpoint_id, writer_id, created_at, tenant_id, heads}` for a tenant's.
     pub signature: String,
 }
 
@@ -188,9 +192,10 @@ async fn verify(
     }))
 }
 
-/// Signed chain heads, newest first (at most 100). A token that does not cover every tenant — or a
-/// request filtered to one tenant — sees only those tenants' heads, with the signature over the
-/// whole checkpoint (`heads_complete: false`): other tenants' chain heads are not disclosed.
+/// Signed chain heads, newest first (at most 100 checkpoints). An owner's unfiltered request gets
+/// whole checkpoints; a token scoped to tenants, or a request filtered with `tenant_id`, gets the
+/// tenant checkpoints of those tenants only — each lists one tenant's heads and carries its own
+/// signature by the same key, so no field (signed payload included) names another tenant's chain.
 #[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit", params(TenantQuery),
     responses((status = 200, body = CheckpointList), (status = 400, body = super::ErrorBody),
         (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
@@ -204,39 +209,72 @@ async fn checkpoints(
     if let Some(tenant_id) = &query.tenant_id {
         principal.require_tenant(tenant_id)?;
     }
-    let list = state.store.list_checkpoints(query.tenant_id.as_deref(), MAX_CHECKPOINTS).await?;
+    let whole = query.tenant_id.is_none() && principal.role == AdminRole::Owner;
+    // A token of one tenant asks the store for that tenant's checkpoints only, so other tenants'
+    // activity cannot push its own out of the newest 100.
+    let store_filter = match (&query.tenant_id, principal.tenant_ids.as_slice()) {
+        (Some(tenant_id), _) => Some(tenant_id.as_str()),
+        (None, [only]) if !whole => Some(only.as_str()),
+        _ => None,
+    };
+    let list = state.store.list_checkpoints(store_filter, MAX_CHECKPOINTS).await?;
     let shown = |tenant: &str| match &query.tenant_id {
         Some(only) => tenant == only,
         None => principal.covers(tenant),
     };
-    let checkpoints = list
-        .into_iter()
-        .filter_map(|checkpoint| redact(checkpoint, &shown).transpose())
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut checkpoints = Vec::new();
+    for checkpoint in list {
+        if whole {
+            checkpoints.push(whole_view(checkpoint)?);
+        } else {
+            checkpoints.extend(tenant_views(&checkpoint, &shown)?);
+        }
+    }
     Ok(Json(CheckpointList { checkpoints }))
 }
 
-fn redact(checkpoint: Checkpoint, shown: &dyn Fn(&str) -> bool) -> Result<Option<CheckpointView>, ApiError> {
-    let total = checkpoint.heads.len();
-    let heads: Vec<Value> = checkpoint
-        .heads
-        .iter()
-        .filter(|head| shown(&head.tenant_id))
-        .map(serde_json::to_value)
-        .collect::<Result<_, _>>()
-        .map_err(ApiError::internal)?;
-    if heads.is_empty() && total > 0 {
-        return Ok(None);
-    }
-    Ok(Some(CheckpointView {
+fn heads_json(heads: &[ChainHead]) -> Result<Vec<Value>, ApiError> {
+    heads.iter().map(serde_json::to_value).collect::<Result<_, _>>().map_err(ApiError::internal)
+}
+
+fn whole_view(checkpoint: Checkpoint) -> Result<CheckpointView, ApiError> {
+    Ok(CheckpointView {
+        heads: heads_json(&checkpoint.heads)?,
         checkpoint_id: checkpoint.checkpoint_id.to_string(),
         writer_id: checkpoint.writer_id,
         created_at: checkpoint.created_at,
-        heads_complete: heads.len() == total,
-        heads,
+        tenant_id: None,
         kid: checkpoint.kid,
         signature: checkpoint.signature,
-    }))
+    })
+}
+
+/// The tenant checkpoints of `checkpoint` for the tenants shown. A checkpoint written before tenant
+/// checkpoints existed has no tenant signature and is left out: its only signature covers every
+/// tenant's heads.
+fn tenant_views(
+    checkpoint: &Checkpoint,
+    shown: &dyn Fn(&str) -> bool,
+) -> Result<Vec<CheckpointView>, ApiError> {
+    let mut views = Vec::new();
+    for tenant in checkpoint.tenants() {
+        if !shown(tenant) {
+            continue;
+        }
+        let Some(signature) = checkpoint.tenant_signatures.get(tenant) else {
+            continue;
+        };
+        views.push(CheckpointView {
+            checkpoint_id: checkpoint.checkpoint_id.to_string(),
+            writer_id: checkpoint.writer_id.clone(),
+            created_at: checkpoint.created_at,
+            tenant_id: Some(tenant.to_owned()),
+            heads: heads_json(&checkpoint.tenant_heads(tenant))?,
+            kid: checkpoint.kid.clone(),
+            signature: signature.clone(),
+        });
+    }
+    Ok(views)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

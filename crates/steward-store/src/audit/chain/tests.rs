@@ -5,7 +5,8 @@ use crate::audit::{Actor, EventType};
 
 fn chained(seq: i64) -> AuditEvent {
     let at = Timestamp::from_unix_micros(1_795_000_000_000_001).unwrap();
-    let mut event = AuditEvent::new(EventType::AdminAction, Actor::admin("tok_x"), at).with_tenant("t_1");
+    let mut event =
+        AuditEvent::new(EventType::AdminAction, Actor::admin("tok_x", "owner"), at).with_tenant("t_1");
     event.chain = Some(ChainLink {
         chain_id: chain_id_for("t_1", "wr_1"),
         seq,
@@ -114,7 +115,7 @@ fn varied_events() -> Vec<AuditEvent> {
         prev_hash: "f".repeat(64),
         hash: "e".repeat(64),
     });
-    let mut admin = AuditEvent::new(EventType::ApprovalDecided, Actor::admin("tok_1"), at)
+    let mut admin = AuditEvent::new(EventType::ApprovalDecided, Actor::admin("tok_1", "ad\"min"), at)
         .with_decision(Decision::ApprovalRequired)
         .with_destination(Destination { scheme: "http".into(), host: "h".into(), port: 0, path_group: None })
         .with_policy(PolicyRef {
