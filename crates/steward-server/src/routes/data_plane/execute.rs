@@ -269,7 +269,7 @@ impl Run<'_> {
         let target = forward::check_target(state, &canonical).await?;
         // 10. Idempotency reservation; 11–16 under the lock.
         let lock = match &idem {
-            Some(idem) => Some((idem, idempotency::reserve(state, idem).await?)),
+            Some(idem) => Some((idem, idempotency::reserve(state, idem, canonical.digest()).await?)),
             None => None,
         };
         let result = self.send(&integration, &canonical, &injection, &target, idem.as_ref(), allowed).await;
