@@ -300,8 +300,8 @@ async fn approvals_concurrent_creates_make_one_pending(h: Harness) -> anyhow::Re
     let store = h.store();
     let attempts: Vec<NewApproval> = (0..20).map(|i| same_digest(t0().plus_millis(i), 300)).collect();
     let mut tasks = tokio::task::JoinSet::new();
-    for approval in attempts.iter().cloned() {
-        let store = Arc::clone(&store);
+    for approval in &attempts {
+        let (store, approval) = (Arc::clone(&store), approval.clone());
         tasks.spawn(async move { store.create_pending_approval(&approval).await });
     }
     let mut created = Vec::new();
