@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use steward_types::SharedClock;
 
 use crate::{
-    BucketPlan, CoordError, Coordinator, LockToken, TakeOutcome, gcra_step, plan_buckets, retry_after_seconds,
+    BucketPlan, CoordError, Coordinator, LockAttempt, LockToken, TakeOutcome, gcra_step, plan_buckets,
+    retry_after_seconds,
 };
 
 /// Below this many entries a map is never swept: sweeping tiny maps would cost more than it saves.
@@ -110,15 +111,15 @@ impl Coordinator for EmbeddedCoordinator {
         Ok(TakeOutcome::Taken)
     }
 
-    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, CoordError> {
+    async fn try_lock(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<LockAttempt, CoordError> {
         let now = self.now_us();
         let mut locks = lock(&self.locks);
-        if locks.get(key, now).is_some() {
-            return Ok(None);
+        if let Some(holder) = locks.get(key, now) {
+            return Ok(LockAttempt::Held { fingerprint: Some(holder.fingerprint().to_owned()) });
         }
-        let token = LockToken::generate();
+        let token = LockToken::generate(fingerprint);
         locks.insert(key.to_owned(), token.clone(), expiry(now, ttl), now);
-        Ok(Some(token))
+        Ok(LockAttempt::Acquired(token))
     }
 
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), CoordError> {

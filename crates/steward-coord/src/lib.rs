@@ -1,5 +1,6 @@
 //! Short-lived coordination state shared by the request pipeline: the DPoP replay cache (seen jtis),
-//! the rate-limit token buckets of policy rules, and idempotency in-progress locks.
+//! the rate-limit token buckets of policy rules, and idempotency in-progress locks (which remember the
+//! fingerprint of the request holding them).
 //!
 //! This crate owns one trait, [`Coordinator`], and its two implementations:
 //! - [`EmbeddedCoordinator`]: process memory, time from an injected [`steward_types::Clock`]; for the
@@ -54,8 +55,12 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug + 'static {
     /// listed twice is one bucket and is charged once. An empty list is always [`TakeOutcome::Taken`].
     async fn take_tokens(&self, buckets: &[BucketSpec]) -> Result<TakeOutcome, CoordError>;
 
-    /// Idempotency in-progress lock: `Some(token)` when acquired, held for `ttl` unless released first.
-    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, CoordError>;
+    /// Idempotency in-progress lock, taken for the request whose fingerprint is `fingerprint` (the
+    /// descriptor digest): [`LockAttempt::Acquired`] with the token that releases it, held for `ttl`
+    /// unless released first; or [`LockAttempt::Held`] with the fingerprint its holder registered,
+    /// read in the same atomic step, so a caller can tell a different request under the same key (a
+    /// conflict) from the same request still running.
+    async fn try_lock(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<LockAttempt, CoordError>;
 
     /// Releases the lock only if it is still held by `token` (compare-and-delete), so a request whose lock
     /// expired and was taken over cannot release its successor's lock. Releasing a lock that is not held
@@ -85,19 +90,53 @@ pub enum TakeOutcome {
     Throttled { retry_after_seconds: u64 },
 }
 
-/// Proof of holding an idempotency lock: a random value only the holder knows.
+/// The result of [`Coordinator::try_lock`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockAttempt {
+    /// The lock is ours; the token releases it.
+    Acquired(LockToken),
+    /// Another request holds it. `fingerprint` is the one its holder registered; `None` only for a
+    /// lock taken by an older instance that registered none (Redis, during a rolling upgrade).
+    Held { fingerprint: Option<String> },
+}
+
+impl LockAttempt {
+    /// The token when the lock was acquired.
+    pub fn acquired(self) -> Option<LockToken> {
+        match self {
+            LockAttempt::Acquired(token) => Some(token),
+            LockAttempt::Held { .. } => None,
+        }
+    }
+}
+
+/// Proof of holding an idempotency lock: a random value only the holder knows, followed by the
+/// fingerprint of the request holding it (`<32 hex digits>:<fingerprint>`). The whole string is
+/// what the lock stores, so the random part still makes it unguessable and a holder's fingerprint
+/// is read back with the lock itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(String);
 
 impl LockToken {
-    fn generate() -> Self {
+    fn generate(fingerprint: &str) -> Self {
         // 122 random bits from the OS generator: unguessable, so no other request can release the lock.
-        Self(uuid::Uuid::new_v4().simple().to_string())
+        Self(format!("{}:{fingerprint}", uuid::Uuid::new_v4().simple()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The fingerprint of the request holding the lock.
+    pub fn fingerprint(&self) -> &str {
+        holder_fingerprint(&self.0).unwrap_or_default()
+    }
+}
+
+/// The fingerprint part of a stored lock value; `None` for a bare token (no `:`), as written by
+/// instances that did not record one. The random part is hex, so the first `:` separates them.
+pub(crate) fn holder_fingerprint(stored: &str) -> Option<&str> {
+    stored.split_once(':').map(|(_, fingerprint)| fingerprint)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -8,8 +8,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Script};
 
 use crate::{
-    BucketPlan, BucketSpec, CoordError, Coordinator, LockToken, TakeOutcome, plan_buckets,
-    retry_after_seconds, ttl_millis,
+    BucketPlan, BucketSpec, CoordError, Coordinator, LockAttempt, LockToken, TakeOutcome, holder_fingerprint,
+    plan_buckets, retry_after_seconds, ttl_millis,
 };
 
 /// Bound on every operation, including waiting for a reconnection: a dead or hung Redis must turn into a
@@ -56,7 +56,6 @@ end
 return {1, 0}
 ";
 
-/// Compare-and-delete: releases the lock only while it still holds this token.
 /// Reads the replay epoch, creating it when it is missing (a fresh or emptied Redis) at the server's
 /// current second minus one: a proof made in the instant before the first check after the loss
 /// (whole-second `iat`) is not refused for nothing, while a proof could only have been used — and
@@ -70,6 +69,17 @@ redis.call('SET', KEYS[1], tonumber(now[1]) - 1, 'NX')
 return tonumber(redis.call('GET', KEYS[1]))
 ";
 
+/// Takes the lock, or reads who holds it, in one atomic step: `SET NX PX` and, when the key is taken,
+/// `GET` of the holder's value (its token and fingerprint). KEYS: the lock; ARGV: the value, the TTL
+/// in milliseconds. Returns {1, nil} when acquired, {0, holder} otherwise.
+const TRY_LOCK_LUA: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {1, false}
+end
+return {0, redis.call('GET', KEYS[1])}
+";
+
+/// Compare-and-delete: releases the lock only while it still holds this token (the whole stored value).
 const UNLOCK_LUA: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -88,6 +98,7 @@ pub struct RedisCoordinator {
     conn: ConnectionManager,
     prefix: String,
     take_tokens_script: Script,
+    try_lock_script: Script,
     unlock_script: Script,
     replay_epoch_script: Script,
 }
@@ -137,6 +148,7 @@ impl RedisCoordinator {
             conn,
             prefix: key_prefix.to_owned(),
             take_tokens_script: Script::new(TAKE_TOKENS_LUA),
+            try_lock_script: Script::new(TRY_LOCK_LUA),
             unlock_script: Script::new(UNLOCK_LUA),
             replay_epoch_script: Script::new(REPLAY_EPOCH_LUA),
         };
@@ -247,10 +259,18 @@ impl Coordinator for RedisCoordinator {
         }
     }
 
-    async fn try_lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, CoordError> {
-        let token = LockToken::generate();
-        let acquired = self.set_nx_px("try_lock", self.key("lock", key), token.as_str(), ttl).await?;
-        Ok(acquired.then_some(token))
+    async fn try_lock(&self, key: &str, fingerprint: &str, ttl: Duration) -> Result<LockAttempt, CoordError> {
+        let token = LockToken::generate(fingerprint);
+        let mut invocation = self.try_lock_script.key(self.key("lock", key));
+        invocation.arg(token.as_str()).arg(ttl_millis(ttl));
+        let mut conn = self.conn.clone();
+        let (acquired, holder): (i64, Option<String>) =
+            self.bounded("try_lock", async move { invocation.invoke_async(&mut conn).await }).await?;
+        if acquired == 1 {
+            return Ok(LockAttempt::Acquired(token));
+        }
+        let fingerprint = holder.as_deref().and_then(holder_fingerprint).map(str::to_owned);
+        Ok(LockAttempt::Held { fingerprint })
     }
 
     async fn unlock(&self, key: &str, token: &LockToken) -> Result<(), CoordError> {

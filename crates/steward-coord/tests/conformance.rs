@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::Result;
 use async_trait::async_trait;
-use steward_coord::{BucketSpec, Coordinator, EmbeddedCoordinator, RedisCoordinator, TakeOutcome};
+use steward_coord::{
+    BucketSpec, Coordinator, EmbeddedCoordinator, LockAttempt, RedisCoordinator, TakeOutcome,
+};
 use steward_types::{Clock, ManualClock};
 
 /// What a test needs from an implementation: an instance, a second instance sharing its state (another
@@ -198,7 +200,7 @@ mod cases {
         assert_eq!(c.take_tokens(&w2).await?, TakeOutcome::Taken);
         // A lock or jti with the same key string lives in another namespace.
         assert!(c.remember_once("rule:w1", TTL).await?);
-        assert!(c.try_lock("rule:w1", TTL).await?.is_some());
+        assert!(c.try_lock("rule:w1", "fp", TTL).await?.acquired().is_some());
         Ok(())
     }
 
@@ -247,42 +249,78 @@ mod cases {
 
     pub async fn a_held_lock_cannot_be_taken_again(h: &dyn Harness) -> Result<()> {
         let c = h.coord();
-        let token = c.try_lock("idem:t:w:i:key1", Duration::from_secs(30)).await?;
+        let token = c.try_lock("idem:t:w:i:key1", "fp", Duration::from_secs(30)).await?.acquired();
         assert!(token.is_some());
-        assert!(c.try_lock("idem:t:w:i:key1", Duration::from_secs(30)).await?.is_none());
+        assert!(c.try_lock("idem:t:w:i:key1", "fp", Duration::from_secs(30)).await?.acquired().is_none());
         assert!(
-            h.peer().try_lock("idem:t:w:i:key1", Duration::from_secs(30)).await?.is_none(),
+            h.peer().try_lock("idem:t:w:i:key1", "fp", Duration::from_secs(30)).await?.acquired().is_none(),
             "nor by a peer"
         );
         assert!(
-            c.try_lock("idem:t:w:i:key2", Duration::from_secs(30)).await?.is_some(),
+            c.try_lock("idem:t:w:i:key2", "fp", Duration::from_secs(30)).await?.acquired().is_some(),
             "other keys are free"
+        );
+        Ok(())
+    }
+
+    pub async fn a_held_lock_reports_the_fingerprint_of_its_holder(h: &dyn Harness) -> Result<()> {
+        let c = h.coord();
+        let ttl = Duration::from_secs(30);
+        let Some(first) = c.try_lock("idem:fp", "digest-a", ttl).await?.acquired() else {
+            anyhow::bail!("not acquired")
+        };
+        assert_eq!(first.fingerprint(), "digest-a");
+        // Whoever asks, and whatever it asks with, learns who holds it: a different request under
+        // the key (a conflict) is told apart from the same request still running.
+        for (coord, asking) in [(h.coord(), "digest-b"), (h.peer(), "digest-a"), (h.peer(), "digest-b")] {
+            assert_eq!(
+                coord.try_lock("idem:fp", asking, ttl).await?,
+                LockAttempt::Held { fingerprint: Some("digest-a".to_owned()) },
+                "asked with {asking}"
+            );
+        }
+        // A fingerprint may contain the separator; the holder's comes back whole.
+        let odd = "sha256:abc:def";
+        assert!(c.try_lock("idem:odd", odd, ttl).await?.acquired().is_some());
+        assert_eq!(
+            h.peer().try_lock("idem:odd", "x", ttl).await?,
+            LockAttempt::Held { fingerprint: Some(odd.to_owned()) }
+        );
+        // Released, the next holder registers its own.
+        h.peer().unlock("idem:fp", &first).await?;
+        let Some(second) = h.peer().try_lock("idem:fp", "digest-b", ttl).await?.acquired() else {
+            anyhow::bail!("not acquired after release")
+        };
+        assert_ne!(second, first);
+        assert_eq!(
+            c.try_lock("idem:fp", "digest-a", ttl).await?,
+            LockAttempt::Held { fingerprint: Some("digest-b".to_owned()) }
         );
         Ok(())
     }
 
     pub async fn only_the_holder_can_unlock(h: &dyn Harness) -> Result<()> {
         let c = h.coord();
-        let Some(mine) = c.try_lock("lk", Duration::from_secs(30)).await? else {
+        let Some(mine) = c.try_lock("lk", "fp", Duration::from_secs(30)).await?.acquired() else {
             anyhow::bail!("not acquired")
         };
-        let Some(other) = c.try_lock("lk-other", Duration::from_secs(30)).await? else {
+        let Some(other) = c.try_lock("lk-other", "fp", Duration::from_secs(30)).await?.acquired() else {
             anyhow::bail!("not acquired")
         };
         assert_ne!(mine, other, "tokens are random");
         c.unlock("lk", &other).await?;
         assert!(
-            c.try_lock("lk", Duration::from_secs(30)).await?.is_none(),
+            c.try_lock("lk", "fp", Duration::from_secs(30)).await?.acquired().is_none(),
             "a foreign token released nothing"
         );
         h.peer().unlock("lk", &mine).await?;
-        let again = c.try_lock("lk", Duration::from_secs(30)).await?;
+        let again = c.try_lock("lk", "fp", Duration::from_secs(30)).await?.acquired();
         assert!(again.is_some(), "the holder's token released it (from any instance)");
         // Unlocking what is not held is not an error.
         c.unlock("lk", &mine).await?;
         c.unlock("never-locked", &mine).await?;
         assert!(
-            c.try_lock("lk", Duration::from_secs(30)).await?.is_none(),
+            c.try_lock("lk", "fp", Duration::from_secs(30)).await?.acquired().is_none(),
             "a stale unlock released nothing"
         );
         Ok(())
@@ -290,13 +328,15 @@ mod cases {
 
     pub async fn an_expired_lock_is_free_and_its_old_token_is_powerless(h: &dyn Harness) -> Result<()> {
         let c = h.coord();
-        let Some(first) = c.try_lock("exp", TTL).await? else { anyhow::bail!("not acquired") };
+        let Some(first) = c.try_lock("exp", "fp", TTL).await?.acquired() else {
+            anyhow::bail!("not acquired")
+        };
         h.advance(PAST_TTL).await;
-        let second = c.try_lock("exp", Duration::from_secs(30)).await?;
+        let second = c.try_lock("exp", "fp", Duration::from_secs(30)).await?.acquired();
         assert!(second.is_some(), "expiry freed the lock");
         // The first holder, late, must not release its successor's lock.
         c.unlock("exp", &first).await?;
-        assert!(c.try_lock("exp", Duration::from_secs(30)).await?.is_none());
+        assert!(c.try_lock("exp", "fp", Duration::from_secs(30)).await?.acquired().is_none());
         Ok(())
     }
 }
@@ -333,6 +373,7 @@ macro_rules! all_cases {
                 degenerate_bucket_lists,
                 concurrent_takes_never_exceed_capacity,
                 a_held_lock_cannot_be_taken_again,
+                a_held_lock_reports_the_fingerprint_of_its_holder,
                 only_the_holder_can_unlock,
                 an_expired_lock_is_free_and_its_old_token_is_powerless,
             ]

@@ -18,7 +18,7 @@ async fn expired_entries_are_swept_so_memory_stays_bounded() -> Result<()> {
         for i in 0..1_000 {
             let key = format!("{round}:{i}");
             c.remember_once(&key, Duration::from_secs(1)).await?;
-            c.try_lock(&key, Duration::from_secs(1)).await?;
+            c.try_lock(&key, "fp", Duration::from_secs(1)).await?;
             c.take_tokens(&[BucketSpec { key, capacity: 10, interval: Duration::from_secs(1) }]).await?;
         }
         clock.advance_seconds(2);

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use steward_coord::{BucketSpec, CoordError, Coordinator, RedisCoordinator, TakeOutcome};
+use steward_coord::{BucketSpec, CoordError, Coordinator, LockAttempt, RedisCoordinator, TakeOutcome};
 
 async fn local() -> Result<(RedisCoordinator, String)> {
     let prefix = steward_testkit::unique_redis_prefix();
@@ -31,7 +31,7 @@ async fn every_key_lives_under_the_prefix_and_expires() -> Result<()> {
     c.remember_once("jkt:jti", Duration::from_secs(600)).await?;
     c.take_tokens(&[BucketSpec { key: "r:w".into(), capacity: 4, interval: Duration::from_secs(60) }])
         .await?;
-    c.try_lock("idem", Duration::from_secs(45)).await?;
+    c.try_lock("idem", "fp", Duration::from_secs(45)).await?;
 
     let mut conn = raw().await?;
     let mut keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await?;
@@ -100,13 +100,32 @@ async fn a_throttled_take_writes_nothing() -> Result<()> {
 }
 
 #[tokio::test]
+async fn a_lock_without_a_fingerprint_reads_as_held_by_an_unknown_request() -> Result<()> {
+    // A bare token, as an instance that registered no fingerprint stored it (rolling upgrade).
+    let (c, prefix) = local().await?;
+    let mut conn = raw().await?;
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:lock:old"))
+        .arg("0123456789abcdef0123456789abcdef")
+        .arg("PX")
+        .arg(30_000)
+        .query_async(&mut conn)
+        .await?;
+    assert_eq!(
+        c.try_lock("old", "fp", Duration::from_secs(30)).await?,
+        LockAttempt::Held { fingerprint: None }
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn different_prefixes_do_not_share_state() -> Result<()> {
     let (a, _) = local().await?;
     let (b, _) = local().await?;
     assert!(a.remember_once("k", Duration::from_secs(30)).await?);
     assert!(b.remember_once("k", Duration::from_secs(30)).await?);
-    assert!(a.try_lock("k", Duration::from_secs(30)).await?.is_some());
-    assert!(b.try_lock("k", Duration::from_secs(30)).await?.is_some());
+    assert!(a.try_lock("k", "fp", Duration::from_secs(30)).await?.acquired().is_some());
+    assert!(b.try_lock("k", "fp", Duration::from_secs(30)).await?.acquired().is_some());
     Ok(())
 }
 
@@ -217,7 +236,7 @@ async fn assert_unavailable(c: &RedisCoordinator, rounds: usize) -> Result<()> {
         results.push(c.ping().await.err());
         results.push(c.remember_once("j", Duration::from_secs(5)).await.err());
         results.push(c.take_tokens(&spec).await.err());
-        results.push(c.try_lock("l", Duration::from_secs(5)).await.err());
+        results.push(c.try_lock("l", "fp", Duration::from_secs(5)).await.err());
         let per_call = started.elapsed() / u32::try_from(results.len())?;
         for result in results {
             assert!(matches!(result, Some(CoordError::Unavailable(_))), "{result:?}");
@@ -240,7 +259,9 @@ async fn assert_recovers(c: &RedisCoordinator) -> Result<()> {
     assert!(!c.remember_once("after", Duration::from_secs(5)).await?);
     let spec = [BucketSpec { key: "after".into(), capacity: 1, interval: Duration::from_secs(60) }];
     assert_eq!(c.take_tokens(&spec).await?, TakeOutcome::Taken, "scripts are reloaded into the new server");
-    let Some(token) = c.try_lock("after", Duration::from_secs(5)).await? else { bail!("lock not acquired") };
+    let Some(token) = c.try_lock("after", "fp", Duration::from_secs(5)).await?.acquired() else {
+        bail!("lock not acquired")
+    };
     c.unlock("after", &token).await?;
     Ok(())
 }
@@ -252,7 +273,9 @@ async fn a_dead_redis_gives_unavailable_and_service_recovers_when_it_returns() -
     let c = connect_when_ready(&server, &steward_testkit::unique_redis_prefix()).await?;
     assert!(c.remember_once("before", Duration::from_secs(60)).await?);
 
-    let Some(token) = c.try_lock("held", Duration::from_secs(60)).await? else { bail!("not acquired") };
+    let Some(token) = c.try_lock("held", "fp", Duration::from_secs(60)).await?.acquired() else {
+        bail!("not acquired")
+    };
     server.kill()?;
     assert_unavailable(&c, 3).await?;
     assert!(matches!(c.unlock("held", &token).await, Err(CoordError::Unavailable(_))));

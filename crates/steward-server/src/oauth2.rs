@@ -472,6 +472,7 @@ impl Prepared<'_> {
                     secret_type: self.secret.secret_type.clone(),
                     envelope,
                     bound_hosts: self.secret.bound_hosts.clone(),
+                    bound_injection: bearer_injection().to_json(),
                     oauth2: self.secret.oauth2.clone(),
                     client_secret,
                     created_at: now,

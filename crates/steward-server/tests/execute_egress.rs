@@ -1,7 +1,7 @@
 //! Execute refusals on the way out: the SSRF guard, upstream answers that are refused (redirects,
-//! compressed, streaming, oversized, hanging), host binding of the secret, a secret that fails to
-//! decrypt, and a failing audit store — each with the upstream seeing nothing when nothing may be
-//! sent.
+//! compressed, streaming, oversized, hanging), host and injection binding of the secret, a secret
+//! that fails to decrypt, and a failing audit store — each with the upstream seeing nothing when
+//! nothing may be sent.
 
 #![allow(clippy::unwrap_used)]
 
@@ -120,6 +120,15 @@ async fn a_new_template_host_cannot_receive_an_existing_secret() {
     assert_eq!(f.event_kinds("c-hosts").await, kinds(&[("execute", "denied", "integration_hosts_changed")]));
     assert_eq!(f.upstream.count(), 0);
     // An admin writes the secret again: now it is bound to the new host too.
+    write_secret_again(&f).await;
+    let response = f.execute(f.get_on("other.example.test"), None, "c-hosts-2").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 1);
+    f.server.stop().await;
+}
+
+/// `PUT /v1/integrations/{id}/secret` with the fixture's secret.
+async fn write_secret_again(f: &Exec) {
     let (status, written) = owner(
         &f.server,
         Method::PUT,
@@ -128,9 +137,91 @@ async fn a_new_template_host_cannot_receive_an_existing_secret() {
     )
     .await;
     assert_eq!(status, 200, "{written}");
-    let response = f.execute(f.get_on("other.example.test"), None, "c-hosts-2").await;
+}
+
+#[tokio::test]
+async fn a_patched_injection_cannot_send_an_existing_secret() {
+    let (f, _dir) = fixture(&[]).await;
+    f.allow_reads().await;
+    let response = f.execute(f.get("", &[]), None, "c-inj-before").await;
     assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.last().header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
+
+    // Spelling out the injection the secret already goes out with changes nothing.
+    let path = format!("/v1/integrations/{}", f.integration_id);
+    let bearer = json!({"type": "header", "name": "authorization", "format": "Bearer {secret}"});
+    let (status, patched) = owner(&f.server, Method::PATCH, &path, Some(json!({"injection": bearer}))).await;
+    assert_eq!(status, 200, "{patched}");
+    let response = f.execute(f.get("", &[]), None, "c-inj-same").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 2);
+
+    // Another injection: the secret written for the old one is never sent the new way.
+    let api_key = json!({"type": "header", "name": "x-api-key", "format": "{secret}"});
+    let (status, patched) =
+        owner(&f.server, Method::PATCH, &path, Some(json!({"injection": api_key.clone()}))).await;
+    assert_eq!(status, 200, "{patched}");
+    // The admin sees what the secret is bound to and what the integration now asks for.
+    assert_eq!((&patched["injection"], &patched["bound_injection"]), (&api_key, &bearer), "{patched}");
+    let response = f.execute(f.get("", &[]), None, "c-inj-changed").await;
+    expect(&response, 403, "integration_hosts_changed");
+    assert_eq!(
+        f.event_kinds("c-inj-changed").await,
+        kinds(&[("execute", "denied", "integration_hosts_changed")])
+    );
+    assert_eq!(f.upstream.count(), 2, "the upstream received nothing new");
+
+    // Writing the secret again binds it to the new injection.
+    write_secret_again(&f).await;
+    let (_, view) = owner(&f.server, Method::GET, &path, None).await;
+    assert_eq!(view["bound_injection"], api_key, "{view}");
+    let response = f.execute(f.get("", &[]), None, "c-inj-rewritten").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 3);
+    let last = f.upstream.last();
+    assert_eq!(last.header("x-api-key"), Some(SECRET));
+    assert_eq!(last.header("authorization"), None);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_new_template_default_injection_cannot_send_an_existing_secret() {
+    let (f, _dir) = fixture(&[]).await;
+    f.allow_reads().await;
+    let response = f.execute(f.get("", &[]), None, "c-def-before").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    // Version 2 keeps the hosts but sends the secret as a query parameter: the integration follows
+    // the latest version, its secret was written for the bearer header.
+    let query = json!({"type": "query", "name": "key"});
+    let (status, published) = owner(
+        &f.server,
+        Method::POST,
+        "/v1/templates",
+        Some(template(&f.tenant, f.upstream.port(), 2, &HOSTS, Some(&query))),
+    )
+    .await;
+    assert_eq!(status, 201, "{published}");
+    let response = f.execute(f.get("", &[]), None, "c-def-changed").await;
+    expect(&response, 403, "integration_hosts_changed");
     assert_eq!(f.upstream.count(), 1);
+    // Pinning version 1 again restores what the secret was written for.
+    let path = format!("/v1/integrations/{}", f.integration_id);
+    let (status, patched) =
+        owner(&f.server, Method::PATCH, &path, Some(json!({"template_version": 1}))).await;
+    assert_eq!(status, 200, "{patched}");
+    let response = f.execute(f.get("", &[]), None, "c-def-pinned").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    assert_eq!(f.upstream.count(), 2);
+    // Following the latest again and writing the secret: it goes out as the query parameter.
+    let (status, patched) =
+        owner(&f.server, Method::PATCH, &path, Some(json!({"template_version": null}))).await;
+    assert_eq!(status, 200, "{patched}");
+    write_secret_again(&f).await;
+    let response = f.execute(f.get("", &[]), None, "c-def-rewritten").await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    let last = f.upstream.last();
+    assert_eq!(last.target, format!("/v1/items?key={SECRET}"));
+    assert_eq!(last.header("authorization"), None);
     f.server.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! Idempotent execute: replay with `idempotent-replayed` and the current correlation id (nothing
-//! forwarded, no rate-limit token), conflict, in progress, the stored post-send error — in embedded
-//! mode and in shared mode across two instances (PostgreSQL + Redis).
+//! forwarded, no rate-limit token), conflict (with a completed or an in-progress request), in
+//! progress, the stored post-send error — in embedded mode and in shared mode across two instances
+//! (PostgreSQL + Redis).
 
 #![allow(clippy::unwrap_used)]
 
@@ -71,17 +72,27 @@ async fn scenario(f: &Exec, other: &TestServer) {
     assert_eq!(f.upstream.count(), 2);
 }
 
-/// In progress on one instance → 409 on the other; the post-send timeout is stored and replayed.
+/// In progress on one instance → 409 on the other: `idempotency_key_conflict` for a different
+/// request under the key (conflict is checked first), `idempotency_request_in_progress` for the
+/// same one; the post-send timeout is stored and replayed.
 async fn in_progress(f: &Exec, other: &TestServer) {
     f.allow_reads().await;
     f.upstream.set(Behavior::Hang);
     let slow = f.execute(f.get("", &[]), key("key-slow"), "p-slow");
-    let second = async {
+    let others = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        f.execute_on(other, f.get("", &[]), key("key-slow"), "p-second").await
+        let different = f.execute_on(other, f.get("?q=other", &[]), key("key-slow"), "p-different").await;
+        let same = f.execute_on(other, f.get("", &[]), key("key-slow"), "p-second").await;
+        (different, same)
     };
-    let (slow, second) = tokio::join!(slow, second);
+    let (slow, (different, second)) = tokio::join!(slow, others);
     assert_eq!((slow.status, slow.json()["error"].clone()), (504, json!("upstream_timeout")));
+    assert_eq!(
+        (different.status, different.json()["error"].clone()),
+        (409, json!("idempotency_key_conflict")),
+        "{}",
+        different.json()
+    );
     assert_eq!(
         (second.status, second.json()["error"].clone()),
         (409, json!("idempotency_request_in_progress")),

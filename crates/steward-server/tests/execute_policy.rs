@@ -1,6 +1,7 @@
 //! The policy branches of execute end to end: default deny, allow, deny + violation, constraint
 //! failure, approvals (`once`, `rule`, `deny`) through the admin API, exactly-once consumption under
-//! ten concurrent retries, and rate limits (429 with `retry-after`, all or none across two rules).
+//! ten concurrent retries, one pending approval for a burst of identical requests (embedded and
+//! across two instances), and rate limits (429 with `retry-after`, all or none across two rules).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +11,7 @@ use common::execute::{Exec, Options, kinds};
 use common::workload::owner;
 use http::Method;
 use serde_json::{Value, json};
+use steward_store::governance::{ApprovalFilter, ApprovalStatus};
 
 async fn fixture() -> (Exec, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -179,6 +181,62 @@ async fn ten_concurrent_retries_of_a_once_approval_execute_exactly_once() {
             .count();
     }
     assert_eq!(consumed, 1);
+    f.server.stop().await;
+}
+
+/// A burst of identical requests that need approval, spread over `servers`: every answer is 202
+/// with the same approval, the store holds exactly one pending approval, and exactly one
+/// `approval_created` event was written.
+async fn burst_needing_approval(f: &Exec, servers: &[&common::TestServer]) {
+    const BURST: usize = 16;
+    let request = f.post(&json!({"name": "burst"}));
+    let calls = (0..BURST).map(|n| {
+        let request = request.clone();
+        let server = servers[n % servers.len()];
+        async move { f.execute_on(server, request, None, &format!("c-burst-{n}")).await }
+    });
+    let responses = futures::future::join_all(calls).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for response in &responses {
+        assert_eq!(response.status, 202, "{}", response.json());
+        ids.insert(response.json()["approval_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one approval for one descriptor: {ids:?}");
+    let filter = ApprovalFilter {
+        tenant_ids: Some(vec![f.tenant.clone()]),
+        status: Some(ApprovalStatus::Pending),
+        now: f.server.state.clock.now(),
+    };
+    let pending = f.server.state.store.list_approvals(&filter, 100).await.unwrap();
+    let pending: Vec<String> = pending.iter().map(|a| a.approval_id.to_string()).collect();
+    assert_eq!(pending, ids.iter().cloned().collect::<Vec<_>>());
+    let mut created = 0;
+    for n in 0..BURST {
+        let kinds = f.event_kinds(&format!("c-burst-{n}")).await;
+        assert_eq!(
+            kinds[0],
+            ("execute".into(), "approval_required".into(), "template_approval_required".into())
+        );
+        created += kinds.iter().filter(|(t, _, _)| t == "approval_created").count();
+    }
+    assert_eq!(created, 1);
+    assert_eq!(f.upstream.count(), 0);
+}
+
+#[tokio::test]
+async fn a_burst_of_identical_requests_gets_one_pending_approval() {
+    let (f, _dir) = fixture().await;
+    burst_needing_approval(&f, &[&f.server]).await;
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_across_two_instances_gets_one_pending_approval() {
+    let database = steward_testkit::TestDatabase::create().await.unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let (f, second) = Exec::shared(temp.path(), &database.url, Options::default()).await;
+    burst_needing_approval(&f, &[&f.server, &second]).await;
+    second.stop().await;
     f.server.stop().await;
 }
 

@@ -1,5 +1,5 @@
 //! The CatalogStore part of the storage API: template versions, integrations with their secret
-//! versions (host binding, crypto-shredding) and policies.
+//! versions (host and injection binding, crypto-shredding) and policies.
 //! Implemented once for both backends by `sql::catalog::impl_catalog_store!`; tested by the shared
 //! conformance suite (`tests/catalog_conformance.rs`).
 //!
@@ -66,6 +66,9 @@ pub struct IntegrationRecord {
     pub secret_version: u64,
     pub secret_updated_at: Option<Timestamp>,
     pub bound_hosts: Vec<String>,
+    /// The injection the newest secret version was written for (`None`: no secret, or a version
+    /// written without one, which is never sent).
+    pub bound_injection: Option<Value>,
 }
 
 /// A secret version to write: the sealed secret, what it may be sent to, and the OAuth2 settings.
@@ -79,6 +82,9 @@ pub struct NewSecretVersion {
     pub envelope: EnvelopeRecord,
     /// The hosts this secret may ever be sent to.
     pub bound_hosts: Vec<String>,
+    /// The injection (its JSON) this secret may ever be sent with: the effective one when it was
+    /// written (the integration's, else the template's default, else bearer; bearer for OAuth2).
+    pub bound_injection: Value,
     /// The `oauth2` block without its client secret.
     pub oauth2: Option<Value>,
     /// The OAuth2 client secret, sealed on its own.
@@ -94,6 +100,8 @@ pub struct SecretVersionRecord {
     pub secret_type: String,
     pub envelope: EnvelopeRecord,
     pub bound_hosts: Vec<String>,
+    /// `None` for a version written without one (by an instance older than migration 0008).
+    pub bound_injection: Option<Value>,
     pub oauth2: Option<Value>,
     pub client_secret: Option<EnvelopeRecord>,
     pub created_at: Timestamp,

@@ -6,7 +6,9 @@
 //! and their expiry; the status a reader sees ([`ApprovalStatus`]) is computed at read time from
 //! both, so an approval expires without anyone writing to it. Every transition is a compare and set
 //! on the stored state *and* the expiry, so two instances deciding at once cannot both win, and an
-//! approval that expired a microsecond ago can no longer be decided.
+//! approval that expired a microsecond ago can no longer be decided. Creation is atomic too: one
+//! pending approval per descriptor digest, enforced by a unique index
+//! ([`GovernanceStore::create_pending_approval`]).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -134,6 +136,24 @@ pub struct NewApproval {
     pub expires_at: Timestamp,
 }
 
+/// What [`GovernanceStore::create_pending_approval`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingApproval {
+    /// No approval was pending for the digest: this one was inserted (its `approval_created`).
+    Created(ApprovalRecord),
+    /// One was already pending (possibly inserted a moment ago by a concurrent request, on any
+    /// instance): that one, and nothing was written.
+    Existing(ApprovalRecord),
+}
+
+impl PendingApproval {
+    pub fn record(&self) -> &ApprovalRecord {
+        match self {
+            PendingApproval::Created(record) | PendingApproval::Existing(record) => record,
+        }
+    }
+}
+
 /// An approval as stored, with its preview envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRecord {
@@ -259,8 +279,18 @@ pub enum AuditOrder {
 pub trait GovernanceStore: Send + Sync {
     // ----- approvals ------------------------------------------------------------------------------
 
-    /// Inserts a pending approval (and its preview envelope) in one transaction.
+    /// Inserts a pending approval (and its preview envelope) in one transaction. A second live
+    /// pending approval for the same (tenant, workload, integration, digest) is refused with
+    /// [`StoreError::Conflict`] (a unique index): use [`GovernanceStore::create_pending_approval`].
     async fn insert_approval(&self, approval: &NewApproval) -> Result<(), StoreError>;
+
+    /// The one pending approval of `approval`'s (tenant, workload, integration, digest): inserted,
+    /// with its preview envelope, when none is pending at `approval.created_at`, else the one that
+    /// is — decided by the database (a unique index over pending rows and an insert that does
+    /// nothing on conflict), so any number of concurrent calls, on any number of instances, create
+    /// exactly one and all get it. A pending approval that expired no longer counts: the new one
+    /// supersedes it (marked `superseded_at`; it still reads as expired).
+    async fn create_pending_approval(&self, approval: &NewApproval) -> Result<PendingApproval, StoreError>;
 
     async fn get_approval(&self, approval_id: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError>;
 

@@ -67,6 +67,7 @@ fn integration(tenant: &TenantId, name: &str) -> IntegrationRecord {
         secret_version: 0,
         secret_updated_at: None,
         bound_hosts: vec![],
+        bound_injection: None,
     }
 }
 
@@ -76,6 +77,7 @@ fn secret(tag: &str, version: u64, hosts: &[&str], oauth2: bool) -> NewSecretVer
         secret_type: if oauth2 { "oauth2_refresh_token" } else { "api_key" }.into(),
         envelope: envelope(&format!("env_{tag}_{version}"), "k1"),
         bound_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        bound_injection: json!({"type": "header", "name": format!("x-{tag}"), "format": "{secret}"}),
         oauth2: oauth2.then(|| json!({"token_url": "https://auth.example.com/token", "client_id": "c"})),
         client_secret: oauth2.then(|| envelope(&format!("env_{tag}_{version}_client"), "k1")),
         created_at: t0().plus_seconds(version as i64),
@@ -163,6 +165,7 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
     assert_eq!(got.secret_version, 1);
     assert_eq!(got.secret_updated_at, Some(s1.created_at));
     assert_eq!(got.bound_hosts, vec!["api.openai.com".to_owned()]);
+    assert_eq!(got.bound_injection.as_ref(), Some(&s1.bound_injection));
     assert_eq!(got.name, "openai");
     assert_eq!(got.injection, None);
 
@@ -189,6 +192,7 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
     assert_eq!(current.client_secret, s2.client_secret);
     assert_eq!(current.oauth2, s2.oauth2);
     assert_eq!(current.bound_hosts, s2.bound_hosts);
+    assert_eq!(current.bound_injection.as_ref(), Some(&s2.bound_injection));
     assert_eq!(current.secret_type, "oauth2_refresh_token");
     // A taken version number is a conflict.
     let taken = store.add_secret_version(first.integration_id.as_str(), &secret("c", 2, &["x"], false)).await;
@@ -207,7 +211,8 @@ pub async fn patching_an_integration_keeps_its_secret_binding(h: Harness) -> any
     let store = h.store();
     let t = tenant(&h, "t_one").await;
     let record = integration(&t, "gh");
-    store.create_integration(&record, &secret("p", 1, &["api.github.com"], false)).await?;
+    let written = secret("p", 1, &["api.github.com"], false);
+    store.create_integration(&record, &written).await?;
     let id = record.integration_id.as_str();
     let later = t0().plus_seconds(60);
     let patch = IntegrationPatch {
@@ -221,6 +226,7 @@ pub async fn patching_an_integration_keeps_its_secret_binding(h: Harness) -> any
     assert_eq!(patched.injection, Some(json!({"type": "query", "name": "key"})));
     assert_eq!(patched.updated_at, later);
     assert_eq!(patched.bound_hosts, vec!["api.github.com".to_owned()]);
+    assert_eq!(patched.bound_injection.as_ref(), Some(&written.bound_injection), "bound as written");
     let unpin =
         IntegrationPatch { template_version: Some(None), injection: Some(None), ..Default::default() };
     let unpinned = store.update_integration(id, &unpin, later).await?.unwrap();

@@ -14,7 +14,7 @@ use serde_json::json;
 use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
 use steward_store::governance::{
     ApprovalDecision, ApprovalFilter, ApprovalMode, ApprovalStatus, AuditCursor, AuditFilter, AuditOrder,
-    DecisionOutcome, NewApproval, NewPolicyRow,
+    DecisionOutcome, NewApproval, NewPolicyRow, PendingApproval,
 };
 use steward_store::{SigningKeyRecord, Store, StoreError};
 use steward_types::{ApprovalId, SigningKeyId, Timestamp};
@@ -25,6 +25,8 @@ backend_suite!(
     approvals_decide_once_rule_and_deny,
     approvals_cancel_and_consume,
     approvals_concurrent_decisions_one_wins,
+    approvals_concurrent_creates_make_one_pending,
+    approvals_create_reuses_supersedes_and_follows_decisions,
     audit_search_filters_and_pages,
     signing_key_rotation_keeps_one_active,
     approved_once_presence_and_the_change_counter,
@@ -285,6 +287,98 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     assert!(store.decide_approval(&d).await?);
     assert!(!store.cancel_approval(&rule.approval_id, "tok_op", None, now).await?);
     assert!(!store.consume_approval(&rule.approval_id, now).await?);
+    Ok(())
+}
+
+/// `new_approval` for one fixed descriptor digest.
+fn same_digest(created_at: Timestamp, ttl_seconds: i64) -> NewApproval {
+    NewApproval { digest: "sha256:one-descriptor".into(), ..new_approval("one", created_at, ttl_seconds) }
+}
+
+async fn approvals_concurrent_creates_make_one_pending(h: Harness) -> anyhow::Result<()> {
+    seed(&h).await?;
+    let store = h.store();
+    let attempts: Vec<NewApproval> = (0..20).map(|i| same_digest(t0().plus_millis(i), 300)).collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for approval in &attempts {
+        let (store, approval) = (Arc::clone(&store), approval.clone());
+        tasks.spawn(async move { store.create_pending_approval(&approval).await });
+    }
+    let mut created = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done??;
+        ids.insert(outcome.record().approval_id.clone());
+        if let PendingApproval::Created(record) = outcome {
+            created.push(record.approval_id);
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one creates: {created:?}");
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), created, "every caller gets that one");
+    let filter =
+        ApprovalFilter { tenant_ids: None, status: Some(ApprovalStatus::Pending), now: t0().plus_seconds(1) };
+    let pending: Vec<ApprovalId> =
+        store.list_approvals(&filter, 100).await?.into_iter().map(|a| a.approval_id).collect();
+    assert_eq!(pending, created);
+    // The losers wrote nothing: neither their approval nor their preview envelope.
+    let envelopes: Vec<String> =
+        store.list_envelopes(None, 1000).await?.into_iter().map(|e| e.envelope_id).collect();
+    for approval in &attempts {
+        let won = approval.approval_id == created[0];
+        assert_eq!(store.get_approval(&approval.approval_id).await?.is_some(), won);
+        let preview = approval.preview.as_ref().map(|p| p.envelope_id.clone()).unwrap_or_default();
+        assert_eq!(envelopes.contains(&preview), won, "{preview}");
+    }
+    Ok(())
+}
+
+async fn approvals_create_reuses_supersedes_and_follows_decisions(h: Harness) -> anyhow::Result<()> {
+    seed(&h).await?;
+    let store = h.store();
+    let first = same_digest(t0(), 300);
+    let created = store.create_pending_approval(&first).await?;
+    assert!(matches!(&created, PendingApproval::Created(r) if r.approval_id == first.approval_id));
+    assert_eq!(created.record().preview, first.preview);
+    assert_eq!(created.record().status_at(t0()), ApprovalStatus::Pending);
+
+    // While it is pending, the same digest gets it back, whoever asks.
+    let again = store.create_pending_approval(&same_digest(t0().plus_seconds(10), 300)).await?;
+    assert!(
+        matches!(&again, PendingApproval::Existing(r) if r.approval_id == first.approval_id),
+        "{again:?}"
+    );
+    // Another digest, another tenant: their own.
+    let other = new_approval("one", t0().plus_seconds(10), 300);
+    assert!(matches!(store.create_pending_approval(&other).await?, PendingApproval::Created(_)));
+    let two = NewApproval { digest: first.digest.clone(), ..new_approval("two", t0().plus_seconds(10), 300) };
+    assert!(matches!(store.create_pending_approval(&two).await?, PendingApproval::Created(_)));
+    // A plain insert of a second live pending approval of the digest is refused by the database.
+    let duplicate = same_digest(t0().plus_seconds(20), 300);
+    assert!(matches!(store.insert_approval(&duplicate).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_approval(&duplicate.approval_id).await?, None);
+
+    // Once it expired, a new one supersedes it; the old one still reads as expired.
+    let later = same_digest(t0().plus_seconds(300), 300);
+    let replaced = store.create_pending_approval(&later).await?;
+    assert!(matches!(&replaced, PendingApproval::Created(r) if r.approval_id == later.approval_id));
+    let old = store.get_approval(&first.approval_id).await?.expect("kept");
+    assert_eq!(old.status_at(t0().plus_seconds(301)), ApprovalStatus::Expired);
+    let found = store
+        .pending_approval_for_digest("t_one", "w_one", "i_one", &first.digest, t0().plus_seconds(301))
+        .await?;
+    assert_eq!(found.map(|a| a.approval_id), Some(later.approval_id.clone()));
+    assert!(
+        !store
+            .decide_approval(&decision(&first.approval_id, DecisionOutcome::Denied, t0().plus_seconds(301)))
+            .await?,
+        "a superseded approval stays expired"
+    );
+
+    // Decided, it is no longer pending: the next request of the digest gets a new one.
+    let deny = decision(&later.approval_id, DecisionOutcome::Denied, t0().plus_seconds(310));
+    assert!(store.decide_approval(&deny).await?);
+    let after = same_digest(t0().plus_seconds(320), 300);
+    assert!(matches!(store.create_pending_approval(&after).await?, PendingApproval::Created(_)));
     Ok(())
 }
 

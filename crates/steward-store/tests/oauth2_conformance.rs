@@ -48,6 +48,7 @@ async fn integration(h: &Harness) -> String {
         secret_version: 0,
         secret_updated_at: None,
         bound_hosts: vec![],
+        bound_injection: None,
     };
     h.store().create_integration(&record, &secret(record.integration_id.as_str(), 1)).await.unwrap();
     record.integration_id.to_string()
@@ -59,6 +60,7 @@ fn secret(tag: &str, version: u64) -> NewSecretVersion {
         secret_type: "oauth2_refresh_token".into(),
         envelope: envelope(&format!("env_{tag}_rt_{version}"), "k1"),
         bound_hosts: vec!["gmail.googleapis.com".into(), "oauth2.googleapis.com".into()],
+        bound_injection: json!({"type": "header", "name": "authorization", "format": "Bearer {secret}"}),
         oauth2: Some(json!({"token_url": "https://oauth2.googleapis.com/token", "client_id": "c"})),
         client_secret: Some(envelope(&format!("env_{tag}_cs_{version}"), "k1")),
         created_at: t0().plus_seconds(version as i64),

@@ -1,12 +1,13 @@
 //! Step 8, approval required: the pending approval for the request's descriptor digest — reused
 //! while one is pending, else created with the encrypted preview of the group's `approval_preview`
-//! JSON pointers and the `proposed_rule` that `rule` mode would create.
+//! JSON pointers and the `proposed_rule` that `rule` mode would create. The store decides which
+//! request creates it (a unique index over pending approvals), so a burst of identical requests on
+//! any number of instances gets one approval and one `approval_created`.
 
 use serde_json::{Map, Value};
 use steward_canon::CanonicalRequest;
 use steward_policy::{EvaluationInput, proposed_rule};
-use steward_store::StoreError;
-use steward_store::governance::{ApprovalRecord, NewApproval};
+use steward_store::governance::{ApprovalRecord, NewApproval, PendingApproval};
 use steward_types::ApprovalId;
 
 use crate::http::ApiError;
@@ -14,7 +15,8 @@ use crate::keys::seal_record;
 use crate::routes::admin::approvals::preview_context;
 use crate::state::AppState;
 
-/// The pending approval for this request and whether it was created now.
+/// The pending approval for this request and whether it was created now. The read first is only a
+/// shortcut for the common repeat (no write); the create is what is atomic.
 pub async fn create_or_reuse(
     state: &AppState,
     canonical: &CanonicalRequest,
@@ -57,27 +59,11 @@ pub async fn create_or_reuse(
         created_at: now,
         expires_at: now.plus_seconds(i64::from(state.config.approval.pending_ttl_seconds)),
     };
-    match state.store.insert_approval(&approval).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => {
-            // A concurrent request created it first: use that one.
-            if let Some(existing) = state
-                .store
-                .pending_approval_for_digest(tenant, workload, integration, canonical.digest(), now)
-                .await?
-            {
-                return Ok((existing, false));
-            }
-            return Err(ApiError::internal("approval insert conflicted but no pending approval exists"));
-        }
-        Err(other) => return Err(other.into()),
+    // Atomic in the store: of concurrent identical requests, on any instance, exactly one creates.
+    match state.store.create_pending_approval(&approval).await? {
+        PendingApproval::Created(record) => Ok((record, true)),
+        PendingApproval::Existing(record) => Ok((record, false)),
     }
-    let record = state
-        .store
-        .get_approval(&approval_id)
-        .await?
-        .ok_or_else(|| ApiError::internal(format!("approval {approval_id} vanished after insert")))?;
-    Ok((record, true))
 }
 
 /// `{pointer: value}` for each of the group's `approval_preview` pointers into a JSON body (a missing

@@ -1,9 +1,10 @@
 //! Idempotency (`spec/pipeline.md`, "Idempotency"): scope (tenant, workload, integration, key),
 //! fingerprint = the descriptor digest. Step 6 looks a completed result up (a different fingerprint
 //! is a conflict, checked first; the same one is replayed); step 10 takes the in-progress lock in
-//! the coordination service (`egress.total_timeout_ms` + 15 s); step 16 stores the result, sealed,
-//! for `idempotency.ttl_seconds`, and releases the lock. Requests that fail before anything was sent
-//! leave no record.
+//! the coordination service (`egress.total_timeout_ms` + 15 s), which records the fingerprint of
+//! its holder, so a different request meeting a held lock is a conflict too and only the same
+//! request is "in progress"; step 16 stores the result, sealed, for `idempotency.ttl_seconds`, and
+//! releases the lock. Requests that fail before anything was sent leave no record.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use steward_coord::LockToken;
+use steward_coord::{LockAttempt, LockToken};
 use steward_store::{IdempotencyRecord, IdempotencyScope};
 use steward_types::ErrorCode;
 
@@ -117,6 +118,17 @@ pub enum Lookup {
     Replay(StoredResponse),
 }
 
+/// 409 `idempotency_key_conflict`: the key belongs to a request with another fingerprint.
+fn conflict(key: &IdempotencyKey) -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyConflict,
+        format!(
+            "idempotency key {:?} was already used for a different request; use a new key for a new request",
+            key.scope.key
+        ),
+    )
+}
+
 /// Step 6 (and the re-check under the lock): a completed result for the key. A different fingerprint
 /// → 409 `idempotency_key_conflict`.
 pub async fn lookup(state: &AppState, key: &IdempotencyKey, digest: &str) -> Result<Lookup, ApiError> {
@@ -125,13 +137,7 @@ pub async fn lookup(state: &AppState, key: &IdempotencyKey, digest: &str) -> Res
         return Ok(Lookup::Fresh);
     };
     if record.request_digest != digest {
-        return Err(ApiError::new(
-            ErrorCode::IdempotencyKeyConflict,
-            format!(
-                "idempotency key {:?} was already used for a different request; use a new key for a new request",
-                key.scope.key
-            ),
-        ));
+        return Err(conflict(key));
     }
     let keyring = state.keyring.load();
     let plaintext = open_record(&keyring, &key.context(), &record.response).map_err(ApiError::internal)?;
@@ -139,18 +145,22 @@ pub async fn lookup(state: &AppState, key: &IdempotencyKey, digest: &str) -> Res
     Ok(Lookup::Replay(stored))
 }
 
-/// Step 10: the in-progress lock; held by another request → 409 `idempotency_request_in_progress`.
-pub async fn reserve(state: &AppState, key: &IdempotencyKey) -> Result<LockToken, ApiError> {
+/// Step 10: the in-progress lock, registered with this request's fingerprint. Held by a request
+/// with a different fingerprint → 409 `idempotency_key_conflict` (conflict is checked first); by
+/// the same request (or one whose fingerprint is unknown) → 409 `idempotency_request_in_progress`.
+pub async fn reserve(state: &AppState, key: &IdempotencyKey, digest: &str) -> Result<LockToken, ApiError> {
     let ttl = Duration::from_millis(u64::from(state.config.egress.total_timeout_ms)) + LOCK_MARGIN;
-    state.coord.try_lock(&key.lock_key(), ttl).await?.ok_or_else(|| {
-        ApiError::new(
+    match state.coord.try_lock(&key.lock_key(), digest, ttl).await? {
+        LockAttempt::Acquired(token) => Ok(token),
+        LockAttempt::Held { fingerprint: Some(holder) } if holder != digest => Err(conflict(key)),
+        LockAttempt::Held { .. } => Err(ApiError::new(
             ErrorCode::IdempotencyRequestInProgress,
             format!(
                 "a request with idempotency key {:?} is in progress; retry after it completes",
                 key.scope.key
             ),
-        )
-    })
+        )),
+    }
 }
 
 /// Releases the lock (failures are logged: the lock expires on its own).

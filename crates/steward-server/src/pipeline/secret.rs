@@ -1,9 +1,10 @@
-//! Step 11: the integration's current secret, checked against the hosts it was entered for and
-//! decrypted under its own AAD context. Any failure is 503 `integration_secret_unavailable` (a host
-//! the secret is not bound to: 403 `integration_hosts_changed`); there is never a fallback, so a
-//! request is never forwarded without its credential.
+//! Step 11: the integration's current secret, checked against the hosts and the injection it was
+//! entered for and decrypted under its own AAD context. Any failure is 503
+//! `integration_secret_unavailable` (a host or an injection the secret is not bound to: 403
+//! `integration_hosts_changed`); there is never a fallback, so a request is never forwarded without
+//! its credential.
 
-use steward_canon::CanonicalRequest;
+use steward_canon::{CanonicalRequest, Injection};
 use steward_store::catalog::IntegrationRecord;
 use steward_types::ErrorCode;
 use zeroize::Zeroizing;
@@ -43,10 +44,13 @@ impl std::ops::Deref for Credential {
 }
 
 /// The plaintext secret (wiped when dropped), or for OAuth2 integrations a usable access token.
+/// `injection` is the effective injection of this request (the integration's, else the template's
+/// default, else bearer); the secret must have been written for it.
 pub async fn load(
     state: &AppState,
     integration: &IntegrationRecord,
     canonical: &CanonicalRequest,
+    injection: &Injection,
 ) -> Result<Credential, ApiError> {
     let record = match state.reads.current_secret(integration.integration_id.as_str()).await {
         Ok(Some(record)) => record,
@@ -67,7 +71,23 @@ pub async fn load(
             ),
         ));
     }
-    if crate::oauth2::is_oauth2(&record.secret_type) {
+    // The injection is part of the binding: a secret is never sent in a way nobody who entered it
+    // chose (a PATCH of the injection or the pin, a template version with another default). OAuth2
+    // secrets always go out as `Authorization: Bearer <access token>`.
+    let oauth2 = crate::oauth2::is_oauth2(&record.secret_type);
+    let expected = if oauth2 { crate::oauth2::bearer_injection() } else { injection.clone() };
+    let bound = record.bound_injection.as_ref().and_then(|value| Injection::from_json(value).ok());
+    if bound.as_ref() != Some(&expected) {
+        return Err(ApiError::new(
+            ErrorCode::IntegrationHostsChanged,
+            format!(
+                "the secret of integration {} was not entered for its current injection (the integration's \
+                 injection or its template changed since); an admin must write the secret again to allow it",
+                integration.integration_id
+            ),
+        ));
+    }
+    if oauth2 {
         let token = crate::oauth2::access_token(state, integration, &record)
             .await
             .map_err(|error| error.to_api(&integration.integration_id))?;

@@ -6,7 +6,8 @@
 /// The columns of an integration plus the summary of its newest secret version.
 pub(crate) const INTEGRATION_SELECT: &str = "SELECT i.integration_id, i.tenant_id, i.name, i.provider, \
      i.template_owner, i.template_id, i.template_version, i.injection, i.enabled, i.created_at, i.updated_at, \
-     i.deleted_at, s.version AS secret_version, s.created_at AS secret_updated_at, s.bound_hosts \
+     i.deleted_at, s.version AS secret_version, s.created_at AS secret_updated_at, s.bound_hosts, \
+     s.bound_injection \
      FROM integrations i LEFT JOIN secret_versions s ON s.integration_id = i.integration_id \
      AND s.version = (SELECT MAX(version) FROM secret_versions m WHERE m.integration_id = i.integration_id)";
 
@@ -26,6 +27,17 @@ pub(crate) fn to_i64(value: u64) -> Result<i64, crate::StoreError> {
 
 pub(crate) fn to_u64(value: i64) -> Result<u64, crate::StoreError> {
     u64::try_from(value).map_err(super::corrupt)
+}
+
+/// A nullable JSON text column; SQL NULL and JSON `null` are both `None`.
+pub(crate) fn json_column(text: Option<String>) -> Result<Option<serde_json::Value>, crate::StoreError> {
+    match text {
+        None => Ok(None),
+        Some(text) => {
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(super::corrupt)?;
+            Ok((!value.is_null()).then_some(value))
+        }
+    }
 }
 
 macro_rules! impl_catalog_store {
@@ -56,6 +68,8 @@ macro_rules! impl_catalog_store {
                 let injection: serde_json::Value = serde_json::from_str(&injection).map_err($crate::sql::corrupt)?;
                 let secret_version: Option<i64> = row.try_get("secret_version").map_err($crate::sql::corrupt)?;
                 let hosts: Option<String> = row.try_get("bound_hosts").map_err($crate::sql::corrupt)?;
+                let bound_injection: Option<String> =
+                    row.try_get("bound_injection").map_err($crate::sql::corrupt)?;
                 Ok($crate::catalog::IntegrationRecord {
                     integration_id: steward_types::IntegrationId::parse(&id).map_err($crate::sql::corrupt)?,
                     tenant_id: steward_types::TenantId::parse(&tenant).map_err($crate::sql::corrupt)?,
@@ -75,6 +89,7 @@ macro_rules! impl_catalog_store {
                         Some(hosts) => serde_json::from_str(&hosts).map_err($crate::sql::corrupt)?,
                         None => Vec::new(),
                     },
+                    bound_injection: $crate::sql::catalog::json_column(bound_injection)?,
                 })
             }
 
@@ -112,6 +127,7 @@ macro_rules! impl_catalog_store {
                     Self::insert_envelope_tx(tx, client_secret, at).await?;
                 }
                 let hosts = serde_json::to_string(&secret.bound_hosts).map_err($crate::sql::corrupt)?;
+                let injection = serde_json::to_string(&secret.bound_injection).map_err($crate::sql::corrupt)?;
                 let oauth2 = secret
                     .oauth2
                     .as_ref()
@@ -120,13 +136,15 @@ macro_rules! impl_catalog_store {
                     .map_err($crate::sql::corrupt)?;
                 sqlx::query(
                     "INSERT INTO secret_versions (integration_id, version, envelope_id, secret_type, bound_hosts, \
-                     oauth2_config, client_secret_envelope_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     bound_injection, oauth2_config, client_secret_envelope_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(integration_id)
                 .bind($crate::sql::catalog::to_i64(secret.version)?)
                 .bind(&secret.envelope.envelope_id)
                 .bind(&secret.secret_type)
                 .bind(hosts)
+                .bind(injection)
                 .bind(oauth2)
                 .bind(secret.client_secret.as_ref().map(|e| e.envelope_id.as_str()))
                 .bind(at.unix_micros())
@@ -440,7 +458,8 @@ macro_rules! impl_catalog_store {
             ) -> Result<Option<$crate::catalog::SecretVersionRecord>, $crate::StoreError> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
-                    "SELECT s.integration_id, s.version, s.secret_type, s.bound_hosts, s.oauth2_config, s.created_at, \
+                    "SELECT s.integration_id, s.version, s.secret_type, s.bound_hosts, s.bound_injection, \
+                       s.oauth2_config, s.created_at, \
                        e.envelope_id AS e_envelope_id, e.kek_id AS e_kek_id, e.aad AS e_aad, e.body AS e_body, \
                        e.destroyed_at AS e_destroyed_at, \
                        k.envelope_id AS k_envelope_id, k.kek_id AS k_kek_id, k.aad AS k_aad, k.body AS k_body \
@@ -459,6 +478,7 @@ macro_rules! impl_catalog_store {
                 }
                 let id: String = row.try_get("integration_id").map_err($crate::sql::corrupt)?;
                 let hosts: String = row.try_get("bound_hosts").map_err($crate::sql::corrupt)?;
+                let injection: Option<String> = row.try_get("bound_injection").map_err($crate::sql::corrupt)?;
                 let oauth2: Option<String> = row.try_get("oauth2_config").map_err($crate::sql::corrupt)?;
                 let client_id: Option<String> = row.try_get("k_envelope_id").map_err($crate::sql::corrupt)?;
                 Ok(Some($crate::catalog::SecretVersionRecord {
@@ -467,6 +487,7 @@ macro_rules! impl_catalog_store {
                     secret_type: row.try_get("secret_type").map_err($crate::sql::corrupt)?,
                     envelope: Self::envelope_from_row(&row, "e_")?,
                     bound_hosts: serde_json::from_str(&hosts).map_err($crate::sql::corrupt)?,
+                    bound_injection: $crate::sql::catalog::json_column(injection)?,
                     oauth2: oauth2.map(|text| serde_json::from_str(&text)).transpose().map_err($crate::sql::corrupt)?,
                     client_secret: match client_id {
                         Some(_) => Some(Self::envelope_from_row(&row, "k_")?),

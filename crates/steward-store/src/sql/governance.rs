@@ -219,6 +219,93 @@ macro_rules! impl_governance_store {
                 tx.commit().await.map_err($crate::sql::map_sqlx)
             }
 
+            async fn create_pending_approval(
+                &self,
+                approval: &$crate::governance::NewApproval,
+            ) -> Result<$crate::governance::PendingApproval, $crate::StoreError> {
+                use $crate::governance::PendingApproval;
+                use $crate::sql::map_sqlx;
+                let descriptor = serde_json::to_string(&approval.descriptor).map_err($crate::sql::corrupt)?;
+                let proposed_rule =
+                    serde_json::to_string(&approval.proposed_rule).map_err($crate::sql::corrupt)?;
+                let now = approval.created_at.unix_micros();
+                let pending_sql = format!(
+                    "{} WHERE a.tenant_id = $1 AND a.workload_id = $2 AND a.integration_id = $3 AND a.digest = $4 \
+                     AND a.status = 'pending' AND a.superseded_at IS NULL",
+                    $crate::sql::governance::APPROVAL_SELECT
+                );
+                // A lost race ends with the winner's row; only if that row was decided between our
+                // insert and our read is there nothing to return — then the insert is tried again.
+                for _ in 0..3 {
+                    let mut tx = self.writer().begin().await.map_err(map_sqlx)?;
+                    // An expired pending approval of this digest leaves the unique index.
+                    sqlx::query(
+                        "UPDATE approvals SET superseded_at = $5 WHERE tenant_id = $1 AND workload_id = $2 \
+                         AND integration_id = $3 AND digest = $4 AND status = 'pending' \
+                         AND superseded_at IS NULL AND expires_at <= $5",
+                    )
+                    .bind(&approval.tenant_id)
+                    .bind(&approval.workload_id)
+                    .bind(&approval.integration_id)
+                    .bind(&approval.digest)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    if let Some(preview) = &approval.preview {
+                        Self::insert_envelope_tx(&mut tx, preview, approval.created_at).await?;
+                    }
+                    // On PostgreSQL a concurrent uncommitted insert of the same digest makes this
+                    // wait for it, then do nothing; on SQLite the single writer serializes them.
+                    let inserted = sqlx::query(
+                        "INSERT INTO approvals (approval_id, tenant_id, workload_id, integration_id, digest, \
+                         descriptor, status, preview_envelope_id, proposed_rule, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(approval.approval_id.as_str())
+                    .bind(&approval.tenant_id)
+                    .bind(&approval.workload_id)
+                    .bind(&approval.integration_id)
+                    .bind(&approval.digest)
+                    .bind(&descriptor)
+                    .bind(approval.preview.as_ref().map(|p| p.envelope_id.as_str()))
+                    .bind(&proposed_rule)
+                    .bind(now)
+                    .bind(approval.expires_at.unix_micros())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_sqlx)?;
+                    if inserted.rows_affected() == 1 {
+                        let sql = format!("{} WHERE a.approval_id = $1", $crate::sql::governance::APPROVAL_SELECT);
+                        let row = sqlx::query(&sql)
+                            .bind(approval.approval_id.as_str())
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(map_sqlx)?;
+                        let record = Self::approval_from_row(&row)?;
+                        tx.commit().await.map_err(map_sqlx)?;
+                        return Ok(PendingApproval::Created(record));
+                    }
+                    // Another request's approval is pending: ours (and its preview) is not written.
+                    tx.rollback().await.map_err(map_sqlx)?;
+                    let existing = sqlx::query(&pending_sql)
+                        .bind(&approval.tenant_id)
+                        .bind(&approval.workload_id)
+                        .bind(&approval.integration_id)
+                        .bind(&approval.digest)
+                        .fetch_optional(self.writer())
+                        .await
+                        .map_err(map_sqlx)?;
+                    if let Some(row) = existing {
+                        return Ok(PendingApproval::Existing(Self::approval_from_row(&row)?));
+                    }
+                }
+                Err($crate::StoreError::Conflict(format!(
+                    "the pending approval for digest {} kept changing; retry",
+                    approval.digest
+                )))
+            }
+
             async fn get_approval(
                 &self,
                 approval_id: &steward_types::ApprovalId,

@@ -1,11 +1,13 @@
 //! Integration secrets as written through the admin API: parsing and validating `secret` and the
 //! `oauth2` block (`spec/pipeline.md` "Forwarding", "OAuth2 integrations"), and sealing them into
-//! envelopes bound to their integration and version.
+//! envelopes bound to their integration and version, recording the hosts and the injection the
+//! secret may be sent to and with (host binding).
 //!
 //! Secrets arrive as untyped JSON and are taken apart by hand so that no error message — serde's
 //! included, which quote the offending value — can ever repeat a secret. Messages name the field only.
 
 use serde_json::{Map, Value, json};
+use steward_canon::{Injection, Template};
 use steward_store::catalog::NewSecretVersion;
 use steward_types::{ErrorCode, IntegrationId, TenantId, Timestamp};
 use zeroize::Zeroizing;
@@ -213,21 +215,47 @@ pub fn client_secret_context(tenant_id: &TenantId, integration_id: &IntegrationI
     })
 }
 
-/// Seals a secret as version `version`, bound to `template_hosts` plus the OAuth2 token host.
+/// What a secret version is bound to when it is written: the hosts the integration's template
+/// allows and the injection it will be sent with (`spec/pipeline.md` "Forwarding", host binding).
+pub(crate) struct Binding<'a> {
+    pub template: &'a Template,
+    /// The integration's own injection (normalized JSON), if it has one.
+    pub own_injection: Option<&'a Value>,
+}
+
+impl Binding<'_> {
+    /// The injection an API key goes out with: the integration's own, else the template's
+    /// default, else bearer — the same choice `CanonContext::effective_injection` makes at execute.
+    fn injection(&self) -> Result<Injection, ApiError> {
+        match self.own_injection.filter(|v| !v.is_null()) {
+            Some(value) => Injection::from_json(value)
+                .map_err(|e| ApiError::new(e.code(), format!("injection: {}", e.message()))),
+            None => Ok(self.template.default_injection().cloned().unwrap_or_default()),
+        }
+    }
+}
+
+/// Seals a secret as version `version`, bound to the template's hosts plus the OAuth2 token host,
+/// and to the injection it will be sent with (bearer for OAuth2 secrets, which always go out as
+/// `Authorization: Bearer <access token>`).
 pub(crate) fn seal_secret(
     state: &AppState,
     tenant_id: &TenantId,
     integration_id: &IntegrationId,
     version: u64,
     input: &SecretInput,
-    template_hosts: &[String],
+    binding: &Binding<'_>,
     now: Timestamp,
 ) -> Result<NewSecretVersion, ApiError> {
+    let bound_injection = match &input.oauth2 {
+        Some(_) => crate::oauth2::bearer_injection(),
+        None => binding.injection()?,
+    };
     let keyring = state.keyring.load();
     let envelope =
         seal_record(&keyring, &secret_context(tenant_id, integration_id, version), input.value.as_bytes())
             .map_err(ApiError::internal)?;
-    let mut bound_hosts = template_hosts.to_vec();
+    let mut bound_hosts = binding.template.hosts().to_vec();
     let mut client_secret = None;
     if let Some(oauth2) = &input.oauth2 {
         if !bound_hosts.contains(&oauth2.token_host) {
@@ -244,6 +272,7 @@ pub(crate) fn seal_secret(
         secret_type: input.secret_type.to_owned(),
         envelope,
         bound_hosts,
+        bound_injection: bound_injection.to_json(),
         oauth2: input.oauth2.as_ref().map(|o| o.config.clone()),
         client_secret,
         created_at: now,

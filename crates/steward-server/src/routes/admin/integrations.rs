@@ -3,9 +3,12 @@
 //! delete with crypto-shredding.
 //!
 //! Host binding: every secret version records the hosts its integration's template allowed when it
-//! was written (plus the OAuth2 token host). Nothing here ever widens that set for an existing
-//! version — a PATCH of the pin or injection leaves the secret bound where it was — so changing a
-//! template or an integration cannot redirect a secret; only writing the secret again rebinds it.
+//! was written (plus the OAuth2 token host) and the injection it was written for (the effective
+//! one: the integration's, else the template's default, else bearer). Nothing here ever changes
+//! that for an existing version — a PATCH of the pin or injection leaves the secret bound where it
+//! was, and executes that would send it to another host or with another injection fail with 403
+//! `integration_hosts_changed` — so changing a template or an integration cannot redirect a secret;
+//! only writing the secret again rebinds it.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,7 +23,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::catalog_secrets::{parse_secret, seal_secret};
+use super::catalog_secrets::{Binding, parse_secret, seal_secret};
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
 use crate::state::AppState;
@@ -46,6 +49,11 @@ pub struct IntegrationView {
     pub secret_updated_at: Option<steward_types::Timestamp>,
     /// The hosts the current secret may be sent to.
     pub bound_hosts: Vec<String>,
+    /// The injection the current secret may be sent with (the effective one when it was written).
+    /// When the integration's injection or its template's default no longer gives this one,
+    /// executes fail with 403 `integration_hosts_changed` until the secret is written again.
+    #[schema(value_type = Option<Object>)]
+    pub bound_injection: Option<Value>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: steward_types::Timestamp,
     #[schema(value_type = String, format = DateTime)]
@@ -143,7 +151,8 @@ async fn create_integration(
     let secret = parse_secret(&body.secret, &[], body.oauth2.as_ref())?;
     let now = state.clock.now();
     let integration_id = IntegrationId::generate();
-    let sealed = seal_secret(&state, &tenant, &integration_id, 1, &secret, template.hosts(), now)?;
+    let binding = Binding { template: &template, own_injection: injection.as_ref() };
+    let sealed = seal_secret(&state, &tenant, &integration_id, 1, &secret, &binding, now)?;
     let record = IntegrationRecord {
         integration_id: integration_id.clone(),
         tenant_id: tenant.clone(),
@@ -160,6 +169,7 @@ async fn create_integration(
         secret_version: 1,
         secret_updated_at: Some(now),
         bound_hosts: sealed.bound_hosts.clone(),
+        bound_injection: Some(sealed.bound_injection.clone()),
     };
     match state.store.create_integration(&record, &sealed).await? {
         CreateIntegrationOutcome::Created => {}
@@ -221,7 +231,8 @@ async fn get_integration(
 }
 
 /// Enables or disables an integration, changes its version pin or its injection. The secret stays
-/// bound to the hosts it was written for.
+/// bound to the hosts and the injection it was written for: after a change of either, executes
+/// fail with 403 `integration_hosts_changed` until the secret is written again.
 #[utoipa::path(patch, path = "/v1/integrations/{integration_id}", tag = "integrations",
     params(("integration_id" = String, Path)), request_body = PatchIntegration,
     responses((status = 200, body = IntegrationView), (status = 400, body = super::ErrorBody),
@@ -276,8 +287,8 @@ async fn patch_integration(
     Ok((Extension(log_fields(&updated)), Json(view(updated))))
 }
 
-/// Writes a new secret version, bound to the hosts of the integration's current template; the next
-/// execute uses it.
+/// Writes a new secret version, bound to the hosts of the integration's current template and to
+/// its current effective injection; the next execute uses it.
 #[utoipa::path(put, path = "/v1/integrations/{integration_id}/secret", tag = "integrations",
     params(("integration_id" = String, Path)), request_body = Object,
     responses((status = 200, body = IntegrationView), (status = 400, body = super::ErrorBody),
@@ -298,6 +309,7 @@ async fn put_secret(
         resolve_template(&state, &record.template_owner, &record.template_id, record.template_version)
             .await?;
     let id = record.integration_id.as_str();
+    let binding = Binding { template: &template, own_injection: record.injection.as_ref() };
     let mut current = record.secret_version;
     let written = loop {
         let version = current + 1;
@@ -307,7 +319,7 @@ async fn put_secret(
             &record.integration_id,
             version,
             &secret,
-            template.hosts(),
+            &binding,
             state.clock.now(),
         )?;
         match state.store.add_secret_version(id, &sealed).await {
@@ -475,6 +487,7 @@ fn view(record: IntegrationRecord) -> IntegrationView {
         secret_version: record.secret_version,
         secret_updated_at: record.secret_updated_at,
         bound_hosts: record.bound_hosts,
+        bound_injection: record.bound_injection,
         created_at: record.created_at,
         updated_at: record.updated_at,
         deleted_at: record.deleted_at,

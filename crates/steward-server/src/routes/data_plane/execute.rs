@@ -269,7 +269,7 @@ impl Run<'_> {
         let target = forward::check_target(state, &canonical).await?;
         // 10. Idempotency reservation; 11–16 under the lock.
         let lock = match &idem {
-            Some(idem) => Some((idem, idempotency::reserve(state, idem).await?)),
+            Some(idem) => Some((idem, idempotency::reserve(state, idem, canonical.digest()).await?)),
             None => None,
         };
         let result = self.send(&integration, &canonical, &injection, &target, idem.as_ref(), allowed).await;
@@ -297,7 +297,7 @@ impl Run<'_> {
             return Ok(self.replay(&stored).await);
         }
         // 11. Secret, injected into the canonical request, then wiped.
-        let secret = secret::load(state, integration, canonical).await?;
+        let secret = secret::load(state, integration, canonical, injection).await?;
         // OAuth2 integrations always inject `Authorization: Bearer <access token>`.
         let bearer = secret.oauth2.as_ref().map(|_| crate::oauth2::bearer_injection());
         let injection = bearer.as_ref().unwrap_or(injection);
