@@ -16,22 +16,23 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::proxy_protocol;
+use crate::tls::ClientCertificate;
 
 /// Who is on the other end of the connection a request came in on.
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     /// The client's address: the TCP peer, or the PROXY header's source when the listener takes one.
     pub peer: SocketAddr,
-    /// The verified client certificate (leaf), when the client presented one. Verification against
-    /// the workload CA already happened in the handshake.
-    pub client_cert: Option<CertificateDer<'static>>,
+    /// The verified client certificate (leaf), read once for the connection, when the client presented
+    /// one. Chain verification against the workload CA happened in the (original) handshake; validity
+    /// is checked again per request.
+    pub client_cert: Option<ClientCertificate>,
 }
 
 /// How a listener speaks.
@@ -148,8 +149,13 @@ pub async fn serve_with(
                         }
                         Err(_) => return,
                     };
-                    let client_cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).cloned();
-                    let info = ConnectionInfo { peer, client_cert: client_cert.map(|c| c.into_owned()) };
+                    let client_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| ClientCertificate::read(leaf.clone().into_owned()));
+                    let info = ConnectionInfo { peer, client_cert };
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(tls), service(router, info));
                     let _ = watcher.watch(conn).await;

@@ -51,6 +51,7 @@ pub enum ErrorCode {
     MtlsRequired,
     WorkloadDisabled,
     CertificateRevoked,
+    CertificateExpired,
     EnrollmentTokenInvalid,
     EnrollmentTokenExpired,
     SessionMissing,
@@ -181,6 +182,7 @@ impl ErrorCode {
         ErrorCode::MtlsRequired,
         ErrorCode::WorkloadDisabled,
         ErrorCode::CertificateRevoked,
+        ErrorCode::CertificateExpired,
         ErrorCode::EnrollmentTokenInvalid,
         ErrorCode::EnrollmentTokenExpired,
         ErrorCode::SessionMissing,
@@ -310,6 +312,7 @@ impl ErrorCode {
             ErrorCode::MtlsRequired => "mtls_required",
             ErrorCode::WorkloadDisabled => "workload_disabled",
             ErrorCode::CertificateRevoked => "certificate_revoked",
+            ErrorCode::CertificateExpired => "certificate_expired",
             ErrorCode::EnrollmentTokenInvalid => "enrollment_token_invalid",
             ErrorCode::EnrollmentTokenExpired => "enrollment_token_expired",
             ErrorCode::SessionMissing => "session_missing",
@@ -440,6 +443,7 @@ impl ErrorCode {
             ErrorCode::MtlsRequired
             | ErrorCode::WorkloadDisabled
             | ErrorCode::CertificateRevoked
+            | ErrorCode::CertificateExpired
             | ErrorCode::EnrollmentTokenInvalid
             | ErrorCode::EnrollmentTokenExpired
             | ErrorCode::SessionMissing
