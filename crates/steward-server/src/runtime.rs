@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::exit::StartupError;
-use crate::listener::{ServeOptions, Transport, serve, serve_with};
+use crate::listener::{ServeOptions, Transport, serve_with};
 use crate::routes;
 use crate::startup::Prepared;
 use crate::tls;
@@ -41,17 +41,20 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
         None => Transport::Plain,
     };
     let (stop_tx, stop_rx) = watch::channel(false);
-    let max_connections = usize::try_from(state.config.data_plane.max_connections).unwrap_or(usize::MAX);
     tracing::info!(
         event = "started",
         data_plane = %data_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         admin = %admin_listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         backend = state.store.backend(),
         proxy_protocol = state.config.data_plane.proxy_protocol,
+        header_read_timeout_ms = state.config.data_plane.header_read_timeout_ms,
+        idle_timeout_ms = state.config.data_plane.idle_timeout_ms,
+        max_connections_per_ip = state.config.data_plane.max_connections_per_ip,
         "Steward is serving."
     );
-    let data_options =
-        ServeOptions { max_connections, proxy_protocol: state.config.data_plane.proxy_protocol };
+    // The admin listener takes the data plane's connection limits and timeouts, without PROXY protocol.
+    let data_options = ServeOptions::from_config(&state.config.data_plane);
+    let admin_options = ServeOptions { proxy_protocol: false, ..data_options };
     let data_task = tokio::spawn(serve_with(
         "data_plane",
         data_listener,
@@ -60,12 +63,12 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
         data_options,
         stop_rx.clone(),
     ));
-    let admin_task = tokio::spawn(serve(
+    let admin_task = tokio::spawn(serve_with(
         "admin",
         admin_listener,
         admin_transport,
         routes::admin(state.clone()),
-        max_connections,
+        admin_options,
         stop_rx,
     ));
 

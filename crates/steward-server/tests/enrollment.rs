@@ -534,10 +534,13 @@ async fn identity_lifetime_caps_renewals_and_tokens_expire() {
     let expires = Timestamp::parse_rfc3339(renewed["expires_at"].as_str().unwrap()).unwrap().unix_seconds();
     assert!((cap - expires).abs() <= 1, "capped at the original enrollment + 1 day");
 
-    // Past the end: refused, whatever certificate of the chain is presented.
-    manual.advance_seconds(13 * 3600);
+    // At the end: the first certificate is still valid (to the second) but may not be renewed.
+    manual.set(Timestamp::from_unix_seconds(cap).unwrap());
     let got = renew(&server, &cert, &key, &csr, None).await;
     assert_error(&got, 403, "identity_lifetime_exceeded");
+    // Past it, the certificates of the chain have expired with the identity.
+    manual.advance_seconds(3600);
+    assert_error(&renew(&server, &cert, &key, &csr, None).await, 401, "certificate_expired");
 
     // An enrollment token past its TTL (1 day by default) is expired.
     let token = new_token(&server, &workload_id).await;

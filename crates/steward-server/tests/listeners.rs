@@ -101,8 +101,9 @@ fn san_echo_router() -> Router {
     Router::new().route(
         "/whoami",
         get(|axum::Extension(info): axum::Extension<Arc<ConnectionInfo>>| async move {
-            let Some(der) = &info.client_cert else { return "none".to_owned() };
-            let (_, cert) = X509Certificate::from_der(der.as_ref()).expect("the handshake verified it");
+            let Some(client_cert) = &info.client_cert else { return "none".to_owned() };
+            let (_, cert) =
+                X509Certificate::from_der(client_cert.der().as_ref()).expect("the handshake verified it");
             cert.extensions()
                 .iter()
                 .find_map(|ext| match ext.parsed_extension() {

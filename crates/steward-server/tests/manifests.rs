@@ -361,7 +361,12 @@ async fn automatic_rotation_after_key_rotation_days() {
     common::init_data_dir(dir.path()).await;
     let clock = Arc::new(ManualClock::starting_now());
     let shared: SharedClock = clock.clone();
-    let server = TestServer::start_with_clock(dir.path(), free_port_env(&[]), shared).await.unwrap();
+    // The workload's certificate must outlive the 30 days the clock moves (checked per request).
+    let env = free_port_env(&[
+        ("STEWARD_ENROLLMENT__MAX_CERT_TTL_SECONDS", "3888000"),
+        ("STEWARD_ENROLLMENT__DEFAULT_CERT_TTL_SECONDS", "3888000"),
+    ]);
+    let server = TestServer::start_with_clock(dir.path(), env, shared).await.unwrap();
     let tenant_id = tenant(&server, false).await;
     integration(&server, &tenant_id, "tpl_openai", "openai", None).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;

@@ -106,6 +106,13 @@ pub struct DataPlaneConfig {
     pub tls_key: String,
     pub max_body_bytes: u64,
     pub max_connections: u32,
+    /// A connection must send a complete request head within this (from accept: PROXY header and TLS
+    /// handshake included; over HTTP/2 each stream's header block). Both listeners.
+    pub header_read_timeout_ms: u32,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY). Both listeners.
+    pub idle_timeout_ms: u32,
+    /// Connections at once from one client address (TCP peer, or PROXY v2 source). Both listeners.
+    pub max_connections_per_ip: u32,
     pub proxy_protocol: bool,
 }
 
@@ -117,6 +124,9 @@ impl Default for DataPlaneConfig {
             tls_key: "tls/server.key".into(),
             max_body_bytes: 1_048_576,
             max_connections: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections_per_ip: 1000,
             proxy_protocol: false,
         }
     }
@@ -360,6 +370,9 @@ impl Config {
         }
         in_range("data_plane.max_body_bytes", self.data_plane.max_body_bytes, 1024, 64 * 1024 * 1024)?;
         in_range("data_plane.max_connections", self.data_plane.max_connections, 1, 1_000_000)?;
+        in_range("data_plane.header_read_timeout_ms", self.data_plane.header_read_timeout_ms, 10, 600_000)?;
+        in_range("data_plane.idle_timeout_ms", self.data_plane.idle_timeout_ms, 10, 86_400_000)?;
+        in_range("data_plane.max_connections_per_ip", self.data_plane.max_connections_per_ip, 1, 1_000_000)?;
         if self.admin.tls_cert.is_empty() != self.admin.tls_key.is_empty() {
             let key = if self.admin.tls_cert.is_empty() { "admin.tls_cert" } else { "admin.tls_key" };
             return Err(ConfigError::new(key, "admin.tls_cert and admin.tls_key must be set together"));

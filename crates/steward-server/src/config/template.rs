@@ -35,6 +35,9 @@ tls_cert = "tls/server.crt"
 tls_key = "tls/server.key"
 max_body_bytes = 1048576
 max_connections = 10000
+header_read_timeout_ms = 10000        # a connection must send a complete request head within this
+idle_timeout_ms = 60000               # connections with no request in flight longer are closed
+max_connections_per_ip = 1000         # counted by TCP peer (or PROXY v2 source); both listeners
 proxy_protocol = false                # accept PROXY protocol v2 from a TCP load balancer
 
 [admin]

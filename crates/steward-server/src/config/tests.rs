@@ -112,3 +112,26 @@ fn public_base_url_rules() {
     let err = from_text("public_base_url = \"https://a/b\"\n", &[]).unwrap_err();
     assert_eq!(err.key, "public_base_url");
 }
+
+#[test]
+fn listener_limits_have_their_defaults_and_ranges() {
+    let config = from_text("", &[]).unwrap();
+    assert_eq!(config.data_plane.header_read_timeout_ms, 10_000);
+    assert_eq!(config.data_plane.idle_timeout_ms, 60_000);
+    assert_eq!(config.data_plane.max_connections_per_ip, 1000);
+    for key in ["header_read_timeout_ms", "idle_timeout_ms", "max_connections_per_ip"] {
+        let err = from_text(&format!("[data_plane]\n{key} = 0\n"), &[]).unwrap_err();
+        assert_eq!(err.key, format!("data_plane.{key}"), "{err}");
+        let var = format!("STEWARD_DATA_PLANE__{}", key.to_ascii_uppercase());
+        let err = from_text("", &[(var.as_str(), "0")]).unwrap_err();
+        assert_eq!(err.key, format!("data_plane.{key}"), "{err}");
+    }
+    let config = from_text(
+        "[data_plane]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 500\nmax_connections_per_ip = 2\n",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(config.data_plane.header_read_timeout_ms, 300);
+    assert_eq!(config.data_plane.idle_timeout_ms, 500);
+    assert_eq!(config.data_plane.max_connections_per_ip, 2);
+}

@@ -2,7 +2,9 @@
 //! spec's order: a client certificate → its clientAuth EKU and single SPIFFE URI SAN → an enabled
 //! workload of that tenant → a known, unrevoked certificate → the workload's IP allowlist.
 //!
-//! The TLS handshake already verified the chain to the workload CA and the validity period. The
+//! The TLS handshake already verified the chain to the workload CA, and the validity period at the
+//! time of the original handshake; the validity period is checked again here, with the server's
+//! clock, because a resumed TLS session or a keep-alive connection can outlive the certificate. The
 //! workload and the certificate come through the read cache ([`crate::read_cache`]), so disabling,
 //! revocation and allowlist changes take effect within 1 s on every instance (at once on the one
 //! that made them).
@@ -12,16 +14,14 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use steward_crypto::thumbprint_s256;
 use steward_store::{CertificateRecord, WorkloadRecord};
-use steward_types::{ErrorCode, TenantId, WorkloadId};
-use x509_parser::extensions::GeneralName;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use steward_types::{ErrorCode, TenantId, Timestamp, WorkloadId};
 
 use super::ip_allowlist;
 use crate::http::ApiError;
 use crate::listener::ConnectionInfo;
 use crate::state::AppState;
+use crate::tls::ClientCertificate;
 
 /// The workload behind a data-plane request.
 #[derive(Debug, Clone)]
@@ -64,10 +64,10 @@ pub async fn identify(
     connection: Option<&ConnectionInfo>,
 ) -> Result<MtlsPrincipal, ApiError> {
     let connection = connection.ok_or_else(|| mtls_required("a client certificate is required"))?;
-    let der = connection.client_cert.as_ref().ok_or_else(|| {
+    let cert = connection.client_cert.as_ref().ok_or_else(|| {
         mtls_required("a client certificate is required (present the workload certificate)")
     })?;
-    let (tenant_id, workload_id, serial) = identity_of(der.as_ref(), &state.config.trust_domain)?;
+    let (tenant_id, workload_id, serial) = identity_of(cert, &state.config.trust_domain)?;
 
     let workload = state
         .reads
@@ -81,7 +81,7 @@ pub async fn identify(
             )
         })?;
 
-    let thumbprint = thumbprint_s256(der.as_ref());
+    let thumbprint = cert.thumbprint().to_owned();
     let certificate = state
         .reads
         .certificate_by_thumbprint(&thumbprint)
@@ -95,6 +95,7 @@ pub async fn identify(
                 ),
             )
         })?;
+    within_validity(cert, state.clock.now())?;
 
     let peer = ip_allowlist::canonical(connection.peer.ip());
     if !ip_allowlist::allows(&workload.ip_allowlist, peer) {
@@ -106,32 +107,43 @@ pub async fn identify(
     Ok(MtlsPrincipal { tenant_id, workload_id, thumbprint, serial, workload, certificate, peer })
 }
 
+/// Step 4's validity period, at the time of this request: the handshake checked it when the TLS
+/// session was made, but a resumed session or a long-lived connection must not extend it.
+fn within_validity(cert: &ClientCertificate, now: Timestamp) -> Result<(), ApiError> {
+    let fields = cert.fields().map_err(mtls_required)?;
+    if fields.valid_at(now) {
+        return Ok(());
+    }
+    let message = if now < fields.not_before {
+        format!(
+            "the client certificate (serial {}) is not valid before {}; check the clocks of this host and Steward",
+            fields.serial,
+            fields.not_before.to_rfc3339()
+        )
+    } else {
+        format!(
+            "the client certificate (serial {}) expired at {}; renew certificates before they expire, or enroll again with a new enrollment token",
+            fields.serial,
+            fields.not_after.to_rfc3339()
+        )
+    };
+    Err(ApiError::new(ErrorCode::CertificateExpired, message))
+}
+
 /// Reads the identity out of a leaf certificate: a clientAuth EKU and exactly one URI SAN of the
 /// form `spiffe://<trust_domain>/tenants/<t>/workloads/<w>`. Returns the ids and the serial (hex).
-pub fn identity_of(der: &[u8], trust_domain: &str) -> Result<(TenantId, WorkloadId, String), ApiError> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|_| mtls_required("the client certificate could not be parsed"))?;
-    let client_auth = matches!(cert.extended_key_usage(), Ok(Some(eku)) if eku.value.client_auth);
-    if !client_auth {
+/// The certificate was parsed once for the connection; only the trust-domain match runs per request.
+pub fn identity_of(
+    cert: &ClientCertificate,
+    trust_domain: &str,
+) -> Result<(TenantId, WorkloadId, String), ApiError> {
+    let fields = cert.fields().map_err(mtls_required)?;
+    if !fields.client_auth {
         return Err(mtls_required("the client certificate has no extended key usage with clientAuth"));
     }
-    let uris: Vec<&str> = match cert.subject_alternative_name() {
-        Ok(Some(san)) => san
-            .value
-            .general_names
-            .iter()
-            .filter_map(|name| match name {
-                GeneralName::URI(uri) => Some(*uri),
-                _ => None,
-            })
-            .collect(),
-        Ok(None) => Vec::new(),
-        Err(_) => {
-            return Err(mtls_required("the client certificate's subject alternative names are malformed"));
-        }
-    };
-    let uri = match uris.as_slice() {
-        [one] => *one,
+    let uris = fields.uri_sans.as_deref().map_err(|reason| mtls_required(*reason))?;
+    let uri = match uris {
+        [one] => one.as_str(),
         [] => return Err(mtls_required("the client certificate has no URI SAN; exactly one is required")),
         many => {
             return Err(mtls_required(format!(
@@ -153,6 +165,5 @@ pub fn identity_of(der: &[u8], trust_domain: &str) -> Result<(TenantId, Workload
     let (tenant, workload) = rest.split_once("/workloads/").ok_or_else(bad_form)?;
     let tenant_id = TenantId::parse(tenant).map_err(|_| bad_form())?;
     let workload_id = WorkloadId::parse(workload).map_err(|_| bad_form())?;
-    let serial = cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((tenant_id, workload_id, serial))
+    Ok((tenant_id, workload_id, fields.serial.clone()))
 }
