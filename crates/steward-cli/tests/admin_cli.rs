@@ -324,12 +324,7 @@ async fn admin_cli_needs_no_flags_next_to_the_data_dir_and_prints_ids_for_script
     assert!(init.status.success(), "{}", stderr(&init));
     let ports = Ports::new();
     let config_path = data.join("steward.toml");
-    let config = std::fs::read_to_string(&config_path).unwrap();
-    assert!(config.contains("listen = \"127.0.0.1:8080\""), "{config}");
-    let config = config
-        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{}\"", ports.admin))
-        .replace("listen = \"127.0.0.1:8081\"", &format!("listen = \"127.0.0.1:{}\"", ports.data));
-    std::fs::write(&config_path, config).unwrap();
+    common::write_ports(&data, &ports, None);
     let mut serve = steward();
     serve.arg("serve").arg("--config").arg(&config_path);
     let mut child = spawn_serving(serve, &ports).await;

@@ -3,26 +3,10 @@
 
 mod common;
 
+use common::admin_api as admin;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
-use steward_testkit::http_client::request;
-
-async fn admin(ports: &Ports, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let bearer = format!("Bearer {token}");
-    let mut headers = vec![("authorization", bearer.as_str())];
-    let body = match body {
-        Some(body) => {
-            headers.push(("content-type", "application/json"));
-            body.to_string()
-        }
-        None => String::new(),
-    };
-    let response =
-        request(ports.admin_addr(), None, method, path, &headers, body).await.expect("admin request");
-    assert!(response.status < 300, "{path}: {} {}", response.status, String::from_utf8_lossy(&response.body));
-    response.json()
-}
 
 #[tokio::test]
 async fn enroll_then_manifest_with_and_without_dpop() {

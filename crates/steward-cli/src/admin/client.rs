@@ -179,26 +179,7 @@ pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliR
             config_path.display()
         ))
     })?;
-    Ok(admin_url_of(&loaded.config.admin))
-}
-
-/// `http(s)://host:port` for a configured admin listener; an unspecified address (0.0.0.0, ::) is
-/// reached on loopback, and a TLS listener on loopback by the name `localhost`.
-pub fn admin_url_of(admin: &steward_server::config::AdminConfig) -> String {
-    let tls = admin.tls_enabled();
-    let scheme = if tls { "https" } else { "http" };
-    let ip = admin.listen.ip();
-    let host = if tls && (ip.is_loopback() || ip.is_unspecified()) {
-        "localhost".to_owned()
-    } else {
-        match ip {
-            std::net::IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".to_owned(),
-            std::net::IpAddr::V4(v4) => v4.to_string(),
-            std::net::IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".to_owned(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        }
-    };
-    format!("{scheme}://{host}:{}", admin.listen.port())
+    Ok(crate::urls::admin_url(&loaded.config.admin))
 }
 
 /// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data

@@ -517,7 +517,8 @@ const TAIL_COLUMNS: &[TailColumn] = &[
 ];
 
 /// The widest `audit tail` line.
-pub const TAIL_WIDTH: usize = 120;
+#[cfg(test)]
+const TAIL_WIDTH: usize = 120;
 
 /// `2025-01-02T15:04:05.123456Z` → `01-02 15:04:05`.
 fn short_time(value: &Value) -> String {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-pub use client::{AdminClient, CliError, CliResult};
+pub use client::{AdminClient, CliError, CliResult, DEFAULT_DATA_DIR};
 use output::{Format, Printer};
 
 #[derive(Debug, Args)]
