@@ -1,5 +1,6 @@
 //! The `steward` binary. Thin: it parses arguments, installs the crypto provider, and calls into
-//! `steward-server`; every behaviour lives (and is tested) there.
+//! `steward-server` (server side) and `steward-client` (workload side); `doctor` and `completions`
+//! help people get there.
 
 // A command-line tool's output is its interface: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
@@ -10,12 +11,14 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
+mod doctor;
 mod server_commands;
+mod urls;
 mod workload;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(name = "steward", version, about = "Steward: a secrets firewall for outbound tool calls")]
@@ -75,6 +78,15 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Check a data directory (default ./steward-data) or a workload identity (--identity DIR): one
+    /// line per check, ok / warn / FAIL with the fix; exit 1 when anything failed.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script: steward completions bash > /etc/bash_completion.d/steward.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -103,6 +115,11 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(args) => return runtime.block_on(workload::enroll(args)),
         Command::Call(args) => return runtime.block_on(workload::call(*args)),
         Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
+        Command::Doctor(args) => return runtime.block_on(doctor::run(args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "steward", &mut std::io::stdout());
+            return std::process::ExitCode::SUCCESS;
+        }
         other => other,
     };
     let result = runtime.block_on(async move {
@@ -129,7 +146,12 @@ fn main() -> std::process::ExitCode {
                 server_commands::generate_kek(config, activate)
             }
             // Handled above, before the server runtime work.
-            Command::Admin(_) | Command::Enroll(_) | Command::Call(_) | Command::Manifest(_) => Ok(()),
+            Command::Admin(_)
+            | Command::Enroll(_)
+            | Command::Call(_)
+            | Command::Manifest(_)
+            | Command::Doctor(_)
+            | Command::Completions { .. } => Ok(()),
         }
     });
     match result {

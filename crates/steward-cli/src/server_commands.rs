@@ -28,8 +28,19 @@ pub async fn init(options: InitOptions) -> Result<(), StartupError> {
 fn print_init_report(report: &InitReport) {
     let mut out = std::io::stdout().lock();
     let dir = report.data_dir.display();
+    // Every address printed below comes from the configuration `serve` will read (with the same
+    // STEWARD_* overlay), so a changed listener or public URL is never contradicted here.
+    let env = Environment::from_process();
+    let loaded = config::load(Some(&report.config_path), &env.vars).ok();
+    let kek_path = loaded.as_ref().map(|l| l.resolve(&l.config.keys.kek_file));
+    let kek_kept = kek_path.is_some_and(|kek| report.kept.contains(&kek));
     let _ = match report.outcome {
         InitKind::Created => writeln!(out, "Created a new Steward deployment in {dir}."),
+        // The data directory was initialized before: its keyring, store and owner token stay.
+        InitKind::Joined if kek_kept => writeln!(
+            out,
+            "{dir} already holds a Steward deployment: its keyring, store and owner token are unchanged."
+        ),
         InitKind::Joined => {
             writeln!(out, "Joined the existing Steward deployment; this instance's files are in {dir}.")
         }
@@ -40,6 +51,17 @@ fn print_init_report(report: &InitReport) {
     for path in &report.kept {
         let _ = writeln!(out, "  kept  {}", path.display());
     }
+    let Some(loaded) = loaded else {
+        let _ = writeln!(out, "\nNext steps: steward serve --config {}", report.config_path.display());
+        return;
+    };
+    let config = &loaded.config;
+    if let Some(mismatch) = crate::urls::port_mismatch(config, &report.config_path) {
+        eprintln!("steward: warning: {}.\nsteward: {}.", mismatch.detail, mismatch.fix);
+    }
+    let default_dir =
+        report.data_dir.strip_prefix(".").unwrap_or(&report.data_dir) == Path::new(DEFAULT_DATA_DIR);
+    let admin_flags = if default_dir { String::new() } else { format!(" --data-dir {dir}") };
     let _ = writeln!(out, "\nNext steps:");
     let _ = writeln!(out, "  1. Start it:        steward serve --config {}", report.config_path.display());
     match &report.admin_token_path {
@@ -52,17 +74,22 @@ fn print_init_report(report: &InitReport) {
     }
     let _ = writeln!(
         out,
-        "  3. Check it:        curl --cacert {}/ca.crt https://localhost:8081/healthz",
-        report.data_dir.display()
+        "  3. Check it:        curl --cacert {dir}/ca.crt {}/healthz\n                      curl {}/readyz",
+        crate::urls::data_plane_local_url(config),
+        crate::urls::admin_url(&config.admin),
+    );
+    let _ = writeln!(out, "                      steward doctor --data-dir {dir}");
+    let _ = writeln!(out, "  4. Create a tenant: steward admin{admin_flags} tenants create --name acme");
+    let _ = writeln!(
+        out,
+        "     then a workload:  steward admin{admin_flags} workloads create --tenant t_… --name agent-1"
     );
     let _ = writeln!(
         out,
-        "  4. Create a tenant: curl -H \"Authorization: Bearer $(cat {dir}/admin-token)\" -H 'content-type: application/json' \\\n                        -d '{{\"name\":\"acme\"}}' http://127.0.0.1:8080/v1/tenants"
+        "     and enroll it:    steward enroll --token stw_enr_… --out agent --ca-file {dir}/ca.crt --broker-url {}",
+        config.public_base_url.trim_end_matches('/')
     );
-    let _ = writeln!(
-        out,
-        "     then a workload in it (POST /v1/tenants/<id>/workloads) and enroll it; see docs/quickstart.md."
-    );
+    let _ = writeln!(out, "     (docs/quickstart.md walks through the rest.)");
 }
 
 /// Loads the configuration `serve`, `migrate` and `keys` use.

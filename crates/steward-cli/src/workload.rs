@@ -2,6 +2,9 @@
 //! over `steward-client`. Exit codes (`spec/control-plane.md`): 0 executed (whatever the upstream
 //! status), 4 executed with upstream status ≥ 400 under `--fail`, 1 broker error (code printed),
 //! 3 approval pending or denied, 2 usage error.
+//!
+//! The broker URL: `--broker-url`, else `STEWARD_BROKER_URL`, else the identity's `broker_url` file
+//! (written by `steward enroll`), else `https://localhost:8081`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +25,39 @@ pub enum KeyTypeArg {
     P256,
 }
 
+/// Where a command's broker URL came from, for error messages.
+#[derive(Debug, Clone)]
+pub struct BrokerUrl {
+    pub url: String,
+    pub source: String,
+}
+
+/// `--broker-url` / `STEWARD_BROKER_URL` (clap reads both into `given`), else `<identity>/broker_url`,
+/// else the default.
+pub fn resolve_broker_url(given: Option<&str>, identity_dir: &Path) -> BrokerUrl {
+    if let Some(url) = given.map(str::trim).filter(|u| !u.is_empty()) {
+        let source = if std::env::var("STEWARD_BROKER_URL").is_ok_and(|v| v.trim() == url) {
+            "STEWARD_BROKER_URL"
+        } else {
+            "--broker-url"
+        };
+        return BrokerUrl { url: url.trim_end_matches('/').to_owned(), source: source.to_owned() };
+    }
+    match steward_client::read_broker_url(identity_dir) {
+        Some(url) => BrokerUrl {
+            url,
+            source: identity_dir.join(steward_client::BROKER_URL_FILE).display().to_string(),
+        },
+        None => BrokerUrl {
+            url: DEFAULT_BROKER_URL.to_owned(),
+            source: format!(
+                "the default (no --broker-url, STEWARD_BROKER_URL or {})",
+                identity_dir.join(steward_client::BROKER_URL_FILE).display()
+            ),
+        },
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct EnrollArgs {
     /// The one-time enrollment token (stw_enr_…).
@@ -33,8 +69,10 @@ pub struct EnrollArgs {
     /// The workload CA that verifies Steward (default: <out>/ca.crt).
     #[arg(long)]
     ca_file: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "ed25519")]
+    /// p256 (default: loaded by OpenSSL 3, Python's ssl, Node's tls) or ed25519; PKCS#8 PEM either way.
+    #[arg(long, value_enum, default_value = "p256")]
     key_type: KeyTypeArg,
+    /// Steward's data plane; written to <out>/broker_url for later commands.
     #[arg(long, env = "STEWARD_BROKER_URL", default_value = DEFAULT_BROKER_URL)]
     broker_url: String,
 }
@@ -69,26 +107,34 @@ pub struct CallArgs {
     verbose: bool,
     #[arg(long, env = "STEWARD_IDENTITY")]
     identity: PathBuf,
-    #[arg(long, env = "STEWARD_BROKER_URL", default_value = DEFAULT_BROKER_URL)]
-    broker_url: String,
+    /// Steward's data plane (default: <identity>/broker_url, written by steward enroll).
+    #[arg(long, env = "STEWARD_BROKER_URL")]
+    broker_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
     #[arg(long, env = "STEWARD_IDENTITY")]
     identity: PathBuf,
-    #[arg(long, env = "STEWARD_BROKER_URL", default_value = DEFAULT_BROKER_URL)]
-    broker_url: String,
+    /// Steward's data plane (default: <identity>/broker_url, written by steward enroll).
+    #[arg(long, env = "STEWARD_BROKER_URL")]
+    broker_url: Option<String>,
     #[arg(long)]
     dpop: bool,
 }
 
-fn broker_failure(error: &ClientError) -> ExitCode {
+fn broker_failure(error: &ClientError, broker: Option<&BrokerUrl>) -> ExitCode {
     match error {
         ClientError::Broker { code, message, correlation_id, .. } => {
             eprintln!("steward: {code}: {message}");
             if let Some(id) = correlation_id {
                 eprintln!("steward: correlation id {id}");
+            }
+        }
+        ClientError::Transport(_) => {
+            eprintln!("steward: {error}");
+            if let Some(broker) = broker {
+                eprintln!("steward: broker URL {} (from {})", broker.url, broker.source);
             }
         }
         other => eprintln!("steward: {other}"),
@@ -124,19 +170,25 @@ pub async fn enroll(args: EnrollArgs) -> ExitCode {
             println!("Identity written to {}.", args.out.display());
             ExitCode::SUCCESS
         }
-        Err(error) => broker_failure(&error),
+        Err(error) => {
+            let broker = BrokerUrl {
+                url: args.broker_url.clone(),
+                source: "--broker-url, STEWARD_BROKER_URL or the default".into(),
+            };
+            broker_failure(&error, Some(&broker))
+        }
     }
 }
 
 /// A client for the identity, with the session cached in `<identity>/session.json` (0600) between runs.
 async fn client(
     identity_dir: &Path,
-    broker_url: &str,
+    broker_url: &BrokerUrl,
     dpop: bool,
 ) -> Result<(BrokerClient, Identity), ExitCode> {
     let identity = Identity::load(identity_dir).map_err(|e| usage(&e.to_string()))?;
     let key = if dpop { Some(identity.dpop_key().map_err(|e| usage(&e.to_string()))?) } else { None };
-    let client = BrokerClient::new(broker_url, &identity, key).map_err(|e| usage(&e.to_string()))?;
+    let client = BrokerClient::new(&broker_url.url, &identity, key).map_err(|e| usage(&e.to_string()))?;
     if let Ok(saved) = std::fs::read_to_string(identity_dir.join(SESSION_FILE)) {
         client.import_session(&saved).await;
     }
@@ -183,7 +235,8 @@ pub async fn call(args: CallArgs) -> ExitCode {
         Ok(body) => body,
         Err(code) => return code,
     };
-    let (client, _) = match client(&args.identity, &args.broker_url, args.dpop).await {
+    let broker = resolve_broker_url(args.broker_url.as_deref(), &args.identity);
+    let (client, _) = match client(&args.identity, &broker, args.dpop).await {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -205,7 +258,7 @@ pub async fn call(args: CallArgs) -> ExitCode {
                 save_session(&client, &args.identity).await;
                 return ExitCode::from(3);
             }
-            Err(error) => return broker_failure(&error),
+            Err(error) => return broker_failure(&error, Some(&broker)),
         }
     }
     save_session(&client, &args.identity).await;
@@ -232,12 +285,13 @@ pub async fn call(args: CallArgs) -> ExitCode {
             );
             ExitCode::from(3)
         }
-        Err(error) => broker_failure(&error),
+        Err(error) => broker_failure(&error, Some(&broker)),
     }
 }
 
 pub async fn manifest(args: ManifestArgs) -> ExitCode {
-    let (client, identity) = match client(&args.identity, &args.broker_url, args.dpop).await {
+    let broker = resolve_broker_url(args.broker_url.as_deref(), &args.identity);
+    let (client, identity) = match client(&args.identity, &broker, args.dpop).await {
         Ok(client) => client,
         Err(code) => return code,
     };
@@ -255,6 +309,6 @@ pub async fn manifest(args: ManifestArgs) -> ExitCode {
             }
             Err(error) => usage(&error.to_string()),
         },
-        Err(error) => broker_failure(&error),
+        Err(error) => broker_failure(&error, Some(&broker)),
     }
 }

@@ -311,3 +311,165 @@ async fn admin_cli_drives_a_running_server() {
     let status = terminate(&mut child);
     assert!(status.success(), "{status}");
 }
+
+/// `gateway.md` §3 and the newcomer's first minutes: run next to the data directory of a server on a
+/// non-default admin port, `steward admin` needs no flags (URL from `steward.toml`, token from
+/// `admin-token`); flags and `STEWARD_ADMIN_URL` still win. Scripts get bare ids with `--output id`,
+/// `templates get` without `--version` shows the latest version, and `audit tail` fits 120 columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_cli_needs_no_flags_next_to_the_data_dir_and_prints_ids_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("steward-data");
+    let init = run(steward().arg("init").arg("--data-dir").arg(&data));
+    assert!(init.status.success(), "{}", stderr(&init));
+    let ports = Ports::new();
+    let config_path = data.join("steward.toml");
+    common::write_ports(&data, &ports, None);
+    let mut serve = steward();
+    serve.arg("serve").arg("--config").arg(&config_path);
+    let mut child = spawn_serving(serve, &ports).await;
+
+    // No flags at all, in the directory that holds steward-data.
+    let bare = |args: &[&str]| {
+        let mut command = steward();
+        command.current_dir(dir.path()).arg("admin").args(args);
+        command
+    };
+    let ok = |command: &mut Command| {
+        let output = run(command);
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(ok(&mut bare(&["whoami"])).contains("owner"));
+    let tenant_id = ok(&mut bare(&["tenants", "create", "--name", "acme", "--output", "id"]));
+    let tenant_id = tenant_id.trim_end_matches('\n').to_owned();
+    assert!(tenant_id.starts_with("t_") && !tenant_id.contains(char::is_whitespace), "{tenant_id:?}");
+    let listed = ok(&mut bare(&["tenants", "list"]));
+    assert!(listed.contains("TENANT_ID") && listed.contains(&tenant_id), "{listed}");
+    // --data-dir and STEWARD_DATA_DIR from anywhere else.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut by_flag = steward();
+    by_flag.current_dir(elsewhere.path()).arg("admin").arg("--data-dir").arg(&data).arg("whoami");
+    assert!(ok(&mut by_flag).contains("owner"));
+    let mut by_env = steward();
+    by_env.current_dir(elsewhere.path()).env("STEWARD_DATA_DIR", &data).args(["admin", "whoami"]);
+    assert!(ok(&mut by_env).contains("owner"));
+    // STEWARD_ADMIN_URL and --admin-url win over the data directory.
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let mut wrong = bare(&["whoami"]);
+    wrong.env("STEWARD_ADMIN_URL", &nowhere);
+    let output = run(&mut wrong);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&nowhere), "{}", stderr(&output));
+    let mut right = bare(&["--admin-url", &format!("http://{}", ports.admin_addr()), "whoami"]);
+    right.env("STEWARD_ADMIN_URL", &nowhere);
+    assert!(ok(&mut right).contains("owner"));
+
+    // --output id on create and list: one id a line.
+    let workload_id =
+        ok(&mut bare(&["workloads", "create", "--tenant", &tenant_id, "--name", "a1", "--output", "id"]));
+    let workload_id = workload_id.trim_end().to_owned();
+    assert!(workload_id.starts_with("w_"), "{workload_id}");
+    ok(&mut bare(&["workloads", "create", "--tenant", &tenant_id, "--name", "a2"]));
+    let ids = ok(&mut bare(&["workloads", "list", "--tenant", &tenant_id, "--output", "id"]));
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids.contains(&workload_id.as_str()) && ids.iter().all(|id| id.starts_with("w_")), "{ids:?}");
+    let enrollment = ok(&mut bare(&["workloads", "enrollment-token", &workload_id, "--output", "id"]));
+    assert!(enrollment.trim_end().starts_with("stw_enr_") && enrollment.lines().count() == 1, "{enrollment}");
+    let secret_file = dir.path().join("key.txt");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let integration_id = ok(&mut bare(&[
+        "integrations",
+        "create",
+        "--tenant",
+        &tenant_id,
+        "--name",
+        "openai",
+        "--provider",
+        "openai",
+        "--template",
+        "tpl_openai",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+        "--output",
+        "id",
+    ]));
+    let integration_id = integration_id.trim_end().to_owned();
+    assert!(integration_id.starts_with("i_") && !integration_id.contains(SECRET), "{integration_id}");
+    assert_eq!(
+        ok(&mut bare(&["integrations", "list", "--tenant", &tenant_id, "--output", "id"])).trim_end(),
+        integration_id
+    );
+    let policy_ids = ok(&mut bare(&[
+        "policies",
+        "allow",
+        "--integration",
+        &integration_id,
+        "--group",
+        "openai_responses",
+        "--output",
+        "id",
+    ]));
+    assert!(policy_ids.lines().count() == 1 && policy_ids.starts_with("pol_"), "{policy_ids}");
+    assert_eq!(ok(&mut bare(&["policies", "list", "--output", "id"])), policy_ids);
+    let token_id = ok(&mut bare(&[
+        "tokens", "create", "--name", "ci", "--role", "auditor", "--tenant", &tenant_id, "--output", "id",
+    ]));
+    assert!(token_id.starts_with("tok_") && token_id.lines().count() == 1, "{token_id}");
+    assert!(ok(&mut bare(&["tokens", "list", "--output", "id"])).lines().any(|l| l == token_id.trim_end()));
+    let templates = ok(&mut bare(&["templates", "list", "--output", "id"]));
+    assert!(templates.lines().any(|l| l == "tpl_openai"), "{templates}");
+    let events = ok(&mut bare(&["audit", "events", "--output", "id"]));
+    assert!(
+        !events.is_empty() && events.lines().all(|l| l.starts_with("evt_") || l.starts_with("ev_")),
+        "{events}"
+    );
+    // `human`, the old name of the default, still works.
+    assert!(ok(&mut bare(&["tenants", "list", "--output", "human"])).contains("TENANT_ID"));
+
+    // templates get: the latest version without --version.
+    let mut v2: Value = serde_json::from_str(&ok(&mut bare(&[
+        "templates",
+        "get",
+        "tpl_openai",
+        "--version",
+        "1",
+        "--output",
+        "json",
+    ])))
+    .unwrap();
+    let mut body = v2["template"].take();
+    body["template_id"] = "tpl_mine".into();
+    let file = dir.path().join("tpl.json");
+    for version in [1, 2] {
+        body["version"] = version.into();
+        std::fs::write(&file, body.to_string()).unwrap();
+        ok(&mut bare(&["templates", "publish", "--file", file.to_str().unwrap(), "--tenant", &tenant_id]));
+    }
+    let latest: Value = serde_json::from_str(&ok(&mut bare(&[
+        "templates",
+        "get",
+        "tpl_mine",
+        "--tenant",
+        &tenant_id,
+        "--output",
+        "json",
+    ])))
+    .unwrap();
+    assert_eq!(latest["version"], 2, "{latest}");
+    let shown = ok(&mut bare(&["templates", "get", "tpl_openai"]));
+    assert!(shown.contains("tpl_openai version 1") && shown.contains("path_groups"), "{shown}");
+    let missing = run(&mut bare(&["templates", "get", "tpl_nope"]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("template_not_found"), "{}", stderr(&missing));
+
+    // audit tail: every line fits 120 columns.
+    let tail = ok(&mut bare(&["audit", "tail", "-n", "50"]));
+    assert!(tail.lines().count() > 5 && tail.contains("admin_action"), "{tail}");
+    for line in tail.lines() {
+        assert!(line.chars().count() <= 120, "{} columns: {line}", line.chars().count());
+    }
+
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}

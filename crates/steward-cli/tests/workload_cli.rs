@@ -3,26 +3,10 @@
 
 mod common;
 
+use common::admin_api as admin;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
-use steward_testkit::http_client::request;
-
-async fn admin(ports: &Ports, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
-    let bearer = format!("Bearer {token}");
-    let mut headers = vec![("authorization", bearer.as_str())];
-    let body = match body {
-        Some(body) => {
-            headers.push(("content-type", "application/json"));
-            body.to_string()
-        }
-        None => String::new(),
-    };
-    let response =
-        request(ports.admin_addr(), None, method, path, &headers, body).await.expect("admin request");
-    assert!(response.status < 300, "{path}: {} {}", response.status, String::from_utf8_lossy(&response.body));
-    response.json()
-}
 
 #[tokio::test]
 async fn enroll_then_manifest_with_and_without_dpop() {
@@ -232,5 +216,138 @@ async fn enroll_then_call_with_and_without_dpop_and_the_exit_codes() {
         run(call(&[]).arg(format!("https://api.example.test:{}/v1/items?other=1", upstream.port())));
     assert_eq!(refused.status.code(), Some(1));
     assert!(stderr(&refused).contains("request_query_key_not_allowlisted"), "{}", stderr(&refused));
+    assert_eq!(terminate(&mut child).code(), Some(0));
+}
+
+/// Runs an external tool the test relies on; a missing tool fails the test with the command that
+/// installs it (never a silent skip).
+fn external(program: &str, args: &[&str], cwd: &std::path::Path, install: &str) -> std::process::Output {
+    match std::process::Command::new(program).args(args).current_dir(cwd).output() {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            panic!("{program} is not installed; this test needs it: {install}")
+        }
+        Err(error) => panic!("cannot run {program}: {error}"),
+    }
+}
+
+/// `gateway.md` §3: with defaults, `steward enroll` writes a P-256 key as PKCS#8 PEM that OpenSSL 3
+/// and Python's `ssl` load, and a `broker_url` file, so later commands need only `--identity`.
+/// `--broker-url` and `STEWARD_BROKER_URL` still win over the file.
+#[tokio::test]
+async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
+    install_crypto_provider();
+    let temp = tempfile::tempdir().unwrap();
+    let data = temp.path().join("data");
+    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ports = Ports::new();
+    let broker_url = format!("https://localhost:{}", ports.data);
+    let mut serve = steward();
+    serve
+        .args(["serve", "--config"])
+        .arg(data.join("steward.toml"))
+        .env("STEWARD_PUBLIC_BASE_URL", &broker_url);
+    ports.apply(&mut serve);
+    let mut child = spawn_serving(serve, &ports).await;
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let tenant = admin(&ports, &token, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
+    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
+    let workload = admin(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/workloads"),
+        Some(json!({"name": "agent"})),
+    )
+    .await;
+    admin(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/integrations"),
+        Some(json!({"name": "openai", "provider": "openai", "template_id": "tpl_openai",
+                    "secret": {"type": "api_key", "value": "sk-test-0123456789"}})),
+    )
+    .await;
+
+    // Defaults only: no --key-type.
+    let identity = temp.path().join("identity");
+    let output = run(steward()
+        .args(["enroll", "--token", workload["enrollment_token"].as_str().unwrap(), "--broker-url"])
+        .arg(format!("{broker_url}/"))
+        .arg("--out")
+        .arg(&identity)
+        .arg("--ca-file")
+        .arg(data.join("ca.crt")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(identity.join("broker_url")).unwrap(),
+        format!("{broker_url}\n"),
+        "the broker URL is kept next to the identity"
+    );
+    let key = std::fs::read_to_string(identity.join("workload.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8 PEM: {key}");
+
+    let install_openssl = "apt-get install -y openssl";
+    let checked = external("openssl", &["pkey", "-in", "workload.key", "-noout"], &identity, install_openssl);
+    assert!(checked.status.success(), "openssl pkey: {}", String::from_utf8_lossy(&checked.stderr));
+    let text =
+        external("openssl", &["pkey", "-in", "workload.key", "-noout", "-text"], &identity, install_openssl);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("prime256v1") || text.contains("P-256"), "a P-256 key: {text}");
+    let python = external(
+        "python3",
+        &[
+            "-c",
+            "import ssl; ctx=ssl.create_default_context(); ctx.load_cert_chain('workload.crt','workload.key')",
+        ],
+        &identity,
+        "apt-get install -y python3",
+    );
+    assert!(python.status.success(), "python ssl: {}", String::from_utf8_lossy(&python.stderr));
+
+    // Only --identity: the broker URL comes from the file.
+    let output = run(steward().arg("manifest").arg("--identity").arg(&identity));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(manifest["workload_id"], workload["workload_id"]);
+
+    // STEWARD_BROKER_URL wins over the file, --broker-url over both.
+    let nowhere = format!("https://localhost:{}", free_port());
+    let output =
+        run(steward().arg("manifest").arg("--identity").arg(&identity).env("STEWARD_BROKER_URL", &nowhere));
+    assert_eq!(output.status.code(), Some(1), "the environment's URL was used: {}", stderr(&output));
+    let output = run(steward()
+        .args(["manifest", "--broker-url", &broker_url, "--identity"])
+        .arg(&identity)
+        .env("STEWARD_BROKER_URL", &nowhere));
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // ed25519 stays available on request.
+    let token_answer = admin(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/workloads/{}/enrollment-token", workload["workload_id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    let ed = temp.path().join("ed");
+    let output = run(steward()
+        .args([
+            "enroll",
+            "--key-type",
+            "ed25519",
+            "--token",
+            token_answer["enrollment_token"].as_str().unwrap(),
+        ])
+        .args(["--broker-url", &broker_url, "--out"])
+        .arg(&ed)
+        .arg("--ca-file")
+        .arg(data.join("ca.crt")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = run(steward().arg("manifest").arg("--identity").arg(&ed));
+    assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(terminate(&mut child).code(), Some(0));
 }

@@ -7,7 +7,7 @@ use rcgen::{CertificateParams, KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ED25519};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::identity::{CA_FILE, CERT_FILE, Identity, KEY_FILE, KeyType, write_private};
+use crate::identity::{BROKER_URL_FILE, CA_FILE, CERT_FILE, Identity, KEY_FILE, KeyType, write_private};
 use crate::{ClientError, http};
 
 #[derive(Serialize)]
@@ -42,7 +42,8 @@ pub fn key_and_csr(key_type: KeyType) -> Result<(Zeroizing<String>, String), Cli
     Ok((Zeroizing::new(key.serialize_pem()), csr_pem))
 }
 
-/// Enrolls and writes `workload.key` (0600), `workload.crt` and `ca.crt` into `out_dir`.
+/// Enrolls and writes `workload.key` (0600, PKCS#8 PEM), `workload.crt`, `ca.crt` and `broker_url`
+/// (the URL and a newline, so later commands need only the directory) into `out_dir`.
 /// `ca_pem` is the workload CA that verifies Steward's data plane certificate.
 pub async fn enroll(
     broker_url: &str,
@@ -61,8 +62,8 @@ pub async fn enroll(
     let (key_pem, csr_pem) = key_and_csr(key_type)?;
     let client = http::build(ca_pem, None)?;
     let body = EnrollBody { enrollment_token, csr_pem: &csr_pem, requested_ttl_seconds };
-    let response =
-        client.post(format!("{}/v1/enroll", broker_url.trim_end_matches('/'))).json(&body).send().await?;
+    let broker_url = broker_url.trim().trim_end_matches('/');
+    let response = client.post(format!("{broker_url}/v1/enroll")).json(&body).send().await?;
     let (_, enrolled): (u16, Enrolled) = http::read_json(response).await?;
 
     std::fs::create_dir_all(out_dir)
@@ -73,6 +74,7 @@ pub async fn enroll(
     };
     write(CERT_FILE, &enrolled.client_cert_pem)?;
     write(CA_FILE, &enrolled.ca_pem)?;
+    write(BROKER_URL_FILE, &format!("{broker_url}\n"))?;
     let identity = Identity {
         dir: out_dir.to_path_buf(),
         key_pem,

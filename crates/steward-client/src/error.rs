@@ -26,7 +26,19 @@ impl ClientError {
 }
 
 impl From<reqwest::Error> for ClientError {
+    /// The message with its causes: reqwest's own ("error sending request for url …") hides whether
+    /// the connection was refused, timed out or failed TLS verification.
     fn from(error: reqwest::Error) -> Self {
-        ClientError::Transport(error.to_string())
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            if !text.contains(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        ClientError::Transport(text)
     }
 }

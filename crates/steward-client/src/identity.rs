@@ -1,5 +1,5 @@
-//! A workload's identity on disk: `workload.key` (0600), `workload.crt`, `ca.crt`, and the optional
-//! DPoP key `dpop.key` kept beside them.
+//! A workload's identity on disk: `workload.key` (0600, PKCS#8 PEM), `workload.crt`, `ca.crt`, the
+//! `broker_url` it enrolled with, and the optional DPoP key `dpop.key` kept beside them.
 
 use std::path::{Path, PathBuf};
 
@@ -8,10 +8,13 @@ use zeroize::Zeroizing;
 
 use crate::ClientError;
 
-/// The key types `steward enroll` can generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The key types `steward enroll` can generate. Both are written as PKCS#8 PEM
+/// (`-----BEGIN PRIVATE KEY-----`); P-256 is the default because every TLS stack a workload may use
+/// (OpenSSL 3, Python's `ssl`, Node's `tls`, Go, Java) loads it for a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KeyType {
     Ed25519,
+    #[default]
     P256,
 }
 
@@ -34,6 +37,8 @@ pub(crate) const KEY_FILE: &str = "workload.key";
 pub(crate) const CERT_FILE: &str = "workload.crt";
 pub(crate) const CA_FILE: &str = "ca.crt";
 const DPOP_FILE: &str = "dpop.key";
+/// The data plane URL the identity was enrolled with (one line), read when no URL is given.
+pub const BROKER_URL_FILE: &str = "broker_url";
 
 fn read(path: &Path) -> Result<String, ClientError> {
     std::fs::read_to_string(path).map_err(|e| ClientError::Identity(format!("{}: {e}", path.display())))
@@ -50,6 +55,11 @@ impl Identity {
         })
     }
 
+    /// The broker URL `steward enroll` wrote next to the identity (`broker_url`), if any.
+    pub fn broker_url(&self) -> Option<String> {
+        read_broker_url(&self.dir)
+    }
+
     /// The DPoP key kept beside the identity, created (ES256, mode 0600) on first use.
     pub fn dpop_key(&self) -> Result<DpopKey, ClientError> {
         let path = self.dir.join(DPOP_FILE);
@@ -64,6 +74,14 @@ impl Identity {
         write_private(&path, &pkcs8)?;
         Ok(key)
     }
+}
+
+/// The first line of `<dir>/broker_url`, without a trailing slash; `None` when the file is absent
+/// or empty.
+pub fn read_broker_url(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(BROKER_URL_FILE)).ok()?;
+    let line = text.lines().next()?.trim().trim_end_matches('/');
+    if line.is_empty() { None } else { Some(line.to_owned()) }
 }
 
 /// Writes a private file (mode 0600), refusing to replace an existing one.

@@ -22,6 +22,6 @@ pub use execute::{
     ExecutedResponse, HeaderField,
 };
 pub use http::operator_client;
-pub use identity::{Identity, KeyType};
+pub use identity::{BROKER_URL_FILE, Identity, KeyType, read_broker_url};
 pub use manifest::{Manifest, MatchRule, verify_manifest};
-pub use session::{BrokerClient, SessionInfo};
+pub use session::{BrokerClient, HealthProbe, SessionInfo};

@@ -46,6 +46,14 @@ struct WireSession {
     dpop_jkt: Option<String>,
 }
 
+/// What `GET /healthz` answered over mTLS, for diagnostics (`steward doctor`).
+#[derive(Debug, Clone)]
+pub struct HealthProbe {
+    pub status: u16,
+    /// The HTTP `date` header, for a clock-skew check.
+    pub date: Option<String>,
+}
+
 /// A workload's client for one Steward data plane.
 pub struct BrokerClient {
     base_url: String,
@@ -225,6 +233,14 @@ impl BrokerClient {
             }
             tokio::time::sleep(Duration::from_secs(1).min(deadline - tokio::time::Instant::now())).await;
         }
+    }
+
+    /// `GET /healthz` with the client certificate presented: proves the broker is reachable and
+    /// that the TLS handshake (CA, certificate, key) works, without a session or any side effect.
+    pub async fn probe_health(&self) -> Result<HealthProbe, ClientError> {
+        let response = self.http.get(self.url("/healthz")).send().await?;
+        let date = response.headers().get("date").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        Ok(HealthProbe { status: response.status().as_u16(), date })
     }
 
     /// A GET with the session (for the manifest).

@@ -140,33 +140,75 @@ impl AdminClient {
     }
 }
 
-/// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data dir's
-/// `admin-token` when run next to it (`./steward-data/admin-token`, or `./admin-token` inside it).
-pub fn resolve_token(token: Option<String>, token_file: Option<PathBuf>) -> CliResult<String> {
+/// The default data directory, as for `steward serve`.
+pub const DEFAULT_DATA_DIR: &str = "steward-data";
+/// The admin listener when nothing says otherwise.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8080";
+
+/// The data directory `steward admin` reads its defaults from: `--data-dir` / `STEWARD_DATA_DIR`
+/// (which must exist), else `./steward-data`, else the current directory when it is one (holds
+/// `steward.toml` or `admin-token`). `None` when there is none.
+pub fn find_data_dir(given: Option<PathBuf>) -> CliResult<Option<PathBuf>> {
+    let is_data_dir = |dir: &Path| dir.join("steward.toml").is_file() || dir.join("admin-token").is_file();
+    match given {
+        Some(dir) if is_data_dir(&dir) => Ok(Some(dir)),
+        Some(dir) => Err(CliError::Usage(format!(
+            "--data-dir {}: no steward.toml or admin-token there (the directory steward init created)",
+            dir.display()
+        ))),
+        None => {
+            Ok([PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from(".")].into_iter().find(|d| is_data_dir(d)))
+        }
+    }
+}
+
+/// The admin URL: `--admin-url` / `STEWARD_ADMIN_URL`, else `admin.listen` of the data directory's
+/// `steward.toml` (with the `STEWARD_*` overlay `steward serve` applies; `https` when `admin.tls_cert`
+/// is set, else `http`), else `http://127.0.0.1:8080`.
+pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliResult<String> {
+    if let Some(url) = given.filter(|u| !u.trim().is_empty()) {
+        return Ok(url.trim().to_owned());
+    }
+    let Some(config_path) = data_dir.map(|d| d.join("steward.toml")).filter(|p| p.is_file()) else {
+        return Ok(DEFAULT_ADMIN_URL.to_owned());
+    };
+    let env = steward_server::startup::Environment::from_process();
+    let loaded = steward_server::config::load(Some(&config_path), &env.vars).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read the admin address from {}: {e} (or pass --admin-url)",
+            config_path.display()
+        ))
+    })?;
+    Ok(crate::urls::admin_url(&loaded.config.admin))
+}
+
+/// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data
+/// directory's `admin-token` (see [`find_data_dir`]).
+pub fn resolve_token(
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    data_dir: Option<&Path>,
+) -> CliResult<String> {
     if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
         return Ok(token.trim().to_owned());
     }
-    let candidates = match token_file {
-        Some(path) => vec![(path, true)],
-        None => vec![
-            (PathBuf::from("steward-data").join("admin-token"), false),
-            (PathBuf::from("admin-token"), false),
-        ],
+    let (path, required) = match (token_file, data_dir) {
+        (Some(path), _) => (path, true),
+        (None, Some(dir)) => (dir.join("admin-token"), false),
+        (None, None) => (PathBuf::from(DEFAULT_DATA_DIR).join("admin-token"), false),
     };
-    for (path, required) in candidates {
-        match std::fs::read_to_string(&path) {
-            Ok(text) if !text.trim().is_empty() => return Ok(text.trim().to_owned()),
-            Ok(_) => return Err(CliError::Usage(format!("the token file {} is empty", path.display()))),
-            Err(e) if required => {
-                return Err(CliError::Usage(format!("cannot read --token-file {}: {e}", path.display())));
-            }
-            Err(_) => {}
+    match std::fs::read_to_string(&path) {
+        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_owned()),
+        Ok(_) => Err(CliError::Usage(format!("the token file {} is empty", path.display()))),
+        Err(e) if required => {
+            Err(CliError::Usage(format!("cannot read --token-file {}: {e}", path.display())))
         }
+        Err(_) => Err(CliError::Usage(
+            "no admin token: pass --token-file FILE, set STEWARD_ADMIN_TOKEN, pass --data-dir DIR (or set \
+             STEWARD_DATA_DIR) of a data directory holding admin-token, or run next to ./steward-data"
+                .into(),
+        )),
     }
-    Err(CliError::Usage(
-        "no admin token: pass --token-file FILE, set STEWARD_ADMIN_TOKEN, or run next to ./steward-data"
-            .into(),
-    ))
 }
 
 /// A secret from a file (one trailing newline dropped) or an environment variable — never from the

@@ -1,7 +1,9 @@
 //! `steward admin …`: the admin API from the command line (`spec/control-plane.md`, "CLI"). Every
 //! resource has a subcommand group; each verb is one or a few API calls. Human-readable output by
-//! default, `--output json` for scripts; exit codes 0 ok, 1 API error (code and message printed),
-//! 2 usage error. Secrets are read only from a file or an environment variable.
+//! default, `--output json` or `--output id` for scripts; exit codes 0 ok, 1 API error (code and
+//! message printed), 2 usage error. Secrets are read only from a file or an environment variable.
+//! Run where `steward serve` runs, it needs no flags: the admin URL and token come from the data
+//! directory (`gateway.md` §3).
 
 mod client;
 mod governance;
@@ -12,25 +14,30 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-pub use client::{AdminClient, CliError, CliResult};
+pub use client::{AdminClient, CliError, CliResult, DEFAULT_DATA_DIR};
 use output::{Format, Printer};
 
 #[derive(Debug, Args)]
 pub struct AdminArgs {
-    /// The admin listener.
-    #[arg(long, env = "STEWARD_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub admin_url: String,
+    /// The admin listener (default: admin.listen of the data directory's steward.toml, else
+    /// http://127.0.0.1:8080).
+    #[arg(long, env = "STEWARD_ADMIN_URL", global = true)]
+    pub admin_url: Option<String>,
+    /// The data directory whose steward.toml and admin-token give the defaults (default
+    /// ./steward-data, or the current directory when it is one).
+    #[arg(long, env = "STEWARD_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
     /// An admin token (prefer --token-file: a token on the command line shows in process listings).
     #[arg(long, env = "STEWARD_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
-    /// A file holding the admin token (default: ./steward-data/admin-token when present).
+    /// A file holding the admin token (default: the data directory's admin-token).
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// A CA certificate (PEM) to trust for an HTTPS admin listener, besides the public roots.
     #[arg(long, global = true)]
     pub ca_file: Option<PathBuf>,
-    /// human (default) or json.
-    #[arg(long, value_enum, default_value = "human", global = true)]
+    /// table (default, alias human), json, or id (only the ids, one a line, for scripts).
+    #[arg(long, value_enum, default_value = "table", global = true)]
     pub output: Format,
     #[command(subcommand)]
     pub command: AdminCommand,
@@ -73,13 +80,19 @@ pub enum AdminCommand {
 pub async fn run(args: AdminArgs) -> std::process::ExitCode {
     let printer = Printer { format: args.output };
     let result = async {
-        let token = client::resolve_token(args.token, args.token_file)?;
-        let api = AdminClient::new(&args.admin_url, token, args.ca_file.as_deref())?;
+        // The data directory matters only for what the flags and environment leave open.
+        let data_dir = if args.admin_url.is_some() && (args.token.is_some() || args.token_file.is_some()) {
+            None
+        } else {
+            client::find_data_dir(args.data_dir)?
+        };
+        let admin_url = client::resolve_admin_url(args.admin_url, data_dir.as_deref())?;
+        let token = client::resolve_token(args.token, args.token_file, data_dir.as_deref())?;
+        let api = AdminClient::new(&admin_url, token, args.ca_file.as_deref())?;
         match args.command {
             AdminCommand::Whoami => {
                 let me = api.get("/v1/admin/whoami").await?;
-                printer.object(&me);
-                Ok(())
+                printer.object(&me, "token_id")
             }
             AdminCommand::Tenants(command) => resources::tenants(&api, printer, command).await,
             AdminCommand::Workloads(command) => resources::workloads(&api, printer, command).await,

@@ -1,14 +1,22 @@
-//! Output of `steward admin`: human-readable by default (tables for lists, `key: value` lines for
-//! objects), the API's JSON with `--output json` for scripts.
+//! Output of `steward admin`: human-readable by default (`--output table`: tables for lists,
+//! `key value` lines for objects), the API's JSON with `--output json`, and only the id of each
+//! created or listed object, one a line, with `--output id` (for `$(…)` in scripts).
 
 use std::io::Write;
 
 use serde_json::Value;
 
+use super::client::{CliError, CliResult};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    Human,
+    /// Tables for lists, `key value` lines for objects (the default; `human` is an alias).
+    #[value(alias = "human")]
+    Table,
+    /// The API's JSON, pretty-printed.
     Json,
+    /// Only the id of each object, one a line.
+    Id,
 }
 
 /// Prints an API answer.
@@ -18,10 +26,15 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// An object (or anything else) as `key: value` lines, or pretty JSON.
-    pub fn object(&self, value: &Value) {
-        if self.format == Format::Json {
-            return self.json(value);
+    /// An object (or anything else) as `key: value` lines, pretty JSON, or its `id` field.
+    pub fn object(&self, value: &Value, id: &str) -> CliResult<()> {
+        match self.format {
+            Format::Json => {
+                self.json(value);
+                return Ok(());
+            }
+            Format::Id => return print_ids(std::slice::from_ref(value), id),
+            Format::Table => {}
         }
         match value {
             Value::Object(fields) => {
@@ -35,15 +48,19 @@ impl Printer {
             Value::Null => {}
             other => emit(&format!("{}\n", cell(other))),
         }
+        Ok(())
     }
 
-    /// The array at `value[key]` as a table of `columns` (or the whole answer as JSON).
-    pub fn list(&self, value: &Value, key: &str, columns: &[&str]) {
-        if self.format == Format::Json {
-            return self.json(value);
-        }
+    /// The array at `value[key]` as a table of `columns`, the whole answer as JSON, or each row's
+    /// `id` field.
+    pub fn list(&self, value: &Value, key: &str, columns: &[&str], id: &str) -> CliResult<()> {
         let rows = value[key].as_array().cloned().unwrap_or_default();
-        self.table(&rows, columns);
+        match self.format {
+            Format::Json => self.json(value),
+            Format::Id => return print_ids(&rows, id),
+            Format::Table => self.table(&rows, columns),
+        }
+        Ok(())
     }
 
     /// Rows as an aligned table.
@@ -79,14 +96,40 @@ impl Printer {
         emit(&format!("{text}\n"));
     }
 
-    /// A one-line confirmation in human mode; the JSON answer otherwise.
-    pub fn done(&self, message: &str, value: &Value) {
+    /// A one-line confirmation in table mode, the JSON answer in JSON mode, `id` (the object the
+    /// command acted on) in id mode.
+    pub fn done(&self, message: &str, value: &Value, id: &str) {
         match self.format {
             Format::Json if value.is_null() => self.json(&Value::Object(Default::default())),
             Format::Json => self.json(value),
-            Format::Human => emit(&format!("{message}\n")),
+            Format::Table => emit(&format!("{message}\n")),
+            Format::Id => emit(&format!("{id}\n")),
         }
     }
+}
+
+/// `row[id]` of each row, one a line (an array of strings gives one line per entry). A row without
+/// the field is an error, so a script never reads an empty id as success.
+fn print_ids(rows: &[Value], id: &str) -> CliResult<()> {
+    let mut out = String::new();
+    for row in rows {
+        match &row[id] {
+            Value::String(text) => out.push_str(&format!("{text}\n")),
+            Value::Number(number) => out.push_str(&format!("{number}\n")),
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                for item in items.iter().filter_map(Value::as_str) {
+                    out.push_str(&format!("{item}\n"));
+                }
+            }
+            _ => {
+                return Err(CliError::Transport(format!(
+                    "--output id: the answer has no {id} field; use --output json"
+                )));
+            }
+        }
+    }
+    emit(&out);
+    Ok(())
 }
 
 /// One value as a table cell: strings bare, null as `-`, everything else compact JSON.

@@ -212,11 +212,13 @@ pub async fn tenants(api: &AdminClient, out: Printer, command: TenantsCommand) -
             if let Some(url) = approval_webhook_url {
                 body["approval_webhook_url"] = url.into();
             }
-            out.object(&api.post("/v1/tenants", Some(body)).await?);
+            out.object(&api.post("/v1/tenants", Some(body)).await?, "tenant_id")?;
         }
-        TenantsCommand::List => out.list(&api.get("/v1/tenants").await?, "tenants", TENANT_COLUMNS),
+        TenantsCommand::List => {
+            out.list(&api.get("/v1/tenants").await?, "tenants", TENANT_COLUMNS, "tenant_id")?
+        }
         TenantsCommand::Get { tenant_id } => {
-            out.object(&api.get(&format!("/v1/tenants/{}", segment(&tenant_id))).await?)
+            out.object(&api.get(&format!("/v1/tenants/{}", segment(&tenant_id))).await?, "tenant_id")?
         }
         TenantsCommand::Update {
             tenant_id,
@@ -241,7 +243,8 @@ pub async fn tenants(api: &AdminClient, out: Printer, command: TenantsCommand) -
             nothing_to_change(&body)?;
             out.object(
                 &api.patch(&format!("/v1/tenants/{}", segment(&tenant_id)), Value::Object(body)).await?,
-            );
+                "tenant_id",
+            )?;
         }
     }
     Ok(())
@@ -254,14 +257,17 @@ pub async fn workloads(api: &AdminClient, out: Printer, command: WorkloadsComman
             let body = json!({"name": name, "ip_allowlist": ip_allowlist, "dpop_required": dpop_required});
             let created =
                 api.post(&format!("/v1/tenants/{}/workloads", segment(&tenant)), Some(body)).await?;
-            out.object(&created);
+            out.object(&created, "workload_id")?;
         }
         WorkloadsCommand::List { tenant } => out.list(
             &api.get(&format!("/v1/tenants/{}/workloads", segment(&tenant))).await?,
             "workloads",
             WORKLOAD_COLUMNS,
-        ),
-        WorkloadsCommand::Get { workload_id } => out.object(&api.get(&path(&workload_id)).await?),
+            "workload_id",
+        )?,
+        WorkloadsCommand::Get { workload_id } => {
+            out.object(&api.get(&path(&workload_id)).await?, "workload_id")?
+        }
         WorkloadsCommand::Update { workload_id, enabled, ip_allowlist, dpop_required } => {
             let mut body = Map::new();
             if let Some(enabled) = enabled {
@@ -274,29 +280,34 @@ pub async fn workloads(api: &AdminClient, out: Printer, command: WorkloadsComman
                 body.insert("dpop_required".into(), flag.into());
             }
             nothing_to_change(&body)?;
-            out.object(&api.patch(&path(&workload_id), Value::Object(body)).await?);
+            out.object(&api.patch(&path(&workload_id), Value::Object(body)).await?, "workload_id")?;
         }
         WorkloadsCommand::Delete { workload_id } => {
             let answer = api.delete(&path(&workload_id)).await?;
-            out.done(&format!("workload {workload_id} deleted (disabled for good)"), &answer);
+            out.done(&format!("workload {workload_id} deleted (disabled for good)"), &answer, &workload_id);
         }
         WorkloadsCommand::EnrollmentToken { workload_id } => {
-            out.object(&api.post(&format!("{}/enrollment-token", path(&workload_id)), None).await?);
+            out.object(
+                &api.post(&format!("{}/enrollment-token", path(&workload_id)), None).await?,
+                "enrollment_token",
+            )?;
         }
         WorkloadsCommand::Certificates { workload_id } => out.list(
             &wrap(api.get(&format!("{}/certificates", path(&workload_id))).await?, "certificates"),
             "certificates",
             &["serial", "not_before", "not_after", "thumbprint", "revoked_at"],
-        ),
+            "serial",
+        )?,
         WorkloadsCommand::RevokeCertificate { workload_id, serial } => {
             let answer = api
                 .post(&format!("{}/certificates/{}/revoke", path(&workload_id), segment(&serial)), None)
                 .await?;
-            out.done(&format!("certificate {serial} revoked"), &answer);
+            out.done(&format!("certificate {serial} revoked"), &answer, &serial);
         }
         WorkloadsCommand::RevokeSessions { workload_id } => {
             let answer = api.post(&format!("{}/sessions/revoke", path(&workload_id)), None).await?;
-            out.done(&format!("{} sessions revoked", super::output::cell(&answer["revoked"])), &answer);
+            let revoked = super::output::cell(&answer["revoked"]);
+            out.done(&format!("{revoked} sessions revoked"), &answer, &workload_id);
         }
     }
     Ok(())
@@ -328,14 +339,18 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
             }
             out.object(
                 &api.post(&format!("/v1/tenants/{}/integrations", segment(&tenant)), Some(body)).await?,
-            );
+                "integration_id",
+            )?;
         }
         IntegrationsCommand::List { tenant } => out.list(
             &api.get(&format!("/v1/tenants/{}/integrations", segment(&tenant))).await?,
             "integrations",
             INTEGRATION_COLUMNS,
-        ),
-        IntegrationsCommand::Get { integration_id } => out.object(&api.get(&path(&integration_id)).await?),
+            "integration_id",
+        )?,
+        IntegrationsCommand::Get { integration_id } => {
+            out.object(&api.get(&path(&integration_id)).await?, "integration_id")?
+        }
         IntegrationsCommand::Update { integration_id, enabled, template_version, follow_latest } => {
             let mut body = Map::new();
             if let Some(enabled) = enabled {
@@ -348,18 +363,25 @@ pub async fn integrations(api: &AdminClient, out: Printer, command: Integrations
                 body.insert("template_version".into(), Value::Null);
             }
             nothing_to_change(&body)?;
-            out.object(&api.patch(&path(&integration_id), Value::Object(body)).await?);
+            out.object(&api.patch(&path(&integration_id), Value::Object(body)).await?, "integration_id")?;
         }
         IntegrationsCommand::SetSecret { integration_id, secret, oauth2, oauth2_file } => {
             let mut body = secret.body()?;
             if let Some(block) = oauth2_block(oauth2.as_deref(), oauth2_file.as_deref())? {
                 body["oauth2"] = block;
             }
-            out.object(&api.put(&format!("{}/secret", path(&integration_id)), body).await?);
+            out.object(
+                &api.put(&format!("{}/secret", path(&integration_id)), body).await?,
+                "integration_id",
+            )?;
         }
         IntegrationsCommand::Delete { integration_id } => {
             let answer = api.delete(&path(&integration_id)).await?;
-            out.done(&format!("integration {integration_id} deleted; its secrets were destroyed"), &answer);
+            out.done(
+                &format!("integration {integration_id} deleted; its secrets were destroyed"),
+                &answer,
+                &integration_id,
+            );
         }
     }
     Ok(())
@@ -407,16 +429,17 @@ pub async fn tokens(api: &AdminClient, out: Printer, command: TokensCommand) -> 
             if let Some(ttl) = ttl_seconds {
                 body["ttl_seconds"] = ttl.into();
             }
-            out.object(&api.post("/v1/admin/tokens", Some(body)).await?);
+            out.object(&api.post("/v1/admin/tokens", Some(body)).await?, "token_id")?;
         }
         TokensCommand::List => out.list(
             &api.get("/v1/admin/tokens").await?,
             "tokens",
             &["token_id", "name", "role", "tenant_ids", "expires_at", "revoked_at"],
-        ),
+            "token_id",
+        )?,
         TokensCommand::Revoke { token_id } => {
             let answer = api.delete(&format!("/v1/admin/tokens/{}", segment(&token_id))).await?;
-            out.done(&format!("token {token_id} revoked"), &answer);
+            out.done(&format!("token {token_id} revoked"), &answer, &token_id);
         }
     }
     Ok(())

@@ -105,3 +105,43 @@ pub fn mode_of(path: &Path) -> u32 {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// One admin API call that must succeed (status < 300); its JSON answer.
+pub async fn admin_api(
+    ports: &Ports,
+    token: &str,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    let body = match body {
+        Some(body) => {
+            headers.push(("content-type", "application/json"));
+            body.to_string()
+        }
+        None => String::new(),
+    };
+    let response =
+        request(ports.admin_addr(), None, method, path, &headers, body).await.expect("admin request");
+    assert!(response.status < 300, "{path}: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    response.json()
+}
+
+/// Writes `ports` (and a public URL) into an initialized data directory's `steward.toml`, so the
+/// server and every command that reads the file agree without environment overrides.
+pub fn write_ports(data_dir: &Path, ports: &Ports, public_url: Option<&str>) {
+    let path = data_dir.join("steward.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:8080\"") && text.contains("listen = \"127.0.0.1:8081\""));
+    let mut text = text
+        .replace("listen = \"127.0.0.1:8080\"", &format!("listen = \"127.0.0.1:{}\"", ports.admin))
+        .replace("listen = \"127.0.0.1:8081\"", &format!("listen = \"127.0.0.1:{}\"", ports.data));
+    if let Some(url) = public_url {
+        text = text
+            .replace("public_base_url = \"https://localhost:8081\"", &format!("public_base_url = {url:?}"));
+        assert!(text.contains(url), "{text}");
+    }
+    std::fs::write(&path, text).unwrap();
+}
