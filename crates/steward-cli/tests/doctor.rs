@@ -99,44 +99,23 @@ fn set_mode(path: &Path, mode: u32) {
 
 #[tokio::test]
 async fn doctor_checks_an_identity_against_the_broker() {
-    install_crypto_provider();
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    write_ports(&data, &ports, Some(&broker_url));
-    let mut serve = steward();
-    serve.args(["serve", "--config"]).arg(data.join("steward.toml"));
-    let mut child = spawn_serving(serve, &ports).await;
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
-    let tenant = admin_api(&ports, &token, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
-    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
-    let workload = admin_api(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/workloads"),
-        Some(json!({"name": "agent"})),
-    )
-    .await;
-    let workload_id = workload["workload_id"].as_str().unwrap().to_owned();
-    admin_api(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/integrations"),
-        Some(json!({"name": "openai", "provider": "openai", "template_id": "tpl_openai",
-                    "secret": {"type": "api_key", "value": "sk-test-0123456789"}})),
-    )
-    .await;
+    let WorkloadFixture {
+        data,
+        ports,
+        broker_url,
+        mut child,
+        token,
+        tenant_id: _,
+        workload_id,
+        enrollment_token,
+    } = serve_with_workload(temp.path()).await;
     let identity = temp.path().join("agent");
     let output = run(steward()
         .args([
             "enroll",
             "--token",
-            workload["enrollment_token"].as_str().unwrap(),
+            &enrollment_token,
             "--broker-url",
             &broker_url,
         ])

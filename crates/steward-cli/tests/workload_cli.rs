@@ -10,43 +10,17 @@ use serde_json::{Value, json};
 
 #[tokio::test]
 async fn enroll_then_manifest_with_and_without_dpop() {
-    install_crypto_provider();
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    let mut serve = steward();
-    serve
-        .args(["serve", "--config"])
-        .arg(data.join("steward.toml"))
-        .env("STEWARD_PUBLIC_BASE_URL", &broker_url);
-    ports.apply(&mut serve);
-    let mut child = spawn_serving(serve, &ports).await;
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
-
-    let tenant = admin(&ports, &token, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
-    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
-    let workload = admin(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/workloads"),
-        Some(json!({"name": "agent"})),
-    )
-    .await;
-    let enrollment_token = workload["enrollment_token"].as_str().unwrap().to_owned();
-    let workload_id = workload["workload_id"].as_str().unwrap().to_owned();
-    admin(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/integrations"),
-        Some(json!({"name": "openai", "provider": "openai", "template_id": "tpl_openai",
-                    "secret": {"type": "api_key", "value": "sk-test-0123456789"}})),
-    )
-    .await;
+    let WorkloadFixture {
+        data,
+        ports: _,
+        broker_url,
+        mut child,
+        token: _,
+        tenant_id: _,
+        workload_id,
+        enrollment_token,
+    } = serve_with_workload(temp.path()).await;
 
     let identity = temp.path().join("identity");
     let output = run(steward()
@@ -236,45 +210,22 @@ fn external(program: &str, args: &[&str], cwd: &std::path::Path, install: &str) 
 /// `--broker-url` and `STEWARD_BROKER_URL` still win over the file.
 #[tokio::test]
 async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
-    install_crypto_provider();
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    let mut serve = steward();
-    serve
-        .args(["serve", "--config"])
-        .arg(data.join("steward.toml"))
-        .env("STEWARD_PUBLIC_BASE_URL", &broker_url);
-    ports.apply(&mut serve);
-    let mut child = spawn_serving(serve, &ports).await;
-    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
-    let tenant = admin(&ports, &token, Method::POST, "/v1/tenants", Some(json!({"name": "acme"}))).await;
-    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
-    let workload = admin(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/workloads"),
-        Some(json!({"name": "agent"})),
-    )
-    .await;
-    admin(
-        &ports,
-        &token,
-        Method::POST,
-        &format!("/v1/tenants/{tenant_id}/integrations"),
-        Some(json!({"name": "openai", "provider": "openai", "template_id": "tpl_openai",
-                    "secret": {"type": "api_key", "value": "sk-test-0123456789"}})),
-    )
-    .await;
+    let WorkloadFixture {
+        data,
+        ports,
+        broker_url,
+        mut child,
+        token,
+        tenant_id: _,
+        workload_id,
+        enrollment_token,
+    } = serve_with_workload(temp.path()).await;
 
     // Defaults only: no --key-type.
     let identity = temp.path().join("identity");
     let output = run(steward()
-        .args(["enroll", "--token", workload["enrollment_token"].as_str().unwrap(), "--broker-url"])
+        .args(["enroll", "--token", &enrollment_token, "--broker-url"])
         .arg(format!("{broker_url}/"))
         .arg("--out")
         .arg(&identity)
@@ -311,7 +262,7 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
     let output = run(steward().arg("manifest").arg("--identity").arg(&identity));
     assert!(output.status.success(), "{}", stderr(&output));
     let manifest: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(manifest["workload_id"], workload["workload_id"]);
+    assert_eq!(manifest["workload_id"], workload_id.as_str());
 
     // STEWARD_BROKER_URL wins over the file, --broker-url over both.
     let nowhere = format!("https://localhost:{}", free_port());
@@ -329,7 +280,7 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
         &ports,
         &token,
         Method::POST,
-        &format!("/v1/workloads/{}/enrollment-token", workload["workload_id"].as_str().unwrap()),
+        &format!("/v1/workloads/{}/enrollment-token", &workload_id),
         None,
     )
     .await;

@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -144,4 +144,65 @@ pub fn write_ports(data_dir: &Path, ports: &Ports, public_url: Option<&str>) {
         assert!(text.contains(url), "{text}");
     }
     std::fs::write(&path, text).unwrap();
+}
+
+/// A running `steward serve` on a fresh data directory (ports written into its `steward.toml`)
+/// with one tenant, one workload not yet enrolled, and an `openai` integration: where the
+/// workload-side tests start.
+#[allow(dead_code)] // each test binary uses the fields it needs
+pub struct WorkloadFixture {
+    pub data: PathBuf,
+    pub ports: Ports,
+    pub broker_url: String,
+    pub child: Child,
+    pub token: String,
+    pub tenant_id: String,
+    pub workload_id: String,
+    pub enrollment_token: String,
+}
+
+#[allow(dead_code)]
+pub async fn serve_with_workload(root: &Path) -> WorkloadFixture {
+    install_crypto_provider();
+    let data = root.join("data");
+    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let ports = Ports::new();
+    let broker_url = format!("https://localhost:{}", ports.data);
+    write_ports(&data, &ports, Some(&broker_url));
+    let mut serve = steward();
+    serve.args(["serve", "--config"]).arg(data.join("steward.toml"));
+    let child = spawn_serving(serve, &ports).await;
+    let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
+    let tenant =
+        admin_api(&ports, &token, Method::POST, "/v1/tenants", Some(serde_json::json!({"name": "acme"})))
+            .await;
+    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
+    let workload = admin_api(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/workloads"),
+        Some(serde_json::json!({"name": "agent"})),
+    )
+    .await;
+    admin_api(
+        &ports,
+        &token,
+        Method::POST,
+        &format!("/v1/tenants/{tenant_id}/integrations"),
+        Some(serde_json::json!({"name": "openai", "provider": "openai", "template_id": "tpl_openai",
+                    "secret": {"type": "api_key", "value": "sk-test-0123456789"}})),
+    )
+    .await;
+    WorkloadFixture {
+        workload_id: workload["workload_id"].as_str().unwrap().to_owned(),
+        enrollment_token: workload["enrollment_token"].as_str().unwrap().to_owned(),
+        data,
+        ports,
+        broker_url,
+        child,
+        token,
+        tenant_id,
+    }
 }
