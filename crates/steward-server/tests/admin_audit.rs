@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::admin_call as call;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{TestServer, free_port_env};
@@ -14,18 +16,6 @@ use http::Method;
 use serde_json::{Value, json};
 use steward_store::audit::{ChainHead, Checkpoint};
 use steward_types::{CheckpointId, Timestamp};
-
-/// `(status, body)` of one admin call.
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let response = server.admin(method, path, Some(token), body).await;
-    (response.status, response.json())
-}
 
 async fn created(server: &TestServer, path: &str, token: &str, body: Value) -> Value {
     let (status, body) = call(server, Method::POST, path, token, Some(body)).await;

@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::admin_call as call;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -122,17 +124,6 @@ async fn approval(server: &TestServer, tenant: &str, ttl_seconds: i64) -> String
         .await
         .unwrap();
     id.to_string()
-}
-
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let response = server.admin(method, path, Some(token), body).await;
-    (response.status, response.json())
 }
 
 fn code(answer: &(u16, Value)) -> (u16, &str) {

@@ -7,24 +7,14 @@
 
 mod common;
 
+use common::admin_call as call;
+
 use common::TestServer;
 use http::Method;
 use serde_json::{Value, json};
 use steward_crypto::hash_token;
 use steward_store::{CertificateRecord, SessionRecord};
 use steward_types::{SessionId, WorkloadId};
-
-/// `(status, body)` of one admin call.
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let response = server.admin(method, path, Some(token), body).await;
-    (response.status, response.json())
-}
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!((got.0, got.1["error"].as_str().unwrap_or("")), (status, code), "{}", got.1);

@@ -6,23 +6,10 @@
 
 mod common;
 
-use common::execute::{Exec, Options, kinds};
+use common::execute::{Exec, expect, fixture, kinds};
 use common::workload::owner;
 use http::Method;
 use serde_json::{Value, json};
-
-async fn fixture() -> (Exec, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Exec::embedded(dir.path(), Options::default()).await;
-    (f, dir)
-}
-
-#[track_caller]
-fn expect(response: &steward_testkit::http_client::TestResponse, status: u16, code: &str) {
-    let body = response.json();
-    assert_eq!((response.status, body["error"].as_str().unwrap_or("")), (status, code), "{body}");
-    assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
-}
 
 async fn policies(f: &Exec) -> Vec<Value> {
     let path = format!("/v1/policies?integration_id={}", f.integration_id);
@@ -33,7 +20,7 @@ async fn policies(f: &Exec) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_rule_approval_with_invalid_constraints_is_refused_and_changes_nothing() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let request = f.post(&json!({"name": "a"}));
     let response = f.execute(request.clone(), None, "r-202").await;
     assert_eq!(response.status, 202, "{}", response.json());
@@ -92,7 +79,7 @@ async fn a_rule_approval_with_invalid_constraints_is_refused_and_changes_nothing
 
 #[tokio::test]
 async fn a_stored_rule_that_no_longer_validates_denies_its_group_instead_of_500() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let rule = f.allow_reads().await;
     let response = f.execute(f.get("", &[]), None, "s-ok").await;
     assert_eq!(response.status, 200, "{}", response.json());

@@ -7,26 +7,10 @@
 
 mod common;
 
-use common::execute::{Exec, HOSTS, Options, SECRET, kinds, template};
+use common::execute::{Exec, HOSTS, SECRET, expect, fixture, kinds, template};
 use common::workload::owner;
 use http::Method;
 use serde_json::json;
-use steward_testkit::http_client::TestResponse;
-
-#[track_caller]
-fn expect(response: &TestResponse, status: u16, code: &str) {
-    let body = response.json();
-    assert_eq!((response.status, body["error"].as_str().unwrap_or("")), (status, code), "{body}");
-    assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
-    assert!(!body.to_string().contains(SECRET), "{body}");
-}
-
-async fn fixture(env: &[(&str, &str)]) -> (Exec, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let f = Exec::embedded(dir.path(), Options { env, ..Options::default() }).await;
-    (f, dir)
-}
 
 #[tokio::test]
 async fn ssrf_guard_refuses_private_and_metadata_addresses() {

@@ -7,28 +7,15 @@
 
 mod common;
 
-use common::execute::{Exec, Options, kinds};
+use common::execute::{Exec, Options, expect, fixture, kinds};
 use common::workload::owner;
 use http::Method;
 use serde_json::{Value, json};
 use steward_store::governance::{ApprovalFilter, ApprovalStatus};
 
-async fn fixture() -> (Exec, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = Exec::embedded(dir.path(), Options::default()).await;
-    (f, dir)
-}
-
-#[track_caller]
-fn expect(response: &steward_testkit::http_client::TestResponse, status: u16, code: &str) {
-    let body = response.json();
-    assert_eq!((response.status, body["error"].as_str().unwrap_or("")), (status, code), "{body}");
-    assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
-}
-
 #[tokio::test]
 async fn default_deny_allow_deny_and_constraints() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let response = f.execute(f.get("", &[]), None, "c-default").await;
     expect(&response, 403, "policy_default_deny");
     assert_eq!(f.event_kinds("c-default").await, kinds(&[("execute", "denied", "policy_default_deny")]));
@@ -65,7 +52,7 @@ async fn approve(f: &Exec, approval_id: &str, body: Value) -> Value {
 
 #[tokio::test]
 async fn approval_once_then_deny() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let request = f.post(&json!({"name": "first", "size": 1}));
 
     // Template approval required → 202 with a new approval; the same request reuses it.
@@ -136,7 +123,7 @@ async fn approval_once_then_deny() {
 
 #[tokio::test]
 async fn a_rule_approval_allows_later_calls_of_the_class() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let response = f.execute(f.post(&json!({"name": "a"})), None, "r-202").await;
     assert_eq!(response.status, 202, "{}", response.json());
     let approval_id = response.json()["approval_id"].as_str().unwrap().to_owned();
@@ -154,7 +141,7 @@ async fn a_rule_approval_allows_later_calls_of_the_class() {
 
 #[tokio::test]
 async fn ten_concurrent_retries_of_a_once_approval_execute_exactly_once() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     let request = f.post(&json!({"name": "race"}));
     let response = f.execute(request.clone(), None, "c-race").await;
     assert_eq!(response.status, 202, "{}", response.json());
@@ -225,7 +212,7 @@ async fn burst_needing_approval(f: &Exec, servers: &[&common::TestServer]) {
 
 #[tokio::test]
 async fn a_burst_of_identical_requests_gets_one_pending_approval() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     burst_needing_approval(&f, &[&f.server]).await;
     f.server.stop().await;
 }
@@ -242,7 +229,7 @@ async fn a_burst_across_two_instances_gets_one_pending_approval() {
 
 #[tokio::test]
 async fn rate_limits_are_all_or_none() {
-    let (f, _dir) = fixture().await;
+    let (f, _dir) = fixture(&[]).await;
     f.allow_reads().await;
     let wide = f
         .policy(

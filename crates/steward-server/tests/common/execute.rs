@@ -16,6 +16,24 @@ use super::upstream::Upstream;
 use super::workload::{Workload, call, enrolled, owner, session_token, tenant};
 use super::{TestServer, free_port_env, install_crypto_provider};
 
+/// An embedded fixture with `env` as extra environment, and the directory it lives in (keep it
+/// alive as long as the fixture).
+pub async fn fixture(env: &[(&str, &str)]) -> (Exec, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let f = Exec::embedded(dir.path(), Options { env, ..Options::default() }).await;
+    (f, dir)
+}
+
+/// A refusal with this status and code, a message a person can act on, and never the secret.
+#[track_caller]
+pub fn expect(response: &TestResponse, status: u16, code: &str) {
+    let body = response.json();
+    assert_eq!((response.status, body["error"].as_str().unwrap_or("")), (status, code), "{body}");
+    assert!(!body["message"].as_str().unwrap_or("").is_empty(), "{body}");
+    assert!(!body.to_string().contains(SECRET), "{body}");
+}
+
 /// The integration secret every fixture writes.
 pub const SECRET: &str = "sk-live-execute-secret-0001";
 

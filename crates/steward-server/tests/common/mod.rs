@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use http::Method;
+use serde_json::Value;
 use steward_server::bootstrap::{InitOptions, init};
 use steward_server::config::{self, StorageBackend};
 use steward_server::startup::{Environment, prepare};
@@ -169,4 +171,16 @@ impl TestServer {
             task.await.expect("join").expect("run");
         }
     }
+}
+
+/// `(status, body)` of one admin call with `token`.
+pub async fn admin_call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let response = server.admin(method, path, Some(token), body).await;
+    (response.status, response.json())
 }
