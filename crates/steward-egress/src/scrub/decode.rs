@@ -115,10 +115,17 @@ pub(super) fn longest_match(needle: &[u8], text: &[u8], start: usize) -> Option<
     best
 }
 
-/// Every distinct `len`-byte prefix of every way to spell `needle` unit by unit: a match of the
-/// needle always starts with one of them. `None` when some spelling is shorter than `len`.
-pub(super) fn anchors(needle: &[u8], len: usize) -> Option<Vec<Zeroizing<Vec<u8>>>> {
-    let mut out: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+/// An anchor: bytes every match of some spelling contains, and where (the offset from the start of
+/// the match).
+pub(super) type Anchor = (Zeroizing<Vec<u8>>, usize);
+
+/// The anchors of `needle`: a match of the needle always contains one of them at its offset. For
+/// every way to spell the needle unit by unit, its first `len` bytes at offset 0 — except when the
+/// first unit is a `\u` escape: then its four hex digits at offset 2 (`\u0073` → `0073`,
+/// `\u002573` → `0025`), because a `\u0` would be found at every JSON unicode escape of an answer
+/// and `\u00XX` at every escaped Latin-1 letter. `None` when some spelling is shorter than `len`.
+pub(super) fn anchors(needle: &[u8], len: usize) -> Option<Vec<Anchor>> {
+    let mut out: Vec<Anchor> = Vec::new();
     let mut prefix = Zeroizing::new(Vec::with_capacity(len + 8));
     if collect_anchors(needle, len, &mut prefix, &mut out) { Some(out) } else { None }
 }
@@ -127,18 +134,26 @@ fn collect_anchors(
     needle: &[u8],
     len: usize,
     prefix: &mut Zeroizing<Vec<u8>>,
-    out: &mut Vec<Zeroizing<Vec<u8>>>,
+    out: &mut Vec<Anchor>,
 ) -> bool {
     if prefix.len() >= len {
         let anchor = &prefix[..len];
-        if !out.iter().any(|a| a.as_slice() == anchor) {
-            out.push(Zeroizing::new(anchor.to_vec()));
+        if !out.iter().any(|(a, offset)| a.as_slice() == anchor && *offset == 0) {
+            out.push((Zeroizing::new(anchor.to_vec()), 0));
         }
         return true;
     }
     let Some((&byte, rest)) = needle.split_first() else { return false };
     for spelling in spellings(byte) {
         let spelling = Zeroizing::new(spelling);
+        if prefix.is_empty() && spelling.starts_with(b"\\u") {
+            if let Some(digits) = spelling.get(2..6)
+                && !out.iter().any(|(a, offset)| a.as_slice() == digits && *offset == 2)
+            {
+                out.push((Zeroizing::new(digits.to_vec()), 2));
+            }
+            continue;
+        }
         let mark = prefix.len();
         prefix.extend_from_slice(&spelling);
         let complete = collect_anchors(rest, len, prefix, out);

@@ -11,7 +11,8 @@
 //!   blob. These are exact strings.
 //!
 //! The prefilter is an Aho-Corasick automaton over **anchors**: the first [`ANCHOR_LEN`] bytes of
-//! every fixed form and of every way to spell a needle. Every match starts with an anchor, so the
+//! every fixed form and of every way to spell a needle (for a spelling that starts with a `\u`
+//! escape, that escape's four hex digits, two bytes in). Every match starts with an anchor, so the
 //! (comparatively slow) matchers only run where one was found; text without any costs one
 //! SIMD-accelerated pass. The needles and their forms live in [`Zeroizing`] buffers owned by the
 //! [`Scrubber`] and are wiped when it is dropped; the automaton, whose memory cannot be wiped, holds
@@ -34,8 +35,9 @@ pub const REDACTED: &[u8] = b"[REDACTED]";
 /// secrets are at least 8 bytes when written.
 const MIN_PATTERN_LEN: usize = 4;
 
-/// The length of every anchor: the prefilter's automaton holds at most this many leading bytes of
-/// each form (its memory cannot be wiped).
+/// The length of an anchor (4 hex digits for a spelling that starts with a `\u` escape): the
+/// prefilter's automaton, whose memory cannot be wiped, holds at most the first 3 bytes of each
+/// needle and the first 3 characters of each fixed form.
 pub const ANCHOR_LEN: usize = 3;
 
 /// Passes over the data until no needle is left (a replacement could, in theory, complete a needle
@@ -53,15 +55,21 @@ struct Inner {
     needles: Vec<Zeroizing<Vec<u8>>>,
     /// Hex and base64 forms of the needles.
     forms: Vec<Zeroizing<Vec<u8>>>,
-    /// The prefilter over the anchors (all [`ANCHOR_LEN`] bytes long, all distinct).
+    /// The prefilter over the anchors (distinct; [`ANCHOR_LEN`] bytes, or a `\u` escape's digits).
     anchors: AhoCorasick,
     /// What to try where each anchor (by pattern id) is found.
     tasks: Vec<Vec<Task>>,
 }
 
-/// A matcher to run at an anchor.
+/// A matcher to run where an anchor is found, `offset` bytes before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Task {
+struct Task {
+    matcher: Matcher,
+    offset: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Matcher {
     /// `needles[i]`, spelled unit by unit.
     Decoded(usize),
     /// `forms[i]`, exactly.
@@ -96,20 +104,24 @@ impl Scrubber {
         let mut table: Vec<(Zeroizing<Vec<u8>>, Vec<Task>)> = Vec::new();
         let mut add = |anchor: &[u8], task: Task| match table.iter_mut().find(|(a, _)| a.as_slice() == anchor)
         {
-            Some((_, tasks)) => tasks.push(task),
+            Some((_, tasks)) => {
+                if !tasks.contains(&task) {
+                    tasks.push(task);
+                }
+            }
             None => table.push((Zeroizing::new(anchor.to_vec()), vec![task])),
         };
         for (index, needle) in kept.iter().enumerate() {
             let anchors = decode::anchors(needle, ANCHOR_LEN)
                 .ok_or_else(|| EgressError::Config("scrubber: a needle is shorter than an anchor".into()))?;
-            for anchor in anchors {
-                add(&anchor, Task::Decoded(index));
+            for (anchor, offset) in anchors {
+                add(&anchor, Task { matcher: Matcher::Decoded(index), offset });
             }
             for form in fixed_forms(needle) {
                 if form.len() < MIN_PATTERN_LEN || forms.iter().any(|f| **f == *form) {
                     continue;
                 }
-                add(&form[..ANCHOR_LEN], Task::Fixed(forms.len()));
+                add(&form[..ANCHOR_LEN], Task { matcher: Matcher::Fixed(forms.len()), offset: 0 });
                 forms.push(form);
             }
         }
@@ -117,7 +129,24 @@ impl Scrubber {
             .match_kind(MatchKind::LeftmostFirst)
             .build(table.iter().map(|(anchor, _)| anchor.as_slice()))
             .map_err(|e| EgressError::Config(format!("scrubber automaton: {e}")))?;
-        let tasks = table.into_iter().map(|(_, tasks)| tasks).collect();
+        // The automaton reports one anchor per position; every anchor found at the same position
+        // is a prefix of the others, so each anchor carries the tasks of all it is comparable with.
+        let tasks = table
+            .iter()
+            .map(|(anchor, _)| {
+                let mut all: Vec<Task> = Vec::new();
+                for (other, tasks) in &table {
+                    if anchor.starts_with(other) || other.starts_with(anchor) {
+                        for task in tasks {
+                            if !all.contains(task) {
+                                all.push(*task);
+                            }
+                        }
+                    }
+                }
+                all
+            })
+            .collect();
         Ok(Self { inner: Some(Inner { needles: kept, forms, anchors, tasks }) })
     }
 
@@ -170,32 +199,37 @@ impl Scrubber {
 impl Inner {
     /// Every match in `data` as `(start, end)`, sorted, overlapping ones merged.
     fn spans(&self, data: &[u8]) -> Vec<(usize, usize)> {
-        let mut spans: Vec<(usize, usize)> = Vec::new();
+        let mut found_spans: Vec<(usize, usize)> = Vec::new();
         let mut at = 0;
-        // All anchors have the same length, so at most one starts at a position: restarting one byte
-        // after each anchor found sees every anchor, overlapping ones included.
+        // The automaton reports one anchor per position (the tasks of all anchors found there are
+        // merged): restarting one byte after each sees every position, overlapping ones included.
         while let Some(found) = self.anchors.find(Input::new(data).span(at..data.len())) {
-            let start = found.start();
-            let mut end: Option<usize> = None;
+            let position = found.start();
             for task in &self.tasks[found.pattern().as_usize()] {
-                let matched = match *task {
-                    Task::Decoded(i) => decode::longest_match(&self.needles[i], data, start),
-                    Task::Fixed(i) => {
+                let Some(start) = position.checked_sub(task.offset) else { continue };
+                let end = match task.matcher {
+                    Matcher::Decoded(i) => decode::longest_match(&self.needles[i], data, start),
+                    Matcher::Fixed(i) => {
                         let form = self.forms[i].as_slice();
                         data[start..].starts_with(form).then(|| start + form.len())
                     }
                 };
-                end = end.max(matched);
-            }
-            if let Some(end) = end {
-                match spans.last_mut() {
-                    Some((_, last_end)) if start < *last_end => *last_end = (*last_end).max(end),
-                    _ => spans.push((start, end)),
+                if let Some(end) = end {
+                    found_spans.push((start, end));
                 }
             }
-            at = start + 1;
+            at = position + 1;
             if at >= data.len() {
                 break;
+            }
+        }
+        // Anchors at an offset can report a match after one that starts later.
+        found_spans.sort_unstable();
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(found_spans.len());
+        for (start, end) in found_spans {
+            match spans.last_mut() {
+                Some((_, last_end)) if start < *last_end => *last_end = (*last_end).max(end),
+                _ => spans.push((start, end)),
             }
         }
         spans

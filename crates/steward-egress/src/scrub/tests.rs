@@ -343,10 +343,23 @@ mod properties {
                 let expected = reference_match(&needle, &text, start);
                 prop_assert_eq!(decode::longest_match(&needle, &text, start), expected, "at {}", start);
                 if expected.is_some() {
-                    let head = &text[start..start + ANCHOR_LEN];
-                    prop_assert!(anchors.iter().any(|a| a.as_slice() == head), "no anchor for a match at {}", start);
+                    let anchored = anchors.iter().any(|(a, offset)| text.get(start + offset..).is_some_and(|t| t.starts_with(a)));
+                    prop_assert!(anchored, "no anchor for a match at {}", start);
                 }
             }
         }
     }
+}
+
+#[test]
+fn anchors_that_prefix_each_other_run_every_matcher() {
+    // `\u0025` (a needle starting with `%`) is a prefix of `\u002573` (one starting with `s`): the
+    // prefilter reports one of them, and both matchers run.
+    let s = Scrubber::new(&[b"%abcdefgh".as_slice(), b"sk-secret-1".as_slice()]).unwrap();
+    assert_redacted(&s, b"\\u002573k-secret-1");
+    assert_redacted(&s, b"\\u0025abcdefgh");
+    assert_redacted(&s, b"\\u0025\\u002561bcdefgh");
+    let s = Scrubber::new(&[b"\\u0073k-raw".as_slice(), b"sk-secret-1".as_slice()]).unwrap();
+    assert_redacted(&s, b"\\u0073k-raw");
+    assert_redacted(&s, b"\\u0073k-secret-1");
 }
