@@ -3,8 +3,8 @@
 //! signing over a JCS payload, session lookup on SQLite, and audit append throughput through the
 //! group-committing `AuditWriter` with many concurrent appenders (SQLite always; PostgreSQL when
 //! `STEWARD_BENCH_POSTGRES=1`, on a private database of the local server via the testkit).
-//! The response scrubber: building it (Aho-Corasick DFA, and the NFA kinds for comparison), a
-//! cached lookup through the server's `ScrubberCache`, and a scrub of a clean 1 KiB answer.
+//! The response scrubber: building it, a cached lookup through the server's `ScrubberCache`, and
+//! scrubbing a clean 1 KiB answer and 1 MiB JSON answers with and without the secret.
 //! Policy evaluation with 10/100/1000 rules lives in `crates/steward-policy/benches/evaluate.rs`.
 //!
 //! `cargo bench -p steward-bench --bench hot_paths` (add `-- audit` etc. to filter).
@@ -346,36 +346,14 @@ fn audit_append(c: &mut Criterion) {
 }
 
 fn scrubber(c: &mut Criterion) {
-    use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-    use steward_egress::{Scrubber, encodings};
+    use steward_egress::Scrubber;
     use steward_server::pipeline::cache::ScrubberCache;
-    // What an API-key injection produces: the secret and the full `authorization` value.
-    let secret = b"sk_bench_0123456789abcdefghijklmnopqrstuv".to_vec();
-    let mut bearer = b"Bearer ".to_vec();
-    bearer.extend_from_slice(&secret);
-    let needles = vec![Zeroizing::new(secret), Zeroizing::new(bearer)];
-    let patterns: Vec<Vec<u8>> =
-        needles.iter().flat_map(|n| encodings(n)).map(|p| p.to_vec()).filter(|p| p.len() >= 4).collect();
+    let needles = bench_needles();
     let mut group = c.benchmark_group("scrubber");
     group.bench_function("new", |b| b.iter(|| Scrubber::new(black_box(&needles)).unwrap()));
-    for (name, kind) in [
-        ("build_dfa", AhoCorasickKind::DFA),
-        ("build_contiguous_nfa", AhoCorasickKind::ContiguousNFA),
-        ("build_noncontiguous_nfa", AhoCorasickKind::NoncontiguousNFA),
-    ] {
-        group.bench_function(name, |b| {
-            b.iter(|| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .kind(Some(kind))
-                    .build(black_box(&patterns))
-                    .unwrap()
-            });
-        });
-    }
     let cache = ScrubberCache::new();
-    cache.get(&needles).unwrap();
-    group.bench_function("cache_hit", |b| b.iter(|| cache.get(black_box(&needles)).unwrap()));
+    cache.get("int_bench", 1, &needles).unwrap();
+    group.bench_function("cache_hit", |b| b.iter(|| cache.get("int_bench", 1, black_box(&needles)).unwrap()));
     let scrubber = Scrubber::new(&needles).unwrap();
     let body = serde_json::to_vec(&json!({ "data": "x".repeat(1000) })).unwrap();
     group.throughput(Throughput::Bytes(body.len() as u64));
@@ -383,9 +361,80 @@ fn scrubber(c: &mut Criterion) {
     group.finish();
 }
 
+/// What an API-key injection produces: the secret and the full `authorization` value.
+fn bench_needles() -> Vec<Zeroizing<Vec<u8>>> {
+    let secret = b"sk_bench_0123456789abcdefghijklmnopqrstuv".to_vec();
+    let mut bearer = b"Bearer ".to_vec();
+    bearer.extend_from_slice(&secret);
+    vec![Zeroizing::new(secret), Zeroizing::new(bearer)]
+}
+
+/// A 1 MiB JSON answer as APIs send them: records with ids, names, e-mail addresses, URLs with
+/// percent-encoded queries, escaped quotes and slashes, and some `\u00XX` escapes.
+fn json_body(target: usize) -> Vec<u8> {
+    let mut out = b"{\"items\":[".to_vec();
+    let mut n = 0u64;
+    while out.len() < target - 400 {
+        if n > 0 {
+            out.push(b',');
+        }
+        let record = format!(
+            r#"{{"id":{n},"name":"Customer {n} \"VIP\"","email":"user{n}@example.test","url":"https:\/\/api.example.test\/v1\/items\/{n}?q=caf%C3%A9+au+lait&page=2","note":"Caf\u00e9 order #{n}: 2 items, total {n}.50 EUR, shipped via express","created_at":"2025-01-01T00:00:00Z","tags":["a","b","c"]}}"#
+        );
+        out.extend_from_slice(record.as_bytes());
+        n += 1;
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// Scrubbing a 1 MiB answer: with no secret (what nearly every answer costs), with the secret
+/// echoed three times (raw, percent-encoded in a mix, JSON-escaped), and an answer made of `\uXXXX`
+/// escapes (the decoding matcher's busiest prefilter case).
+fn scrub(c: &mut Criterion) {
+    use steward_egress::Scrubber;
+    let needles = bench_needles();
+    let scrubber = Scrubber::new(&needles).unwrap();
+    let clean = json_body(1 << 20);
+    assert!(scrubber.scrub(&clean).is_none());
+    let mut echoed = clean.clone();
+    let echoes: [&[u8]; 3] = [
+        b"sk_bench_0123456789abcdefghijklmnopqrstuv",
+        b"Bearer%20sk_bench_0123456789%61%62%63defghijklmnopqrstuv",
+        b"\\u0073k_bench_0123456789abcdefghijklmnopqrstu\\u0076",
+    ];
+    for (k, echo) in echoes.iter().enumerate() {
+        let at = clean.len() / 4 * (k + 1);
+        let at = at + clean[at..].iter().position(|&b| b == b'"').unwrap() + 1;
+        echoed.splice(at..at, echo.iter().copied());
+    }
+    let redacted = scrubber.scrub(&echoed).unwrap();
+    assert_eq!(redacted.windows(10).filter(|w| *w == b"[REDACTED]").count(), 3);
+    let cyrillic: Vec<u8> = {
+        let mut out = b"{\"text\":\"".to_vec();
+        while out.len() < (1 << 20) - 16 {
+            out.extend_from_slice(b"\\u041f\\u0440\\u0438\\u0432\\u0435\\u0442, ");
+        }
+        out.extend_from_slice(b"\"}");
+        out
+    };
+    assert!(scrubber.scrub(&cyrillic).is_none());
+    let mut group = c.benchmark_group("scrub");
+    for (name, body) in [
+        ("1MiB_json_clean", &clean),
+        ("1MiB_json_3_secrets", &echoed),
+        ("1MiB_json_unicode_escapes", &cyrillic),
+    ] {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_function(name, |b| b.iter(|| scrubber.scrub(black_box(body))));
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     scrubber,
+    scrub,
     canonicalization,
     dpop,
     envelope,

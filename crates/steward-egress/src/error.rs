@@ -42,10 +42,18 @@ pub enum EgressError {
     Tls { host: String, reason: String },
     #[error("upstream answered with redirect status {status}; redirects are never followed")]
     Redirect { status: u16 },
-    #[error("upstream content-encoding {encoding:?} is not supported")]
-    EncodingNotSupported { encoding: String },
-    #[error("upstream streaming content type {media_type:?} is not supported")]
-    StreamingNotSupported { media_type: String },
+    /// A `content-encoding` other than identity or a `transfer-encoding` other than chunked. Names
+    /// the header, never its value (upstream header values stay out of Steward's messages).
+    #[error(
+        "the upstream answered with a {header} other than {allowed}, which Steward does not accept (it must \
+         scrub the answer as sent)"
+    )]
+    EncodingNotSupported { header: &'static str, allowed: &'static str },
+    /// A streaming media type, one of Steward's own list (never the upstream's header value).
+    #[error(
+        "the upstream answered with a streaming content type ({media_type}), which Steward does not forward"
+    )]
+    StreamingNotSupported { media_type: &'static str },
     #[error("upstream response exceeds {limit} bytes")]
     ResponseTooLarge { limit: u64 },
     /// A request that canonicalization should have made impossible (a bug, not a client error).
@@ -96,12 +104,12 @@ mod tests {
             (EgressError::Tls { host: host(), reason: "x".into() }, "upstream_network_error", 502),
             (EgressError::Redirect { status: 302 }, "redirect_denied", 502),
             (
-                EgressError::EncodingNotSupported { encoding: "gzip".into() },
+                EgressError::EncodingNotSupported { header: "content-encoding", allowed: "identity" },
                 "upstream_encoding_not_supported",
                 502,
             ),
             (
-                EgressError::StreamingNotSupported { media_type: "text/event-stream".into() },
+                EgressError::StreamingNotSupported { media_type: "text/event-stream" },
                 "upstream_streaming_not_supported",
                 502,
             ),

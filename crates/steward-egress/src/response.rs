@@ -1,7 +1,8 @@
 //! Response rules: redirects, encodings, streaming types, size limits and which headers come back.
 
 use http::HeaderMap;
-use http::header::{CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use http::HeaderName;
+use http::header::{CONNECTION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use steward_canon::http::{STREAMING_MEDIA_TYPES, is_hop_by_hop, media_type};
 
 use crate::error::EgressError;
@@ -14,19 +15,24 @@ pub(crate) fn check_head(status: u16, headers: &HeaderMap, max_bytes: u64) -> Re
     if REDIRECTS.contains(&status) {
         return Err(EgressError::Redirect { status });
     }
-    for value in headers.get_all(CONTENT_ENCODING) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        for coding in text.split(',') {
-            let coding = coding.trim_matches([' ', '\t']).to_ascii_lowercase();
-            if !coding.is_empty() && coding != "identity" {
-                return Err(EgressError::EncodingNotSupported { encoding: coding });
-            }
-        }
+    // Steward scrubs answers as bytes: an encoded body would hide the secret. The header values are
+    // never put into the error (`pipeline.md`: upstream header values never appear in Steward's own
+    // error messages).
+    if codings(headers, CONTENT_ENCODING).any(|coding| !coding.eq_ignore_ascii_case("identity")) {
+        return Err(EgressError::EncodingNotSupported { header: "content-encoding", allowed: "identity" });
+    }
+    // Chunked once, or nothing: chunked twice would leave the inner framing (a secret split by chunk
+    // sizes) in the body hyper hands over.
+    let mut transfer = codings(headers, TRANSFER_ENCODING);
+    let chunked_once =
+        transfer.next().is_none_or(|c| c.eq_ignore_ascii_case("chunked")) && transfer.next().is_none();
+    if !chunked_once {
+        return Err(EgressError::EncodingNotSupported { header: "transfer-encoding", allowed: "chunked" });
     }
     for value in headers.get_all(CONTENT_TYPE) {
         let media = media_type(&String::from_utf8_lossy(value.as_bytes()));
-        if STREAMING_MEDIA_TYPES.contains(&media.as_str()) {
-            return Err(EgressError::StreamingNotSupported { media_type: media });
+        if let Some(streaming) = STREAMING_MEDIA_TYPES.iter().find(|t| **t == media) {
+            return Err(EgressError::StreamingNotSupported { media_type: streaming });
         }
     }
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -36,6 +42,17 @@ pub(crate) fn check_head(status: u16, headers: &HeaderMap, max_bytes: u64) -> Re
         }
     }
     Ok(())
+}
+
+/// The non-empty, comma-separated codings of every `name` header, trimmed (a value that is not
+/// UTF-8 yields a coding that matches nothing).
+fn codings<'h>(headers: &'h HeaderMap, name: HeaderName) -> impl Iterator<Item = &'h str> + 'h {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|value| std::str::from_utf8(value.as_bytes()).unwrap_or("\u{fffd}").split(','))
+        .map(|coding| coding.trim_matches([' ', '\t']))
+        .filter(|coding| !coding.is_empty())
 }
 
 /// The headers returned to the workload: lowercase names in upstream order with duplicates kept;
@@ -108,6 +125,21 @@ mod tests {
             Some(ErrorCode::UpstreamEncodingNotSupported)
         );
         assert_eq!(head(200, &[("content-encoding", "Identity")]), None);
+        for coding in ["gzip, chunked", "chunked, gzip", "identity", "gzip", "chunked, chunked x"] {
+            assert_eq!(
+                head(200, &[("transfer-encoding", coding)]),
+                Some(ErrorCode::UpstreamEncodingNotSupported),
+                "{coding}"
+            );
+        }
+        assert_eq!(head(200, &[("transfer-encoding", "Chunked")]), None);
+        for pairs in [
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "gzip")][..],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")],
+        ] {
+            assert_eq!(head(200, pairs), Some(ErrorCode::UpstreamEncodingNotSupported), "{pairs:?}");
+        }
         assert_eq!(
             head(200, &[("content-type", "Text/Event-Stream; charset=utf-8")]),
             Some(ErrorCode::UpstreamStreamingNotSupported)

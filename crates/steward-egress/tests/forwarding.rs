@@ -187,6 +187,65 @@ async fn unsupported_answers() {
     assert_eq!(&call(&forwarder, &target, &get("/")).await.unwrap().body[..], b"fine");
 }
 
+/// `{"echo":"Bearer sk-live-0123456789abcdef"}`, gzip-compressed (`gzip.compress(…, mtime=0)`): what
+/// an upstream that compresses at the transfer layer sends. Compressed, the secret is not visible
+/// to the scrubber.
+const GZIPPED_ECHO: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\x4a\x4d\xce\xc8\x57\xb2\x52\x72\x4a\x4d\x2c\x4a\x2d\x52\x28\xce\xd6\xcd\xc9\x2c\x4b\xd5\x35\x30\x34\x32\x36\x31\x35\x33\xb7\xb0\x4c\x4c\x4a\x4e\x49\x4d\x53\xaa\x05\x00\xaa\x01\xfe\xdb\x2a\x00\x00\x00";
+
+/// A raw HTTP/1.1 answer with `transfer-encoding: {coding}` and `body` in one chunk (when the coding
+/// ends in chunked) or delimited by closing the connection.
+fn transfer_coded(coding: &str, body: &[u8]) -> Vec<u8> {
+    let mut out =
+        format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: {coding}\r\n\r\n")
+            .into_bytes();
+    if coding.trim().to_ascii_lowercase().ends_with("chunked") {
+        out.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(body);
+        out.extend_from_slice(b"\r\n0\r\n\r\n");
+    } else {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+#[tokio::test]
+async fn transfer_codings_other_than_chunked_are_refused() {
+    for coding in ["gzip, chunked", "GZip,Chunked", "deflate,chunked", "x-marker-coding, chunked"] {
+        let (_u, forwarder, target) = setup(fixed(transfer_coded(coding, GZIPPED_ECHO))).await;
+        let err = call(&forwarder, &target, &get("/")).await.map(|o| o.body).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UpstreamEncodingNotSupported, "{coding}: {err}");
+        assert_eq!(err.code().status(), 502);
+        let message = err.to_string().to_ascii_lowercase();
+        assert!(message.contains("transfer-encoding"), "{message}");
+        assert!(
+            !message.contains("gzip") && !message.contains("deflate") && !message.contains("marker"),
+            "{message}"
+        );
+    }
+    // Plain chunked passes, whatever its case.
+    for coding in ["chunked", "Chunked"] {
+        let (_u, forwarder, target) = setup(fixed(transfer_coded(coding, b"{\"ok\":true}"))).await;
+        let outcome = call(&forwarder, &target, &get("/")).await.unwrap();
+        assert_eq!(&outcome.body[..], b"{\"ok\":true}", "{coding}");
+    }
+}
+
+#[tokio::test]
+async fn upstream_header_values_stay_out_of_error_messages() {
+    const MARKER: &str = "x-marker-7f3a9c";
+    let cases = [
+        response(200, &[("content-encoding", MARKER)], b"{}"),
+        response(200, &[("content-encoding", &format!("identity, {MARKER}"))], b"{}"),
+        response(200, &[("content-type", &format!("text/event-stream; {MARKER}=1"))], b"data: x\n\n"),
+        transfer_coded(&format!("{MARKER}, chunked"), b"{}"),
+    ];
+    for reply in cases {
+        let (_u, forwarder, target) = setup(fixed(reply)).await;
+        let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(MARKER), "{err} / {err:?}");
+    }
+}
+
 #[tokio::test]
 async fn oversized_bodies_declared_and_counted() {
     let limit = 1000u64;

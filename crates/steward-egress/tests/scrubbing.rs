@@ -134,8 +134,91 @@ fn needle_strategy() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(prop_oneof![0x20u8..=0x5a, 0x5cu8..=0x5c, 0x5eu8..=0x7e], 8..40)
 }
 
+/// A secret as written: visible ASCII and space, at least 8 bytes.
+fn secret_strategy() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(0x20u8..=0x7e, 8..48)
+}
+
 fn haystack_strategy() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..300)
+}
+
+/// Text rich in the characters escapes are made of.
+fn escapey_strategy() -> impl Strategy<Value = Vec<u8>> {
+    let alphabet: Vec<u8> = b"%+\\/\"u0025aAfF7 x-_.~?&=:{}[],".to_vec();
+    proptest::collection::vec(prop_oneof![3 => proptest::sample::select(alphabet), 1 => any::<u8>()], 0..200)
+}
+
+/// How one byte of an echoed secret is written.
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    Itself,
+    PercentUpper,
+    PercentLower,
+    /// `+` for a space (the byte itself otherwise).
+    Plus,
+    /// `\"`, `\\`, `\/` where the byte has one (the byte itself otherwise).
+    JsonShort,
+    JsonUnicodeLower,
+    JsonUnicodeUpper,
+    /// `\u0025XX`: a JSON-escaped `%` and the hex digits.
+    JsonPercent,
+}
+
+const PERCENT_FAMILY: [Unit; 4] = [Unit::Itself, Unit::PercentUpper, Unit::PercentLower, Unit::Plus];
+const JSON_FAMILY: [Unit; 4] =
+    [Unit::Itself, Unit::JsonShort, Unit::JsonUnicodeLower, Unit::JsonUnicodeUpper];
+const EVERY_UNIT: [Unit; 8] = [
+    Unit::Itself,
+    Unit::PercentUpper,
+    Unit::PercentLower,
+    Unit::Plus,
+    Unit::JsonShort,
+    Unit::JsonUnicodeLower,
+    Unit::JsonUnicodeUpper,
+    Unit::JsonPercent,
+];
+
+/// `secret` written byte by byte as `choices` (cycled) say, from `family`.
+fn spell(secret: &[u8], family: &[Unit], choices: &[usize]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, &b) in secret.iter().enumerate() {
+        let unit = family[choices[i % choices.len()] % family.len()];
+        match unit {
+            Unit::PercentUpper => out.extend_from_slice(format!("%{b:02X}").as_bytes()),
+            Unit::PercentLower => out.extend_from_slice(format!("%{b:02x}").as_bytes()),
+            Unit::Plus if b == b' ' => out.push(b'+'),
+            Unit::JsonShort if matches!(b, b'"' | b'\\' | b'/') => out.extend_from_slice(&[b'\\', b]),
+            Unit::JsonUnicodeLower => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+            Unit::JsonUnicodeUpper => out.extend_from_slice(format!("\\u{b:04X}").as_bytes()),
+            Unit::JsonPercent => out.extend_from_slice(format!("\\u0025{b:02x}").as_bytes()),
+            Unit::Itself | Unit::Plus | Unit::JsonShort => out.push(b),
+        }
+    }
+    out
+}
+
+/// `before`, the echo, `after`, scrubbed: the echo and every listed form of the secret are gone, and
+/// `[REDACTED]` is there.
+fn check_echo(secret: &[u8], echo: &[u8], before: &[u8], after: &[u8]) -> Result<(), TestCaseError> {
+    let mut data = before.to_vec();
+    data.extend_from_slice(echo);
+    data.extend_from_slice(after);
+    let scrubber = Scrubber::new(&[secret]).unwrap();
+    let out = scrubber.scrub(&data);
+    prop_assert!(out.is_some(), "not found: {}", String::from_utf8_lossy(echo));
+    let out = out.unwrap_or_default();
+    prop_assert!(contains(&out, b"[REDACTED]"));
+    prop_assert!(!contains(&out, echo), "{}", String::from_utf8_lossy(&out));
+    for form in encodings(secret) {
+        prop_assert!(
+            !contains(&out, &form),
+            "{} left in {}",
+            String::from_utf8_lossy(&form),
+            String::from_utf8_lossy(&out)
+        );
+    }
+    Ok(())
 }
 
 proptest! {
@@ -145,6 +228,39 @@ proptest! {
     fn scrubbing_never_panics(needles in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 0..4), data in haystack_strategy()) {
         let scrubber = Scrubber::new(&needles).unwrap();
         let _ = scrubber.scrub(&data);
+    }
+
+    #[test]
+    fn escape_heavy_text_never_panics(needle in proptest::collection::vec(proptest::sample::select(b"%+\\/\"u0025aA ".to_vec()), 4..12), data in escapey_strategy()) {
+        let scrubber = Scrubber::new(&[needle.as_slice()]).unwrap();
+        if let Some(out) = scrubber.scrub(&data) {
+            prop_assert!(contains(&out, b"[REDACTED]"));
+        }
+    }
+
+    #[test]
+    fn percent_encoded_in_any_mix(secret in secret_strategy(), choices in proptest::collection::vec(0usize..4, 1..64), before in haystack_strategy(), after in haystack_strategy()) {
+        check_echo(&secret, &spell(&secret, &PERCENT_FAMILY, &choices), &before, &after)?;
+    }
+
+    #[test]
+    fn json_escaped_in_any_mix(secret in secret_strategy(), choices in proptest::collection::vec(0usize..4, 1..64), before in escapey_strategy(), after in escapey_strategy()) {
+        check_echo(&secret, &spell(&secret, &JSON_FAMILY, &choices), &before, &after)?;
+    }
+
+    #[test]
+    fn every_unit_in_any_mix(secret in secret_strategy(), choices in proptest::collection::vec(0usize..8, 1..64), before in escapey_strategy(), after in haystack_strategy()) {
+        check_echo(&secret, &spell(&secret, &EVERY_UNIT, &choices), &before, &after)?;
+    }
+
+    #[test]
+    fn text_without_the_secret_is_unchanged(secret in secret_strategy(), plain in proptest::collection::vec(0x20u8..=0x7e, 0..300), choices in proptest::collection::vec(0usize..8, 1..64), noise in haystack_strategy()) {
+        // Random text, echoed through random escapes, and random bytes: the secret is not in them.
+        prop_assume!(!contains(&plain, &secret));
+        let scrubber = Scrubber::new(&[secret.as_slice()]).unwrap();
+        prop_assert_eq!(scrubber.scrub(&plain), None);
+        prop_assert_eq!(scrubber.scrub(&spell(&plain, &EVERY_UNIT, &choices)), None);
+        prop_assert_eq!(scrubber.scrub(&noise), None);
     }
 
     #[test]

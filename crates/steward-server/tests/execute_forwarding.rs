@@ -169,9 +169,12 @@ async fn an_echoed_secret_is_scrubbed_in_every_encoding() {
         hex(SECRET.as_bytes()).to_uppercase(),
         STANDARD.encode(SECRET),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET),
+        common::upstream::mixed_percent(format!("Bearer {SECRET}").as_bytes()),
+        common::upstream::json_unicode(SECRET.as_bytes()),
     ] {
         assert!(!body.contains(&encoded), "{encoded} survived: {body}");
     }
+    assert!(body.contains("pct=[REDACTED] json=[REDACTED] "), "{body}");
     assert!(body.contains("[REDACTED]"), "{body}");
     let echo = response.json()["upstream"]["headers"]
         .as_array()

@@ -112,6 +112,39 @@ async fn in_progress(f: &Exec, other: &TestServer) {
     assert_eq!(refused.status, 202, "{}", refused.json());
 }
 
+/// An upstream header value in a refused answer is never echoed: not in the 502, not in the stored
+/// error replayed under the idempotency key, not in the audit events.
+#[tokio::test]
+async fn refused_encodings_keep_upstream_header_values_out_of_errors_and_replays() {
+    const MARKER: &str = "x-marker-5be2d0";
+    let dir = tempfile::tempdir().unwrap();
+    let f = Exec::embedded(dir.path(), Options::default()).await;
+    f.allow_reads().await;
+    f.upstream.respond(200, &[("content-type", "application/json"), ("content-encoding", MARKER)], b"{}");
+    let first = f.execute(f.get("", &[]), key("key-encoding"), "e-first").await;
+    assert_eq!(
+        (first.status, first.json()["error"].clone()),
+        (502, json!("upstream_encoding_not_supported"))
+    );
+    let message = first.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("content-encoding"), "{message}");
+    assert!(!first.json().to_string().contains(MARKER), "{}", first.json());
+    let replay = f.execute(f.get("", &[]), key("key-encoding"), "e-replay").await;
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        (replay.status, replay.json()["error"].clone()),
+        (502, json!("upstream_encoding_not_supported"))
+    );
+    assert!(!replay.json().to_string().contains(MARKER), "{}", replay.json());
+    assert_eq!(f.upstream.count(), 1);
+    for correlation in ["e-first", "e-replay"] {
+        for event in f.events(correlation).await {
+            assert!(!event.to_string().contains(MARKER), "{event}");
+        }
+    }
+    f.server.stop().await;
+}
+
 #[tokio::test]
 async fn embedded_replay_conflict_and_tokens() {
     let dir = tempfile::tempdir().unwrap();

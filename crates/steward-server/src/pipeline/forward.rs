@@ -82,14 +82,23 @@ impl Delivered {
     }
 }
 
-/// Steps 13–14: sends `outgoing` to `target`, then scrubs every encoding of the needles from the
-/// answer's headers and body.
+/// Which secret the needles come from: the scrubber cache keeps one scrubber per integration, for its
+/// newest secret version.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretVersion<'a> {
+    pub integration_id: &'a str,
+    pub version: u64,
+}
+
+/// Steps 13–14: sends `outgoing` to `target`, then scrubs every encoding of the needles (of `secret`)
+/// from the answer's headers and body.
 pub async fn send(
     state: &AppState,
     target: &ValidatedTarget,
     outgoing: &OutgoingRequest,
     canonical: &CanonicalRequest,
     needles: &Needles,
+    secret: SecretVersion<'_>,
 ) -> Result<Delivered, EgressError> {
     let allowlist = canonical.group().response_header_allowlist();
     let outcome = state.egress.forwarder.forward(target, outgoing, allowlist).await;
@@ -104,7 +113,7 @@ pub async fn send(
     metrics::histogram!("steward_upstream_latency_seconds").record(outcome.latency.as_secs_f64());
     let mut headers = outcome.headers;
     let mut body = outcome.body;
-    let scrubber = state.scrubbers.get(needles)?;
+    let scrubber = state.scrubbers.get(secret.integration_id, secret.version, needles)?;
     let scrubbed = scrubber.scrub_response(&mut headers, &mut body);
     if scrubbed {
         metrics::counter!("steward_secret_scrubbed_total").increment(1);

@@ -26,12 +26,17 @@ fn unavailable(integration: &IntegrationRecord, why: &str) -> ApiError {
 /// and refresh tokens as extra scrub needles, dropped on an upstream 401 ([`crate::oauth2`]).
 pub struct Credential {
     secret: Zeroizing<Vec<u8>>,
+    /// The secret version it came from (keys the scrubber cache).
+    pub version: u64,
     pub oauth2: Option<crate::oauth2::AccessToken>,
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credential").field("oauth2", &self.oauth2).finish_non_exhaustive()
+        f.debug_struct("Credential")
+            .field("version", &self.version)
+            .field("oauth2", &self.oauth2)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,7 +97,7 @@ pub async fn load(
             .await
             .map_err(|error| error.to_api(&integration.integration_id))?;
         let secret = Zeroizing::new(token.secret().to_vec());
-        return Ok(Credential { secret, oauth2: Some(token) });
+        return Ok(Credential { secret, version: record.version, oauth2: Some(token) });
     }
     if record.secret_type != "api_key" {
         return Err(unavailable(integration, "its secret type is not supported"));
@@ -104,5 +109,5 @@ pub async fn load(
             "The integration secret could not be decrypted.");
         unavailable(integration, "it could not be decrypted")
     })?;
-    Ok(Credential { secret, oauth2: None })
+    Ok(Credential { secret, version: record.version, oauth2: None })
 }

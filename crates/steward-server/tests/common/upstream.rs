@@ -167,11 +167,13 @@ async fn answer(
             for value in &secretish {
                 let bare = value.strip_prefix("Bearer ").unwrap_or(value);
                 body.push_str(&format!(
-                    "raw={value} bare={bare} hex={} HEX={} b64={} b64url={} ",
+                    "raw={value} bare={bare} hex={} HEX={} b64={} b64url={} pct={} json={} ",
                     hex_of(bare.as_bytes()),
                     hex_of(bare.as_bytes()).to_uppercase(),
                     base64::engine::general_purpose::STANDARD.encode(bare),
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bare),
+                    mixed_percent(value.as_bytes()),
+                    json_unicode(bare.as_bytes()),
                 ));
             }
             body.push_str(&format!("target={}", record.target));
@@ -184,6 +186,24 @@ async fn answer(
                 .unwrap()
         }
     }
+}
+
+/// Every other byte as lower-case `%xx`, spaces as `+`: a mix no fixed list of encodings holds.
+pub fn mixed_percent(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| match b {
+            b' ' => "+".to_owned(),
+            _ if i % 2 == 0 => format!("%{b:02x}"),
+            _ => char::from(b).to_string(),
+        })
+        .collect()
+}
+
+/// Every byte as `\u00XX`, as a JSON encoder escaping everything would write it.
+pub fn json_unicode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\u{b:04x}")).collect()
 }
 
 fn hex_of(bytes: &[u8]) -> String {

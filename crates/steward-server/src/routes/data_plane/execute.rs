@@ -312,7 +312,7 @@ impl Run<'_> {
             )
         })?;
         // The plaintext goes; an OAuth2 token's bookkeeping stays (scrub needles, 401, audit).
-        let secret::Credential { oauth2, .. } = secret;
+        let secret::Credential { oauth2, version: secret_version, .. } = secret;
         if let Some(token) = &oauth2 {
             needles.extend(token.needles().iter().cloned());
         }
@@ -332,7 +332,11 @@ impl Run<'_> {
         self.record(vec![intent]).await.map_err(Refusal::Answered)?;
         count("allowed", allowed.reason);
         // 13–14. Forward and scrub.
-        let sent = forward::send(state, target, &outgoing, canonical, &needles).await;
+        let secret_version = forward::SecretVersion {
+            integration_id: integration.integration_id.as_str(),
+            version: secret_version,
+        };
+        let sent = forward::send(state, target, &outgoing, canonical, &needles, secret_version).await;
         drop(outgoing);
         drop(needles);
         // 15. Result audit; 16. idempotency completion.
