@@ -112,13 +112,7 @@ async fn doctor_checks_an_identity_against_the_broker() {
     } = serve_with_workload(temp.path()).await;
     let identity = temp.path().join("agent");
     let output = run(steward()
-        .args([
-            "enroll",
-            "--token",
-            &enrollment_token,
-            "--broker-url",
-            &broker_url,
-        ])
+        .args(["enroll", "--token", &enrollment_token, "--broker-url", &broker_url])
         .arg("--out")
         .arg(&identity)
         .arg("--ca-file")
