@@ -33,7 +33,8 @@ async fn approval_status(f: &Exec, approval_id: &str) -> String {
 
 async fn events_of(f: &Exec, event_type: &str) -> Vec<Value> {
     let filter = AuditFilter::default();
-    let events = f.server.state.store.search_audit_events(&filter, None, AuditOrder::OldestFirst, 1000).await.unwrap();
+    let events =
+        f.server.state.store.search_audit_events(&filter, None, AuditOrder::OldestFirst, 1000).await.unwrap();
     events
         .iter()
         .map(|e| serde_json::to_value(e).unwrap())
@@ -46,7 +47,10 @@ fn assert_security_headers(headers: &reqwest::header::HeaderMap) {
     let header = |name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
     let csp = header("content-security-policy");
     assert!(csp.starts_with("default-src 'self'"), "{csp}");
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(header("x-frame-options"), "DENY");
     assert_eq!(header("referrer-policy"), "no-referrer");
@@ -128,13 +132,17 @@ async fn csrf_origin_and_audit_of_a_console_decision() {
     let (status, _, _) =
         post(addr, &deny, Some(&cookie), &[("csrf", &csrf)], &[("origin", "http://evil.example")]).await;
     assert_eq!(status, 403);
+    let (status, _, _) =
+        post(addr, &deny, Some(&cookie), &[("csrf", &csrf)], &[("sec-fetch-site", "cross-site")]).await;
+    assert_eq!(status, 403);
     let (status, _, _) = post(addr, "/ui/sign-out", Some(&cookie), &[("csrf", "wrong")], &[]).await;
     assert_eq!(status, 403);
     assert_eq!(approval_status(&f, &approval).await, "pending");
     assert!(events_of(&f, "approval_decided").await.is_empty());
 
     // With the token: the API's decision, audited with the token as actor.
-    let (status, headers, _) = post(addr, &deny, Some(&cookie), &[("csrf", &csrf), ("reason", "not today")], &[]).await;
+    let (status, headers, _) =
+        post(addr, &deny, Some(&cookie), &[("csrf", &csrf), ("reason", "not today")], &[]).await;
     assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/ui/?done=denied"));
     assert_eq!(approval_status(&f, &approval).await, "denied");
     let decided = events_of(&f, "approval_decided").await;
@@ -167,9 +175,14 @@ async fn roles_and_tenants_are_the_apis() {
     assert!(!inventory.contains("/disable\""), "toggles shown to an auditor");
     // A forged POST with the auditor's own valid CSRF token: the API refuses it (403 admin_forbidden).
     let csrf_token = csrf(&page);
-    let (status, _, body) =
-        post(addr, &format!("/ui/approvals/{approval}/approve-once"), Some(&cookie), &[("csrf", &csrf_token)], &[])
-            .await;
+    let (status, _, body) = post(
+        addr,
+        &format!("/ui/approvals/{approval}/approve-once"),
+        Some(&cookie),
+        &[("csrf", &csrf_token)],
+        &[],
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("admin_forbidden"), "{body}");
     let path = format!("/ui/inventory/workloads/{}/disable", f.workload.workload_id);
@@ -209,7 +222,8 @@ async fn roles_and_tenants_are_the_apis() {
     let (_, _, page) = get(addr, "/ui/", Some(&cookie)).await;
     assert!(!page.contains(&approval), "{page}");
     let (status, _, _) =
-        post(addr, &format!("/ui/approvals/{approval}/deny"), Some(&cookie), &[("csrf", &csrf(&page))], &[]).await;
+        post(addr, &format!("/ui/approvals/{approval}/deny"), Some(&cookie), &[("csrf", &csrf(&page))], &[])
+            .await;
     assert_eq!(status, 404);
     assert_eq!(approval_status(&f, &approval).await, "pending");
     f.server.stop().await;
@@ -225,7 +239,8 @@ async fn sign_out_and_revocation_end_the_session() {
     let (_, _, cookie) = sign_in(addr, &token).await;
     let cookie = cookie.unwrap();
     let (_, _, page) = get(addr, "/ui/", Some(&cookie)).await;
-    let (status, headers, _) = post(addr, "/ui/sign-out", Some(&cookie), &[("csrf", &csrf(&page))], &[]).await;
+    let (status, headers, _) =
+        post(addr, "/ui/sign-out", Some(&cookie), &[("csrf", &csrf(&page))], &[]).await;
     assert_eq!(status, 303);
     assert!(headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     let (status, headers, _) = get(addr, "/ui/", Some(&cookie)).await;
@@ -236,7 +251,8 @@ async fn sign_out_and_revocation_end_the_session() {
     let cookie = cookie.unwrap();
     let (status, _, _) = get(addr, "/ui/approvals/list", Some(&cookie)).await;
     assert_eq!(status, 200);
-    let (status, body) = owner(&f.server, Method::DELETE, &format!("/v1/admin/tokens/{token_id}"), None).await;
+    let (status, body) =
+        owner(&f.server, Method::DELETE, &format!("/v1/admin/tokens/{token_id}"), None).await;
     assert_eq!(status, 204, "{body}");
     let (status, _, _) = get(addr, "/ui/approvals/list", Some(&cookie)).await;
     assert_eq!(status, 401);
@@ -258,7 +274,8 @@ async fn audit_search_verify_export_and_inventory() {
 
     // Search with a filter of GET /v1/audit/events; each event's detail shows its chain position.
     let (status, _, page) =
-        get(addr, &format!("/ui/audit?tenant_id={}&event_type=approval_created", f.tenant), Some(&cookie)).await;
+        get(addr, &format!("/ui/audit?tenant_id={}&event_type=approval_created", f.tenant), Some(&cookie))
+            .await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains(&approval), "{page}");
     assert!(!page.contains("<td>execute</td>"), "the filter was not applied: {page}");
@@ -269,20 +286,28 @@ async fn audit_search_verify_export_and_inventory() {
         f.policy("allow", "items_read", "GET", json!({"description": format!("p{n}")})).await;
     }
     let (_, _, first) = get(addr, &format!("/ui/audit?tenant_id={}", f.tenant), Some(&cookie)).await;
-    let start = first.find("id=\"next-page\"").map(|_| first.find("href=\"/ui/audit?").unwrap()).expect("a next page");
+    let start = first
+        .find("id=\"next-page\"")
+        .map(|_| first.find("href=\"/ui/audit?").unwrap())
+        .expect("a next page");
     let next = first[start + 6..].split('"').next().unwrap().replace("&amp;", "&");
     let (status, _, second) = get(addr, &next, Some(&cookie)).await;
     assert_eq!(status, 200, "{second}");
     assert!(second.contains("data-event="), "{second}");
 
     // Verify chain.
-    let (status, _, page) = get(addr, &format!("/ui/audit/verify?tenant_id={}", f.tenant), Some(&cookie)).await;
+    let (status, _, page) =
+        get(addr, &format!("/ui/audit/verify?tenant_id={}", f.tenant), Some(&cookie)).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("data-ok=\"true\""), "{page}");
 
     // Export: JSON lines of the API, as a download.
-    let (status, headers, body) =
-        get(addr, &format!("/ui/audit/export?tenant_id={}&event_type=approval_created", f.tenant), Some(&cookie)).await;
+    let (status, headers, body) = get(
+        addr,
+        &format!("/ui/audit/export?tenant_id={}&event_type=approval_created", f.tenant),
+        Some(&cookie),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(headers["content-disposition"].to_str().unwrap().starts_with("attachment"));
     let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -293,7 +318,14 @@ async fn audit_search_verify_export_and_inventory() {
     // groups and approval modes, policies; disabling a workload goes through PATCH and is audited.
     let (status, _, page) = get(addr, "/ui/inventory", Some(&cookie)).await;
     assert_eq!(status, 200, "{page}");
-    for needle in [f.tenant.as_str(), &f.workload.workload_id, &f.integration_id, "items_write", "required", "api.example.test"] {
+    for needle in [
+        f.tenant.as_str(),
+        &f.workload.workload_id,
+        &f.integration_id,
+        "items_write",
+        "required",
+        "api.example.test",
+    ] {
         assert!(page.contains(needle), "{needle} missing");
     }
     assert!(page.contains("version 1"), "secret version: {page}");
@@ -303,10 +335,14 @@ async fn audit_search_verify_export_and_inventory() {
     let (status, _, body) =
         post(addr, &path, Some(&cookie), &[("csrf", &csrf_token), ("tenant_id", &f.tenant)], &[]).await;
     assert_eq!(status, 303, "{body}");
-    let (_, workload) = owner(&f.server, Method::GET, &format!("/v1/workloads/{}", f.workload.workload_id), None).await;
+    let (_, workload) =
+        owner(&f.server, Method::GET, &format!("/v1/workloads/{}", f.workload.workload_id), None).await;
     assert_eq!(workload["enabled"], false);
     let actions = events_of(&f, "admin_action").await;
-    assert!(actions.iter().any(|e| e["metadata"]["action"].as_str().unwrap_or("").contains("workload")
-        && e["actor"]["id"] != Value::Null), "{actions:?}");
+    assert!(
+        actions.iter().any(|e| e["metadata"]["action"].as_str().unwrap_or("").contains("workload")
+            && e["actor"]["id"] != Value::Null),
+        "{actions:?}"
+    );
     f.server.stop().await;
 }

@@ -77,7 +77,8 @@ pub async fn list_fragment(
     let history = history(query.0.tab.as_deref());
     let answer = console.call(&signed, Method::GET, "/v1/approvals", None).await;
     if !answer.ok() {
-        let message = answer.body["message"].as_str().unwrap_or("the admin API refused the request").to_owned();
+        let message =
+            answer.body["message"].as_str().unwrap_or("the admin API refused the request").to_owned();
         return (answer.status, html! { p.error role="alert" { (message) } }).into_response();
     }
     render_list(&signed, &answer.body, history).into_response()
@@ -131,6 +132,8 @@ fn card(signed: &Signed, approval: &Value) -> Markup {
                 dt { "Workload" } dd.workload { (text(&approval["workload_id"])) }
                 dt { "Integration" } dd.integration { (text(&approval["integration_id"])) }
                 dt { "Tenant" } dd { (text(&approval["tenant_id"])) }
+                dt { "Action group" } dd { (text(&descriptor["action_group"])) }
+                dt { "Risk tier" } dd { (text(&descriptor["risk_tier"])) }
                 dt { "Method" } dd { (text(&descriptor["method"])) }
                 dt { "Host" } dd { (host) }
                 dt { "Path" } dd.path { (path) }

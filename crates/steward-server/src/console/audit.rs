@@ -261,7 +261,8 @@ pub async fn export(
     };
     let query = query.0;
     let api_query = query.filters().append_pair("format", "jsonl").finish();
-    let response = console.raw_call(&signed, Method::GET, &format!("/v1/audit/events?{api_query}"), None).await;
+    let response =
+        console.raw_call(&signed, Method::GET, &format!("/v1/audit/events?{api_query}"), None).await;
     if !response.status().is_success() {
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), super::MAX_API_BODY).await.unwrap_or_default();

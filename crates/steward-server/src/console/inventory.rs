@@ -239,10 +239,11 @@ pub async fn toggle_post(
     (kind, id, action): (String, String, String),
     form: Option<ToggleForm>,
 ) -> Response {
-    let signed = match check_post(&console, &headers, &context, form.as_ref().and_then(|f| f.csrf.as_deref())).await {
-        Ok(signed) => signed,
-        Err(response) => return response,
-    };
+    let signed =
+        match check_post(&console, &headers, &context, form.as_ref().and_then(|f| f.csrf.as_deref())).await {
+            Ok(signed) => signed,
+            Err(response) => return response,
+        };
     let enabled = match action.as_str() {
         "enable" => true,
         "disable" => false,
@@ -251,7 +252,9 @@ pub async fn toggle_post(
     let (Some(id), true) = (safe_id(&id), matches!(kind.as_str(), "workloads" | "integrations")) else {
         return (StatusCode::NOT_FOUND, "no such object").into_response();
     };
-    let answer = console.call(&signed, Method::PATCH, &format!("/v1/{kind}/{id}"), Some(json!({"enabled": enabled}))).await;
+    let answer = console
+        .call(&signed, Method::PATCH, &format!("/v1/{kind}/{id}"), Some(json!({"enabled": enabled})))
+        .await;
     if !answer.ok() {
         return answer.error_page(&console, &signed, "The change was refused");
     }

@@ -171,12 +171,9 @@ impl Console {
         let session = self.sessions.get(&session_id, self.state.clock.now()).ok_or(NotSigned::Missing)?;
         let bearer = bearer_headers(&session.token).ok_or(NotSigned::Missing)?;
         match authenticate(&self.state, &bearer).await {
-            Ok(principal) => Ok(Signed {
-                session_id,
-                session,
-                principal,
-                correlation_id: context.correlation_id.clone(),
-            }),
+            Ok(principal) => {
+                Ok(Signed { session_id, session, principal, correlation_id: context.correlation_id.clone() })
+            }
             Err(_) => {
                 self.sessions.end(&session_id);
                 Err(NotSigned::TokenEnded)
@@ -196,7 +193,13 @@ impl Console {
     }
 
     /// [`Console::call`] returning the API's response as it is (for streaming).
-    pub async fn raw_call(&self, signed: &Signed, method: Method, uri: &str, body: Option<Value>) -> Response {
+    pub async fn raw_call(
+        &self,
+        signed: &Signed,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut builder = Request::builder()
             .method(method)
             .uri(uri)
@@ -220,8 +223,10 @@ impl Console {
 
     fn cookie(&self, value: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let text = format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/ui; Max-Age={max_age}{secure}");
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("steward_console=; Path=/ui"))
+        let text =
+            format!("{COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/ui; Max-Age={max_age}{secure}");
+        HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| HeaderValue::from_static("steward_console=; Path=/ui"))
     }
 }
 
@@ -239,14 +244,23 @@ pub(crate) fn forbidden(console: &Console, signed: Option<&Signed>, why: &str) -
     (StatusCode::FORBIDDEN, pages::layout(console, signed, "Refused", "", markup)).into_response()
 }
 
-/// Refuses a state-changing request whose `Origin` (sent by browsers on every POST) is not this
-/// listener's own: together with `SameSite=Strict` and the CSRF token, forms of other sites never act.
+/// Refuses a state-changing request a browser marks as coming from another site: `Sec-Fetch-Site`
+/// (sent by current browsers) must be `same-origin`; without it, an `Origin` other than `null` must
+/// be this listener's own. (With `referrer-policy: no-referrer` browsers send `Origin: null` on form
+/// posts, so `Sec-Fetch-Site` is the reliable signal.) Together with `SameSite=Strict` and the CSRF
+/// token, forms of other sites never act.
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return site.as_bytes() == b"same-origin";
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let origin = origin.to_str().unwrap_or("");
+    if origin == "null" {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
     authority.is_some_and(|a| !host.is_empty() && a.eq_ignore_ascii_case(host))
 }
@@ -261,7 +275,11 @@ pub(crate) async fn check_post(
     let signed = match console.signed(headers, context).await {
         Ok(signed) => signed,
         Err(_) => {
-            return Err(forbidden(console, None, "You are not signed in (or your session ended): sign in again."));
+            return Err(forbidden(
+                console,
+                None,
+                "You are not signed in (or your session ended): sign in again.",
+            ));
         }
     };
     if !same_origin(headers) {
@@ -281,8 +299,10 @@ pub(crate) async fn check_post(
 /// An id taken from the console's own path, before it is put into an admin API path: ids are
 /// letters, digits, `_` and `-` only, so no path or query can be smuggled into the internal call.
 pub(crate) fn safe_id(id: &str) -> Option<&str> {
-    (!id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-        .then_some(id)
+    (!id.is_empty()
+        && id.len() <= 200
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+    .then_some(id)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -290,10 +310,7 @@ struct SignInQuery {
     ended: Option<String>,
 }
 
-async fn sign_in_page(
-    State(console): State<Console>,
-    query: axum::extract::Query<SignInQuery>,
-) -> Markup {
+async fn sign_in_page(State(console): State<Console>, query: axum::extract::Query<SignInQuery>) -> Markup {
     let ended = query.0.ended;
     pages::sign_in(&console, ended.as_deref(), None)
 }

@@ -27,7 +27,13 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 }
 
 /// The frame of every page: header, navigation (what the role may open), sign-out, main content.
-pub fn layout(_console: &Console, signed: Option<&Signed>, title: &str, current: &str, main: Markup) -> Markup {
+pub fn layout(
+    _console: &Console,
+    signed: Option<&Signed>,
+    title: &str,
+    current: &str,
+    main: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {

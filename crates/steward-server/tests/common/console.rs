@@ -34,14 +34,17 @@ pub async fn sign_in(addr: SocketAddr, token: &str) -> (u16, Option<String>, Opt
         .send()
         .await
         .unwrap();
-    let set_cookie =
-        response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
+    let set_cookie = response.headers().get("set-cookie").map(|v| v.to_str().unwrap().to_owned());
     let cookie = set_cookie.as_ref().map(|c| c.split(';').next().unwrap().to_owned());
     (response.status().as_u16(), set_cookie, cookie)
 }
 
 /// A GET with an optional cookie: `(status, headers, body)`.
-pub async fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> (u16, reqwest::header::HeaderMap, String) {
+pub async fn get(
+    addr: SocketAddr,
+    path: &str,
+    cookie: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let mut request = client().get(format!("{}{path}", base(addr)));
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
@@ -148,7 +151,11 @@ impl Browser {
         let mut last_error = String::new();
         for _ in 0..100 {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match fantoccini::ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+            match fantoccini::ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(client) => return Self { client, driver, _profile: profile },
                 Err(error) => last_error = error.to_string(),
             }
@@ -172,11 +179,18 @@ impl Browser {
         let field = self.client.find(fantoccini::Locator::Id("token")).await.unwrap();
         field.send_keys(token).await.unwrap();
         self.client.find(fantoccini::Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-        self.wait_for_css("#main h1").await;
+        if self.wait_for_css_within("#sign-out", Duration::from_secs(10)).await.is_none() {
+            let page = self.client.source().await.unwrap_or_default();
+            panic!("signing in failed: {page}");
+        }
     }
 
     /// Waits (up to `timeout`) until `css` matches an element.
-    pub async fn wait_for_css_within(&self, css: &str, timeout: Duration) -> Option<fantoccini::elements::Element> {
+    pub async fn wait_for_css_within(
+        &self,
+        css: &str,
+        timeout: Duration,
+    ) -> Option<fantoccini::elements::Element> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Ok(element) = self.client.find(fantoccini::Locator::Css(css)).await {
@@ -205,7 +219,10 @@ impl Browser {
     pub async fn screenshot(&self, width: u32, height: u32, name: &str) -> PathBuf {
         self.client.set_window_size(width, height).await.unwrap();
         let (w, h) = self.viewport().await;
-        let (extra_w, extra_h) = (u32::try_from(width as u64 - w.min(width as u64)).unwrap(), u32::try_from(height as u64 - h.min(height as u64)).unwrap());
+        let (extra_w, extra_h) = (
+            u32::try_from(width as u64 - w.min(width as u64)).unwrap(),
+            u32::try_from(height as u64 - h.min(height as u64)).unwrap(),
+        );
         if extra_w > 0 || extra_h > 0 {
             self.client.set_window_size(width + extra_w, height + extra_h).await.unwrap();
         }
