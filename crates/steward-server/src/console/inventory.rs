@@ -103,7 +103,7 @@ async fn tenant_detail(console: &Console, signed: &Signed, tenant: &str) -> Resu
         certificates.push(certs);
     }
     let may_write = roles::WRITE.contains(&signed.principal.role);
-    let now = time::OffsetDateTime::now_utc();
+    let now = console.state.clock.now().unix_seconds();
     Ok(html! {
         section {
             h2 { "Workloads of " code { (tenant) } }
@@ -198,14 +198,14 @@ async fn tenant_detail(console: &Console, signed: &Signed, tenant: &str) -> Resu
 }
 
 /// "5 d ago" from an RFC 3339 timestamp.
-fn age(value: &Value, now: time::OffsetDateTime) -> String {
+fn age(value: &Value, now: i64) -> String {
     let Some(at) = value
         .as_str()
         .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
     else {
         return "age unknown".to_owned();
     };
-    let seconds = (now - at).whole_seconds().max(0);
+    let seconds = (now - at.unix_timestamp()).max(0);
     match seconds {
         s if s < 120 => format!("{s} s old"),
         s if s < 7200 => format!("{} min old", s / 60),

@@ -150,6 +150,8 @@ impl Browser {
         let url = format!("http://127.0.0.1:{port}");
         let mut last_error = String::new();
         for _ in 0..100 {
+            // The WebDriver client talks only to the chromedriver started above, on loopback.
+            #[allow(clippy::disallowed_methods)]
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
             match fantoccini::ClientBuilder::new(connector)
                 .capabilities(capabilities.clone())
