@@ -346,3 +346,51 @@ async fn audit_search_verify_export_and_inventory() {
     );
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_cookie_is_secure_on_a_tls_admin_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    common::init_data_dir(dir.path()).await;
+    // The admin listener with TLS (the data plane's certificate, issued for localhost).
+    let cert = dir.path().join("tls/server.crt").display().to_string();
+    let key = dir.path().join("tls/server.key").display().to_string();
+    let env = common::free_port_env(&[("STEWARD_ADMIN__TLS_CERT", &cert), ("STEWARD_ADMIN__TLS_KEY", &key)]);
+    let server = common::TestServer::start(dir.path(), env).await.unwrap();
+    let form = format!("token={}", server.owner_token());
+    let response = steward_testkit::http_client::request(
+        server.admin_addr,
+        Some(&server.tls()),
+        Method::POST,
+        "/ui/sign-in",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 303, "{:?}", response.body);
+    let set_cookie = response.headers["set-cookie"].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui", "Secure"] {
+        assert!(set_cookie.split("; ").any(|a| a == attribute), "{attribute} missing: {set_cookie}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_ends_after_twelve_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    common::init_data_dir(dir.path()).await;
+    let manual = std::sync::Arc::new(steward_types::ManualClock::starting_now());
+    let server = common::TestServer::start_with_clock(dir.path(), common::free_port_env(&[]), manual.clone())
+        .await
+        .unwrap();
+    let addr = server.admin_addr;
+    let (_, _, cookie) = sign_in(addr, &server.owner_token()).await;
+    let cookie = cookie.unwrap();
+    manual.advance_seconds(12 * 3600 - 1);
+    let (status, _, _) = get(addr, "/ui/", Some(&cookie)).await;
+    assert_eq!(status, 200);
+    manual.advance_seconds(1);
+    let (status, headers, _) = get(addr, "/ui/", Some(&cookie)).await;
+    assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/ui/sign-in"));
+    server.stop().await;
+}

@@ -383,3 +383,14 @@ pub fn url(addr: std::net::SocketAddr, tls: bool) -> String {
     };
     format!("{scheme}://{host}:{}/ui/", addr.port())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_logged_url_reaches_the_listener() {
+        let url = |a: &str, tls| super::url(a.parse().expect("address"), tls);
+        assert_eq!(url("127.0.0.1:8080", false), "http://127.0.0.1:8080/ui/");
+        assert_eq!(url("0.0.0.0:8080", true), "https://127.0.0.1:8080/ui/");
+        assert_eq!(url("[::]:9000", false), "http://[::1]:9000/ui/");
+    }
+}
