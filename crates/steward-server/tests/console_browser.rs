@@ -48,6 +48,7 @@ async fn an_approval_appears_by_itself_and_is_approved_once() {
         .await
         .expect("the pending approval did not appear by itself");
     let waited = started.elapsed();
+    // The spec: within 2 s (the page polls every second); 0.5 s more for this test's own WebDriver polling.
     assert!(waited <= Duration::from_millis(2500), "it took {waited:?}");
     assert_eq!(browser.js("return window.__notReloaded;").await, json!(42), "the page was reloaded");
     let text = card.text().await.unwrap();

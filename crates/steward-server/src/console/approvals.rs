@@ -1,5 +1,5 @@
 //! The home page: pending approvals of the token's tenants, newest first, refreshed by
-//! `console.js` every 1.5 s from `/ui/approvals/list`; decided and expired ones in a history tab.
+//! `console.js` every second from `/ui/approvals/list`; decided and expired ones in a history tab.
 //! Buttons post to `/ui/approvals/{id}/{approve-once|approve-rule|deny|cancel}`, which call the
 //! admin API's `POST /v1/approvals/{id}/…` as the signed-in token.
 

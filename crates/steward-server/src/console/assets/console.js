@@ -2,7 +2,7 @@
 // (script-src 'self'); it reads only same-origin HTML the server escaped.
 "use strict";
 (function () {
-  const POLL_MS = 1500;
+  const POLL_MS = 1000;
 
   function countdown() {
     const now = Date.now();
