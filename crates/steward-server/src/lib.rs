@@ -8,6 +8,7 @@
 pub mod bootstrap;
 pub mod builtin_templates;
 pub mod config;
+pub mod console;
 pub mod exit;
 pub mod files;
 pub mod health;

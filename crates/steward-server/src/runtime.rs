@@ -52,6 +52,10 @@ pub async fn run(prepared: Prepared, shutdown: impl Future<Output = ()>) -> Resu
         max_connections_per_ip = state.config.data_plane.max_connections_per_ip,
         "Steward is serving."
     );
+    if let Ok(addr) = admin_listener.local_addr() {
+        let url = crate::console::url(addr, admin_cert.is_some());
+        tracing::info!(event = "console", %url, "Web console: open {url} and sign in with an admin token.");
+    }
     // The admin listener takes the data plane's connection limits and timeouts, without PROXY protocol.
     let data_options = ServeOptions::from_config(&state.config.data_plane);
     let admin_options = ServeOptions { proxy_protocol: false, ..data_options };

@@ -33,9 +33,11 @@ pub fn data_plane(state: AppState) -> Router {
 /// The admin router (plain HTTP on loopback, or TLS).
 pub fn admin(state: AppState) -> Router {
     let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
+    let console_state = state.clone();
     let (api, document) = admin::api().split_for_parts();
     let document = std::sync::Arc::new(document);
-    api.route("/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
+    let api = api
+        .route("/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::render))
@@ -43,7 +45,8 @@ pub fn admin(state: AppState) -> Router {
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(axum::middleware::from_fn_with_state(state.clone(), invalidate_read_cache))
         .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("admin"), r, n)))
-        .with_state(state)
+        .with_state(state);
+    crate::console::mount(api, console_state)
 }
 
 /// After every admin request that may have changed something (any method but GET and HEAD), this

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod console;
 pub mod execute;
 pub mod upstream;
 pub mod workload;
