@@ -5,7 +5,7 @@
 // Test scaffolding: a failure to bind or build is a broken test environment, so it panics.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod dns;
+pub use steward_testkit::dns;
 pub mod upstream;
 
 use std::collections::HashMap;
