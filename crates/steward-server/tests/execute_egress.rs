@@ -91,9 +91,11 @@ async fn untrusted_certificates_and_failed_resolutions_name_their_settings() {
     use steward_testkit::dns::{DnsServer, Failure, SERVFAIL};
     // A DNS server that fails one name and knows no other; only api.example.test is a static host,
     // and the upstream's CA is not trusted.
-    let dns =
-        DnsServer::start_with_failures(Default::default(), vec![Failure::new("private.example.test", None, SERVFAIL)])
-            .await;
+    let dns = DnsServer::start_with_failures(
+        Default::default(),
+        vec![Failure::new("private.example.test", None, SERVFAIL)],
+    )
+    .await;
     let servers = format!("[\"{}\"]", dns.addr);
     let (f, _dir) = fixture(&[
         ("STEWARD_EGRESS__EXTRA_CA_FILES", "[]"),
