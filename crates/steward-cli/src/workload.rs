@@ -43,7 +43,8 @@ impl BrokerUrl {
                  for every later command",
                 file.display()
             ),
-            None => "pass --broker-url URL (or set STEWARD_BROKER_URL): the data plane's public_base_url".to_owned(),
+            None => "pass --broker-url URL (or set STEWARD_BROKER_URL): the data plane's public_base_url"
+                .to_owned(),
         }
     }
 }

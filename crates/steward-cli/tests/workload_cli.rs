@@ -371,5 +371,8 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
     let text = stderr(&output);
     let file = ed.join("broker_url").display().to_string();
     assert!(text.contains(&format!("broker URL {broker_url} (from {file})")), "{text}");
-    assert!(text.contains("--broker-url") && text.contains(&format!("write the right URL to {file}")), "{text}");
+    assert!(
+        text.contains("--broker-url") && text.contains(&format!("write the right URL to {file}")),
+        "{text}"
+    );
 }

@@ -36,6 +36,7 @@ impl Failure {
     }
 }
 
+#[derive(Debug)]
 pub struct DnsServer {
     pub addr: SocketAddr,
     pub queries: Arc<AtomicUsize>,
