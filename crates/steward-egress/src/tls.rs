@@ -53,12 +53,11 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, EgressError
 /// private CA (`egress.extra_ca_files`). Only the host and the kind of failure are named, never
 /// anything the upstream sent.
 pub(crate) fn handshake_failure(host: &str, error: &std::io::Error) -> EgressError {
-    let certificate = error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(
-        |tls| match tls {
+    let certificate =
+        error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(|tls| match tls {
             rustls::Error::InvalidCertificate(certificate) => Some(certificate),
             _ => None,
-        },
-    );
+        });
     let reason = match certificate {
         Some(certificate) => certificate_reason(host, certificate),
         None => error.to_string(),

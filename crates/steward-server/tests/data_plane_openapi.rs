@@ -83,10 +83,12 @@ fn validate(document: &Value, schema: &Value, value: &Value, at: &str) -> Result
                 validate(document, &schema["items"], item, &format!("{at}[{index}]"))?;
             }
         }
-        Value::String(text) if schema["format"] == "date-time" => {
-            if time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_err() {
-                return Err(format!("{at}: {text:?} is not an RFC 3339 date-time"));
-            }
+        Value::String(text)
+            if schema["format"] == "date-time"
+                && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .is_err() =>
+        {
+            return Err(format!("{at}: {text:?} is not an RFC 3339 date-time"));
         }
         _ => {}
     }

@@ -5,6 +5,8 @@
 // Test scaffolding: a failure to bind or build is a broken test environment, so it panics.
 #![allow(dead_code, clippy::unwrap_used)]
 
+// Not every test binary uses the DNS responder.
+#[allow(unused_imports)]
 pub use steward_testkit::dns;
 pub mod upstream;
 
