@@ -49,15 +49,10 @@ fn quickstart_block(text: &str) -> String {
 
 /// A loopback address of this run's own (127.x.y.z) where port 8443 is free.
 fn own_loopback_for_8443() -> Ipv4Addr {
-    let seed = std::process::id() ^ u32::try_from(Instant::now().elapsed().as_nanos() % 65_536).unwrap_or(0);
-    for attempt in 0..64u32 {
-        let n = seed.wrapping_mul(2_654_435_761).wrapping_add(attempt.wrapping_mul(40_503));
-        let ip = Ipv4Addr::new(
-            127,
-            100 + (n % 100) as u8,
-            ((n >> 8) % 250) as u8 + 1,
-            ((n >> 16) % 250) as u8 + 2,
-        );
+    for _ in 0..64 {
+        // 127.100.0.1 – 127.255.255.254, random: far from 127.0.0.1, where people run things.
+        let [a, b, c, ..] = uuid::Uuid::new_v4().into_bytes();
+        let ip = Ipv4Addr::new(127, 100 + a % 156, b, c.clamp(1, 254));
         if TcpListener::bind(SocketAddr::from((ip, 8443))).is_ok() {
             return ip;
         }
