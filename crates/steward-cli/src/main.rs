@@ -11,6 +11,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
+mod dev;
 mod doctor;
 mod server_commands;
 mod urls;
@@ -81,6 +82,10 @@ enum Command {
     /// Check a data directory (default ./steward-data) or a workload identity (--identity DIR): one
     /// line per check, ok / warn / FAIL with the fix; exit 1 when anything failed.
     Doctor(doctor::DoctorArgs),
+    /// Development helpers (a local HTTPS echo provider to try brokered calls offline); never for
+    /// production.
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
     /// Print a shell completion script: steward completions bash > /etc/bash_completion.d/steward.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -116,6 +121,7 @@ fn main() -> std::process::ExitCode {
         Command::Call(args) => return runtime.block_on(workload::call(*args)),
         Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
         Command::Doctor(args) => return runtime.block_on(doctor::run(args)),
+        Command::Dev(command) => return runtime.block_on(dev::run(command)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "steward", &mut std::io::stdout());
             return std::process::ExitCode::SUCCESS;
@@ -151,6 +157,7 @@ fn main() -> std::process::ExitCode {
             | Command::Call(_)
             | Command::Manifest(_)
             | Command::Doctor(_)
+            | Command::Dev(_)
             | Command::Completions { .. } => Ok(()),
         }
     });

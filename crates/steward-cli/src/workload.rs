@@ -30,30 +30,47 @@ pub enum KeyTypeArg {
 pub struct BrokerUrl {
     pub url: String,
     pub source: String,
+    /// The identity's `broker_url` file, when the command has an identity (then it can be corrected).
+    pub file: Option<PathBuf>,
+}
+
+impl BrokerUrl {
+    /// What changes the URL: the flag and variable, and the identity's file when there is one.
+    fn fix(&self) -> String {
+        match &self.file {
+            Some(file) => format!(
+                "pass --broker-url URL (or set STEWARD_BROKER_URL) for this run, or write the right URL to {} \
+                 for every later command",
+                file.display()
+            ),
+            None => "pass --broker-url URL (or set STEWARD_BROKER_URL): the data plane's public_base_url"
+                .to_owned(),
+        }
+    }
 }
 
 /// `--broker-url` / `STEWARD_BROKER_URL` (clap reads both into `given`), else `<identity>/broker_url`,
 /// else the default.
 pub fn resolve_broker_url(given: Option<&str>, identity_dir: &Path) -> BrokerUrl {
+    let file = identity_dir.join(steward_client::BROKER_URL_FILE);
     if let Some(url) = given.map(str::trim).filter(|u| !u.is_empty()) {
         let source = if std::env::var("STEWARD_BROKER_URL").is_ok_and(|v| v.trim() == url) {
             "STEWARD_BROKER_URL"
         } else {
             "--broker-url"
         };
-        return BrokerUrl { url: url.trim_end_matches('/').to_owned(), source: source.to_owned() };
+        return BrokerUrl {
+            url: url.trim_end_matches('/').to_owned(),
+            source: source.to_owned(),
+            file: Some(file),
+        };
     }
     match steward_client::read_broker_url(identity_dir) {
-        Some(url) => BrokerUrl {
-            url,
-            source: identity_dir.join(steward_client::BROKER_URL_FILE).display().to_string(),
-        },
+        Some(url) => BrokerUrl { url, source: file.display().to_string(), file: Some(file) },
         None => BrokerUrl {
             url: DEFAULT_BROKER_URL.to_owned(),
-            source: format!(
-                "the default (no --broker-url, STEWARD_BROKER_URL or {})",
-                identity_dir.join(steward_client::BROKER_URL_FILE).display()
-            ),
+            source: format!("the default (no --broker-url, STEWARD_BROKER_URL or {})", file.display()),
+            file: Some(file),
         },
     }
 }
@@ -134,7 +151,12 @@ fn broker_failure(error: &ClientError, broker: Option<&BrokerUrl>) -> ExitCode {
         ClientError::Transport(_) => {
             eprintln!("steward: {error}");
             if let Some(broker) = broker {
-                eprintln!("steward: broker URL {} (from {})", broker.url, broker.source);
+                eprintln!(
+                    "steward: broker URL {} (from {}); is steward serve running there? To use another URL, {}",
+                    broker.url,
+                    broker.source,
+                    broker.fix()
+                );
             }
         }
         other => eprintln!("steward: {other}"),
@@ -174,6 +196,7 @@ pub async fn enroll(args: EnrollArgs) -> ExitCode {
             let broker = BrokerUrl {
                 url: args.broker_url.clone(),
                 source: "--broker-url, STEWARD_BROKER_URL or the default".into(),
+                file: None,
             };
             broker_failure(&error, Some(&broker))
         }

@@ -472,4 +472,23 @@ async fn admin_cli_needs_no_flags_next_to_the_data_dir_and_prints_ids_for_script
     }
 
     assert_eq!(terminate(&mut child).code(), Some(0));
+
+    // The server is gone: the refusal says which URL was tried, where it came from, and the flags
+    // that point elsewhere.
+    let admin_url = format!("http://127.0.0.1:{}", ports.admin);
+    let down = run(&mut bare(&["whoami"]));
+    assert_eq!(down.status.code(), Some(1));
+    let text = stderr(&down);
+    for part in [
+        format!("cannot reach the admin API at {admin_url}"),
+        format!("admin.listen in {}", Path::new("steward-data").join("steward.toml").display()),
+        "Is `steward serve` running there?".to_owned(),
+        "--admin-url URL (or STEWARD_ADMIN_URL)".to_owned(),
+        "--data-dir DIR".to_owned(),
+        "Connection refused".to_owned(),
+    ] {
+        assert!(text.contains(&part), "{part:?} missing: {text}");
+    }
+    let down = run(bare(&["whoami"]).env("STEWARD_ADMIN_URL", &admin_url));
+    assert!(stderr(&down).contains(&format!("{admin_url} (from STEWARD_ADMIN_URL)")), "{}", stderr(&down));
 }

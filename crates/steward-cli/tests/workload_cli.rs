@@ -269,6 +269,17 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
     let output =
         run(steward().arg("manifest").arg("--identity").arg(&identity).env("STEWARD_BROKER_URL", &nowhere));
     assert_eq!(output.status.code(), Some(1), "the environment's URL was used: {}", stderr(&output));
+    // An unreachable broker: the URL, where it came from, and what changes it.
+    let file = identity.join("broker_url").display().to_string();
+    let text = stderr(&output);
+    for part in [
+        format!("broker URL {nowhere} (from STEWARD_BROKER_URL)"),
+        "is steward serve running there?".to_owned(),
+        "--broker-url URL (or set STEWARD_BROKER_URL)".to_owned(),
+        format!("write the right URL to {file}"),
+    ] {
+        assert!(text.contains(&part), "{part:?} missing: {text}");
+    }
     let output = run(steward()
         .args(["manifest", "--broker-url", &broker_url, "--identity"])
         .arg(&identity)
@@ -301,4 +312,18 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
     let output = run(steward().arg("manifest").arg("--identity").arg(&ed));
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(terminate(&mut child).code(), Some(0));
+
+    // The server is gone: a call through the identity's file says so and names the file.
+    let output = run(steward()
+        .args(["call", "--integration", "i_unused", "--identity"])
+        .arg(&ed)
+        .arg("https://api.openai.com/v1/responses"));
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    let file = ed.join("broker_url").display().to_string();
+    assert!(text.contains(&format!("broker URL {broker_url} (from {file})")), "{text}");
+    assert!(
+        text.contains("--broker-url") && text.contains(&format!("write the right URL to {file}")),
+        "{text}"
+    );
 }

@@ -267,7 +267,7 @@ impl Forwarder {
             tokio::time::timeout_at(deadline, TlsConnector::from(self.tls.clone()).connect(server_name, tcp))
                 .await
                 .map_err(|_| timed_out())?
-                .map_err(|e| EgressError::Tls { host: host.to_owned(), reason: e.to_string() })?;
+                .map_err(|e| tls::handshake_failure(host, &e))?;
         let (sender, connection) =
             tokio::time::timeout_at(deadline, hyper::client::conn::http1::handshake(TokioIo::new(stream)))
                 .await

@@ -47,3 +47,45 @@ pub(crate) fn server_name(host: &str) -> Result<ServerName<'static>, EgressError
         EgressError::InvalidRequest(format!("host {host:?} is not a valid TLS server name: {e}"))
     })
 }
+
+/// A failed upstream TLS handshake as an [`EgressError::Tls`] whose reason a person can act on: a
+/// certificate that failed verification says so, and an unknown issuer names the setting that adds a
+/// private CA (`egress.extra_ca_files`). Only the host and the kind of failure are named, never
+/// anything the upstream sent.
+pub(crate) fn handshake_failure(host: &str, error: &std::io::Error) -> EgressError {
+    let certificate =
+        error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).and_then(|tls| match tls {
+            rustls::Error::InvalidCertificate(certificate) => Some(certificate),
+            _ => None,
+        });
+    let reason = match certificate {
+        Some(certificate) => certificate_reason(host, certificate),
+        None => error.to_string(),
+    };
+    EgressError::Tls { host: host.to_owned(), reason }
+}
+
+/// Why the certificate `host` presented was refused, and what fixes it.
+fn certificate_reason(host: &str, error: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match error {
+        E::UnknownIssuer | E::BadSignature => format!(
+            "the certificate {host} presented was not trusted: no CA Steward trusts issued it (Steward trusts the \
+             public web PKI roots and egress.extra_ca_files); if {host} uses a private or development CA, add \
+             that CA's certificate (PEM) to egress.extra_ca_files and restart Steward"
+        ),
+        E::NotValidForName | E::NotValidForNameContext { .. } => format!(
+            "the certificate {host} presented was not trusted: it is not valid for the name {host} (the \
+             template's host, which Steward verifies whatever address egress.static_hosts gives it); the \
+             upstream must present a certificate naming {host}"
+        ),
+        E::Expired | E::ExpiredContext { .. } => format!(
+            "the certificate {host} presented was not trusted: it has expired (or this machine's clock is \
+             wrong); the upstream must renew it"
+        ),
+        E::NotValidYet | E::NotValidYetContext { .. } => format!(
+            "the certificate {host} presented was not trusted: it is not valid yet (check this machine's clock)"
+        ),
+        other => format!("the certificate {host} presented was not trusted: {other:?}"),
+    }
+}

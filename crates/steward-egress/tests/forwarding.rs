@@ -315,6 +315,9 @@ async fn refused_connections_and_untrusted_certificates_are_network_errors() {
     let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
     assert!(matches!(err, EgressError::Tls { .. }), "{err}");
     assert_eq!(err.code(), ErrorCode::UpstreamNetworkError);
+    // The message says the certificate was not trusted and names the setting that adds a CA.
+    let text = err.to_string();
+    assert!(text.contains("was not trusted") && text.contains("egress.extra_ca_files"), "{text}");
     assert!(upstream.recorded().is_empty());
 
     // A trusted certificate that does not name the host (SNI/verification use the canonical host).
@@ -324,6 +327,7 @@ async fn refused_connections_and_untrusted_certificates_are_network_errors() {
         guard("other.test", upstream.addr.port(), &resolver, &support::loopback_allow()).await.unwrap();
     let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
     assert!(matches!(err, EgressError::Tls { .. }), "{err}");
+    assert!(err.to_string().contains("not valid for the name other.test"), "{err}");
 }
 
 #[tokio::test]

@@ -13,10 +13,19 @@ use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", tag = "health", operation_id = "healthz", security(()),
+    responses((status = 200, body = crate::routes::data_plane::openapi::Health)))]
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
+/// 200 when the store (and Redis in shared mode) answered within one second, else 503.
+#[utoipa::path(get, path = "/readyz", tag = "health", operation_id = "readyz", security(()),
+    responses(
+        (status = 200, body = crate::routes::data_plane::openapi::Readiness),
+        (status = 503, body = crate::routes::data_plane::openapi::Readiness),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store_ok = matches!(tokio::time::timeout(CHECK_TIMEOUT, state.store.ping()).await, Ok(Ok(())));
     let redis = if state.coord.is_shared() {

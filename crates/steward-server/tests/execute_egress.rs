@@ -9,6 +9,7 @@ mod common;
 
 use common::execute::{Exec, HOSTS, SECRET, expect, fixture, kinds, template};
 use common::workload::owner;
+use steward_testkit::http_client::TestResponse;
 use http::Method;
 use serde_json::json;
 
@@ -28,7 +29,96 @@ async fn ssrf_guard_refuses_private_and_metadata_addresses() {
     // never exemptible, and any denied address denies the request.
     let response = f.execute(f.get_on("metadata.example.test"), None, "c-metadata").await;
     expect(&response, 403, "resolved_ip_denied_metadata_range");
+    // No setting reaches a metadata address, so none is suggested.
+    let message = response.json()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("169.254.169.254") && message.contains("no setting"), "{message}");
+    assert!(!message.contains("add "), "{message}");
     assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}
+
+#[track_caller]
+fn message_names(response: &TestResponse, status: u16, code: &str, fixes: &[&str]) {
+    expect(response, status, code);
+    let message = response.json()["message"].as_str().unwrap().to_owned();
+    for fix in fixes {
+        assert!(message.contains(fix), "{code}: the message does not name {fix:?}: {message}");
+    }
+}
+
+#[tokio::test]
+async fn ssrf_refusals_name_egress_allow_cidrs() {
+    // Without the loopback exemption the fixture's upstream (127.0.0.1) is refused, and so is the
+    // private address; each message names the setting and the exact entry that would exempt it.
+    let (f, _dir) = fixture(&[("STEWARD_EGRESS__ALLOW_CIDRS", "[]")]).await;
+    f.allow_reads().await;
+    f.policy_on("private.example.test", "allow", "items_read", "GET", json!({})).await;
+    let response = f.execute(f.get("", &[]), None, "c-loopback").await;
+    message_names(
+        &response,
+        403,
+        "resolved_ip_denied_loopback",
+        &["api.example.test", "a loopback address", "\"127.0.0.1/32\"", "egress.allow_cidrs"],
+    );
+    let response = f.execute(f.get_on("private.example.test"), None, "c-private").await;
+    message_names(
+        &response,
+        403,
+        "resolved_ip_denied_private_range",
+        &["a private address", "\"10.1.2.3/32\"", "egress.allow_cidrs"],
+    );
+    assert_eq!(f.upstream.count(), 0);
+    f.server.stop().await;
+}
+
+#[tokio::test]
+async fn untrusted_certificates_and_failed_resolutions_name_their_settings() {
+    use steward_testkit::dns::{DnsServer, Failure, SERVFAIL};
+    // A DNS server that fails one name and knows no other; only api.example.test is a static host,
+    // and the upstream's CA is not trusted.
+    let dns = DnsServer::start_with_failures(
+        Default::default(),
+        vec![Failure::new("private.example.test", None, SERVFAIL)],
+    )
+    .await;
+    let servers = format!("[\"{}\"]", dns.addr);
+    let (f, _dir) = fixture(&[
+        ("STEWARD_EGRESS__EXTRA_CA_FILES", "[]"),
+        ("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#),
+        ("STEWARD_EGRESS__DNS_SERVERS", &servers),
+    ])
+    .await;
+    f.allow_reads().await;
+    for host in ["private.example.test", "metadata.example.test"] {
+        f.policy_on(host, "allow", "items_read", "GET", json!({})).await;
+    }
+
+    let response = f.execute(f.get("", &[]), None, "c-untrusted").await;
+    message_names(
+        &response,
+        502,
+        "upstream_network_error",
+        &["certificate", "was not trusted", "egress.extra_ca_files"],
+    );
+    assert_eq!(f.upstream.count(), 0, "nothing is sent over an unverified connection");
+
+    // NXDOMAIN: no address.
+    let response = f.execute(f.get_on("metadata.example.test"), None, "c-empty").await;
+    message_names(
+        &response,
+        502,
+        "dns_resolution_empty",
+        &["metadata.example.test", "egress.static_hosts", "egress.dns_servers"],
+    );
+    // SERVFAIL: the resolution failed.
+    let response = f.execute(f.get_on("private.example.test"), None, "c-failed").await;
+    message_names(
+        &response,
+        502,
+        "dns_resolution_failed",
+        &["private.example.test", "SERVFAIL", "egress.dns_servers", "egress.static_hosts"],
+    );
+    assert!(dns.query_count() >= 2);
     f.server.stop().await;
 }
 

@@ -18,6 +18,12 @@ async fn default_deny_allow_deny_and_constraints() {
     let (f, _dir) = fixture(&[]).await;
     let response = f.execute(f.get("", &[]), None, "c-default").await;
     expect(&response, 403, "policy_default_deny");
+    // The message names the command that allows it, with the real integration id and group.
+    let message = response.json()["message"].as_str().unwrap().to_owned();
+    let command =
+        format!("steward admin policies allow --integration {} --group items_read", f.integration_id);
+    assert!(message.contains(&command), "{message}");
+    assert!(!message.contains(common::execute::SECRET), "{message}");
     assert_eq!(f.event_kinds("c-default").await, kinds(&[("execute", "denied", "policy_default_deny")]));
     assert_eq!(f.upstream.count(), 0);
 

@@ -42,8 +42,18 @@ pub type CliResult<T> = Result<T, CliError>;
 #[derive(Debug)]
 pub struct AdminClient {
     base: String,
+    /// Where `base` came from, for the message of an unreachable server.
+    source: String,
     token: String,
     http: reqwest::Client,
+}
+
+/// The admin URL and where it came from.
+#[derive(Debug, Clone)]
+pub struct AdminUrl {
+    pub url: String,
+    /// `--admin-url`, `STEWARD_ADMIN_URL`, `admin.listen in <file>` or the default.
+    pub source: String,
 }
 
 /// A status and body as received.
@@ -59,11 +69,12 @@ pub struct RawAnswer {
 }
 
 impl AdminClient {
-    pub fn new(admin_url: &str, token: String, ca_file: Option<&Path>) -> CliResult<Self> {
-        let base = admin_url.trim_end_matches('/').to_owned();
+    pub fn new(admin_url: &AdminUrl, token: String, ca_file: Option<&Path>) -> CliResult<Self> {
+        let base = admin_url.url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(CliError::Usage(format!(
-                "--admin-url must start with http:// or https://, got {admin_url:?}"
+                "the admin URL must start with http:// or https://, got {:?} (from {})",
+                admin_url.url, admin_url.source
             )));
         }
         let ca = match ca_file {
@@ -75,7 +86,7 @@ impl AdminClient {
         };
         let http = steward_client::operator_client(ca.as_deref(), Duration::from_secs(60))
             .map_err(|e| CliError::Usage(e.to_string()))?;
-        Ok(Self { base, token, http })
+        Ok(Self { base, source: admin_url.source.clone(), token, http })
     }
 
     pub async fn get(&self, path: &str) -> CliResult<Value> {
@@ -120,7 +131,14 @@ impl AdminClient {
             request = request.header("content-type", "application/json").body(value.to_string());
         }
         let unreachable = |e: reqwest::Error| {
-            CliError::Transport(format!("{e} (is steward serve running at {}?)", self.base))
+            CliError::Transport(format!(
+                "cannot reach the admin API at {} (from {}): {}. Is `steward serve` running there? Point at \
+                 another server with --admin-url URL (or STEWARD_ADMIN_URL), or at its data directory with \
+                 --data-dir DIR (or STEWARD_DATA_DIR), whose steward.toml gives admin.listen",
+                self.base,
+                self.source,
+                error_chain(&e)
+            ))
         };
         let response = request.send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
@@ -165,12 +183,21 @@ pub fn find_data_dir(given: Option<PathBuf>) -> CliResult<Option<PathBuf>> {
 /// The admin URL: `--admin-url` / `STEWARD_ADMIN_URL`, else `admin.listen` of the data directory's
 /// `steward.toml` (with the `STEWARD_*` overlay `steward serve` applies; `https` when `admin.tls_cert`
 /// is set, else `http`), else `http://127.0.0.1:8080`.
-pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliResult<String> {
+pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliResult<AdminUrl> {
     if let Some(url) = given.filter(|u| !u.trim().is_empty()) {
-        return Ok(url.trim().to_owned());
+        let url = url.trim().to_owned();
+        let source = if std::env::var("STEWARD_ADMIN_URL").is_ok_and(|v| v.trim() == url) {
+            "STEWARD_ADMIN_URL"
+        } else {
+            "--admin-url"
+        };
+        return Ok(AdminUrl { url, source: source.to_owned() });
     }
     let Some(config_path) = data_dir.map(|d| d.join("steward.toml")).filter(|p| p.is_file()) else {
-        return Ok(DEFAULT_ADMIN_URL.to_owned());
+        return Ok(AdminUrl {
+            url: DEFAULT_ADMIN_URL.to_owned(),
+            source: "the default: no --admin-url, STEWARD_ADMIN_URL or data directory".to_owned(),
+        });
     };
     let env = steward_server::startup::Environment::from_process();
     let loaded = steward_server::config::load(Some(&config_path), &env.vars).map_err(|e| {
@@ -179,7 +206,30 @@ pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliR
             config_path.display()
         ))
     })?;
-    Ok(crate::urls::admin_url(&loaded.config.admin))
+    Ok(AdminUrl {
+        url: crate::urls::admin_url(&loaded.config.admin),
+        source: if std::env::var_os("STEWARD_ADMIN__LISTEN").is_some() {
+            format!("STEWARD_ADMIN__LISTEN, over admin.listen in {}", config_path.display())
+        } else {
+            format!("admin.listen in {}", config_path.display())
+        },
+    })
+}
+
+/// An error with its causes: reqwest's own message ("error sending request for url …") hides
+/// whether the connection was refused, timed out or failed TLS verification.
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data

@@ -5,7 +5,9 @@
 // Test scaffolding: a failure to bind or build is a broken test environment, so it panics.
 #![allow(dead_code, clippy::unwrap_used)]
 
-pub mod dns;
+// Not every test binary uses the DNS responder.
+#[allow(unused_imports)]
+pub use steward_testkit::dns;
 pub mod upstream;
 
 use std::collections::HashMap;

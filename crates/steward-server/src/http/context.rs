@@ -143,5 +143,11 @@ fn set_standard_headers(headers: &mut HeaderMap, correlation_id: &str) {
 
 /// The fallback for unknown paths.
 pub async fn route_not_found(request: Request<Body>) -> super::error::ApiError {
-    super::error::ApiError::new(ErrorCode::RouteNotFound, format!("no route for {}", request.uri().path()))
+    super::error::ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!(
+            "no route for {}; this listener's routes are described by GET /v1/openapi.json (docs/api.md, docs/admin.md)",
+            request.uri().path()
+        ),
+    )
 }

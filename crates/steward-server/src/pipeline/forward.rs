@@ -8,7 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 use steward_canon::CanonicalRequest;
-use steward_egress::{EgressError, Needles, OutgoingRequest, ValidatedTarget, guard};
+use steward_egress::{EgressError, Needles, OutgoingRequest, ResolveError, ValidatedTarget, guard};
+use steward_types::ErrorCode;
 
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -18,12 +19,48 @@ pub fn egress_error(error: &EgressError) -> ApiError {
     let code = error.code();
     let message = match error {
         EgressError::InvalidRequest(_) | EgressError::Config(_) => return ApiError::internal(error),
-        EgressError::AddressDenied { host, ip, .. } => format!(
-            "host {host} resolves to {ip}, which is in a denied range ({code}); Steward never connects there"
-        ),
+        EgressError::AddressDenied { host, ip, .. } => address_denied(host, *ip, code),
+        EgressError::Resolve(resolve) => format!("{resolve}; {}", resolve_fix(resolve)),
         other => other.to_string(),
     };
     ApiError::new(code, message)
+}
+
+/// A denied address and its fix: `egress.allow_cidrs` for the ranges an operator may exempt, never
+/// for a metadata address (no setting reaches those).
+fn address_denied(host: &str, ip: IpAddr, code: ErrorCode) -> String {
+    let kind = match code {
+        ErrorCode::ResolvedIpDeniedMetadataRange => {
+            return format!(
+                "host {host} resolves to {ip}, a cloud metadata address ({code}); Steward never connects there, \
+                 and no setting changes that (egress.allow_cidrs does not apply to metadata addresses)"
+            );
+        }
+        ErrorCode::ResolvedIpDeniedLoopback => "a loopback address",
+        ErrorCode::ResolvedIpDeniedPrivateRange => "a private address",
+        ErrorCode::ResolvedIpDeniedLinkLocal => "a link-local address",
+        _ => "a reserved address",
+    };
+    let prefix = if ip.is_ipv4() { 32 } else { 128 };
+    format!(
+        "host {host} resolves to {ip}, {kind} ({code}), which Steward does not connect to unless the operator \
+         exempts it: if {host} is an internal service you mean to reach, add \"{ip}/{prefix}\" (or its range) to \
+         egress.allow_cidrs in steward.toml and restart Steward"
+    )
+}
+
+/// What fixes a failed resolution: the operator's DNS servers or a static address for the name.
+fn resolve_fix(error: &ResolveError) -> String {
+    match error {
+        ResolveError::Empty { host } => format!(
+            "if {host} is a name only your network knows, give it an address with egress.static_hosts \
+             ({{ \"{host}\" = [\"<ip>\"] }}) or point egress.dns_servers at a resolver that knows it"
+        ),
+        ResolveError::Failed { host, .. } | ResolveError::TimedOut { host } => format!(
+            "check egress.dns_servers (empty means this machine's resolvers, from /etc/resolv.conf) and \
+             egress.dns_timeout_ms, or give {host} a fixed address with egress.static_hosts"
+        ),
+    }
 }
 
 /// Step 9: every address of the canonical host, validated.

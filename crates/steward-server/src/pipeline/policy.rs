@@ -162,6 +162,19 @@ fn unusable(
     PolicyOutcome::Denied { code: ErrorCode::PolicyDeny, policy_id, message, trace }
 }
 
+/// A default deny names its fix: the command that allows this action group of this integration (the
+/// ids are not secrets; the workload knows both).
+fn with_allow_command(canonical: &CanonicalRequest, message: String) -> String {
+    let d = canonical.descriptor();
+    format!(
+        "{message}; an administrator allows it with `steward admin policies allow --integration {} --group {}` \
+         (add --workload {} to allow only this workload)",
+        d.integration_id(),
+        d.action_group(),
+        d.workload_id()
+    )
+}
+
 /// Where step 2's `once` approval comes from on this pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OnceLookup {
@@ -229,6 +242,10 @@ pub async fn decide(state: &AppState, canonical: &CanonicalRequest) -> Result<Po
                 return Ok(PolicyOutcome::ApprovalRequired { reason, policy_id, trace });
             }
             Decision::Denied { code, policy_id, message } => {
+                let message = match code {
+                    ErrorCode::PolicyDefaultDeny => with_allow_command(canonical, message),
+                    _ => message,
+                };
                 return Ok(PolicyOutcome::Denied { code, policy_id, message, trace });
             }
         };

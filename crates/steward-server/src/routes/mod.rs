@@ -20,10 +20,9 @@ use crate::state::AppState;
 pub fn data_plane(state: AppState) -> Router {
     let limit = usize::try_from(state.config.data_plane.max_body_bytes).unwrap_or(usize::MAX);
     let execute_limit = data_plane::execute::body_limit(state.config.egress.max_request_body_bytes);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .merge(data_plane::router(execute_limit))
+    let (api, document) = data_plane::api(execute_limit);
+    let document = std::sync::Arc::new(document);
+    api.route("/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
         .fallback(route_not_found)
         .layer(axum::Extension(BodyLimit(limit)))
         .layer(axum::middleware::from_fn(|r, n| request_context(ListenerName("data_plane"), r, n)))

@@ -12,18 +12,22 @@ use serde::Serialize;
 use serde_json::Value;
 use steward_store::governance::ApprovalRecord;
 use steward_types::{ApprovalId, ErrorCode, Timestamp};
+use utoipa::ToSchema;
 
 use super::session_auth::{ExecuteScope, SessionPrincipal, path_param};
 use crate::http::{ApiError, LogFields};
+use crate::routes::admin::ErrorBody;
 use crate::state::AppState;
 
 /// What a workload learns about its approval.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct WorkloadApprovalView {
     pub approval_id: String,
     /// pending, approved, denied, expired, executed or canceled.
     pub status: String,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub decided_at: Option<Timestamp>,
     /// once or rule, once approved.
     pub mode: Option<String>,
@@ -31,7 +35,7 @@ pub struct WorkloadApprovalView {
 }
 
 /// The approval's request in brief: the `summary` of the execute 202 answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ApprovalSummary {
     pub integration_id: String,
     pub action_group: String,
@@ -57,7 +61,19 @@ pub fn approval_summary(record: &ApprovalRecord) -> ApprovalSummary {
     }
 }
 
-/// `GET /v1/approvals/{approval_id}`.
+/// The calling workload's own approval (another workload's is reported as missing). Poll it after a
+/// 202 from execute; once `approved`, send the same execute request again.
+#[utoipa::path(get, path = "/v1/approvals/{approval_id}", tag = "execute", operation_id = "get_approval",
+    security(("mtls" = [], "session" = []), ("mtls" = [], "session" = [], "dpop" = [])),
+    params(("approval_id" = String, Path, description = "apr_…, from the 202 answer of execute")),
+    responses(
+        (status = 200, body = WorkloadApprovalView),
+        (status = 400, body = ErrorBody, description = "path_param_invalid"),
+        (status = 401, body = ErrorBody, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
+        (status = 403, body = ErrorBody, description = "workload_ip_denied, session_scope_missing (needs scope execute)"),
+        (status = 404, body = ErrorBody, description = "approval_not_found"),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn approval(
     State(state): State<AppState>,
     session: SessionPrincipal<ExecuteScope>,

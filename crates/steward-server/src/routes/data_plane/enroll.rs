@@ -21,44 +21,69 @@ use steward_crypto::{CsrError, IssuedClientCert, WorkloadCa, hash_token, verify_
 use steward_store::audit::{Actor, AuditEvent, EventType};
 use steward_store::{CertificateRecord, EnrollmentTokenRecord, RecordCertificateOutcome, WorkloadRecord};
 use steward_types::{ErrorCode, Timestamp};
+use utoipa::ToSchema;
 
 use super::ip_allowlist;
 use super::principal::MtlsPrincipal;
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
 use crate::keys::{ca_key_context, open_record};
 use crate::listener::ConnectionInfo;
+use crate::routes::admin::ErrorBody;
 use crate::routes::admin::workloads::ENROLLMENT_TOKEN_PREFIX;
 use crate::state::AppState;
 
 /// The shortest certificate we issue; anything shorter is a client bug, not a security feature.
 const MIN_TTL_SECONDS: u64 = 60;
 
-#[derive(Debug, Deserialize)]
+/// A one-time enrollment token and a certificate signing request.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollRequest {
+    /// `stw_enr_…`, from the admin API (`steward admin workloads create` or `enrollment-token`).
     pub enrollment_token: String,
+    /// A PKCS#10 CSR (PEM) for an ECDSA P-256/P-384, Ed25519 or RSA 2048–4096 key. Only its public key
+    /// is used; subject, SANs and extensions are ignored.
     pub csr_pem: String,
+    /// Default `enrollment.default_cert_ttl_seconds` (7 days); at most
+    /// `enrollment.max_cert_ttl_seconds` (30 days).
     pub requested_ttl_seconds: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A new CSR, sent with the current certificate.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RenewRequest {
     pub csr_pem: String,
     pub requested_ttl_seconds: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
+/// The workload's client certificate.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct EnrollResponse {
     pub workload_id: String,
+    /// The client certificate (PEM), with the workload's SPIFFE URI SAN and clientAuth.
     pub client_cert_pem: String,
+    /// The workload CA (PEM): it also issued the data plane's TLS certificate.
     pub ca_pem: String,
     /// Lowercase hex.
     pub serial: String,
+    #[schema(format = DateTime)]
     pub expires_at: String,
 }
 
-/// `POST /v1/enroll`.
+/// Enrolls a workload: a one-time enrollment token and a CSR give a client certificate. The private
+/// key never leaves the workload. A bad CSR never burns the token.
+#[utoipa::path(post, path = "/v1/enroll", tag = "enrollment", operation_id = "enroll", security(()),
+    request_body = EnrollRequest,
+    responses(
+        (status = 201, body = EnrollResponse),
+        (status = 400, body = ErrorBody, description = "request_body_*, requested_ttl_exceeds_max, csr_invalid, csr_key_unsupported"),
+        (status = 401, body = ErrorBody, description = "enrollment_token_invalid, enrollment_token_expired, workload_disabled"),
+        (status = 403, body = ErrorBody, description = "workload_ip_denied"),
+        (status = 409, body = ErrorBody, description = "enrollment_token_used"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn enroll(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,
@@ -70,7 +95,18 @@ pub async fn enroll(
     respond("enroll", result)
 }
 
-/// `POST /v1/enroll/renew`.
+/// Renews the calling workload's certificate (mTLS with the current, unexpired certificate). A chain
+/// of renewals ends `enrollment.max_identity_lifetime_days` after the first enrollment.
+#[utoipa::path(post, path = "/v1/enroll/renew", tag = "enrollment", operation_id = "renew", security(("mtls" = [])),
+    request_body = RenewRequest,
+    responses(
+        (status = 201, body = EnrollResponse),
+        (status = 400, body = ErrorBody, description = "request_body_*, requested_ttl_exceeds_max, csr_invalid, csr_key_unsupported"),
+        (status = 401, body = ErrorBody, description = "mtls_required, workload_disabled, certificate_revoked, certificate_expired"),
+        (status = 403, body = ErrorBody, description = "workload_ip_denied, identity_lifetime_exceeded"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn renew(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,

@@ -20,6 +20,7 @@ use steward_egress::{OutgoingRequest, ValidatedTarget};
 use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
 use steward_store::catalog::IntegrationRecord;
 use steward_types::{ApprovalId, ErrorCode, PolicyId};
+use utoipa::ToSchema;
 
 use super::MtlsPrincipal;
 use super::approvals::approval_summary;
@@ -30,27 +31,34 @@ use crate::pipeline::audit::EventBase;
 use crate::pipeline::idempotency::{self, IdempotencyKey, Lookup, StoredError, StoredResponse};
 use crate::pipeline::policy::{self, PolicyOutcome};
 use crate::pipeline::{approvals, binding, forward, secret};
+use crate::routes::admin::ErrorBody;
 use crate::state::AppState;
 use crate::webhook::notify_approval_created;
 
 /// The execute body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteBody {
+    /// The integration whose secret the call needs (`i_…`).
     pub integration_id: String,
+    #[schema(value_type = super::openapi::ExecuteRequestSchema)]
     pub request: ExecuteRequest,
     #[serde(default)]
     pub client_context: Option<ClientContext>,
 }
 
 /// `client_context`: every field optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientContext {
+    /// The workload's own request id (kept in the audit event).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// `^[A-Za-z0-9._:-]{1,128}$`: a repeated request with the same key and body gets the stored
+    /// answer (header `idempotent-replayed: true`) instead of a second call.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// Free text: what made the call (kept in the audit event).
     #[serde(default)]
     pub source: Option<String>,
 }
@@ -62,7 +70,29 @@ pub fn body_limit(max_request_body_bytes: u64) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
-/// `POST /v1/execute`.
+/// Makes a protected call: the template and policy check it, the SSRF guard checks where it goes,
+/// the secret is injected, the answer scrubbed. 200 when the call was made (whatever the provider
+/// answered), 202 when a person must approve it first, an error otherwise.
+#[utoipa::path(post, path = "/v1/execute", tag = "execute", operation_id = "execute",
+    security(("mtls" = [], "session" = []), ("mtls" = [], "session" = [], "dpop" = [])),
+    request_body = ExecuteBody,
+    responses(
+        (status = 200, body = super::openapi::ExecutedResponse, headers(
+            ("idempotent-replayed" = String, description = "`true` when this is the stored answer of an earlier request with the same idempotency key."))),
+        (status = 202, body = super::openapi::ApprovalRequiredResponse),
+        (status = 400, body = ErrorBody, description = "request_body_*, request_url_*, request_header_*, request_body_base64_invalid, idempotency_key_invalid, …"),
+        (status = 401, body = ErrorBody, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
+        (status = 403, body = ErrorBody, description = "template, policy and SSRF refusals: request_host_not_allowed, no_matching_group, policy_default_deny, resolved_ip_denied_*, …"),
+        (status = 404, body = ErrorBody, description = "integration_not_found, template_not_found"),
+        (status = 409, body = ErrorBody, description = "idempotency_key_conflict, idempotency_request_in_progress"),
+        (status = 413, body = ErrorBody, description = "request_body_too_large"),
+        (status = 415, body = ErrorBody, description = "content_type_invalid"),
+        (status = 429, body = ErrorBody, description = "policy_rate_limited, with retry-after",
+            headers(("retry-after" = u64, description = "Seconds to wait."))),
+        (status = 502, body = ErrorBody, description = "dns_resolution_*, upstream_network_error, redirect_denied, upstream_response_too_large, …"),
+        (status = 503, body = ErrorBody, description = "integration_secret_unavailable, audit_write_failed, storage_unavailable, coordination_unavailable"),
+        (status = 504, body = ErrorBody, description = "upstream_timeout"),
+    ))]
 pub async fn execute(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,

@@ -28,6 +28,7 @@ use super::session::is_decision;
 use super::session_auth::{ManifestReadScope, SessionPrincipal, SessionRejection, path_param};
 use crate::http::{ApiError, LogFields, RequestContext};
 use crate::keys::ActiveKeyError;
+use crate::routes::admin::ErrorBody;
 use crate::state::AppState;
 
 /// The `typ` of a manifest JWS.
@@ -35,7 +36,19 @@ pub const MANIFEST_JWS_TYP: &str = "broker-manifest+jws";
 /// The manifest format version.
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// `GET /v1/workloads/{workload_id}/manifest`.
+/// The calling workload's signed manifest: one rule per enabled integration of its tenant. Verify the
+/// signature with the keyset (`GET /v1/keys/manifest`) before trusting it.
+#[utoipa::path(get, path = "/v1/workloads/{workload_id}/manifest", tag = "manifests", operation_id = "workload_manifest",
+    security(("mtls" = [], "session" = []), ("mtls" = [], "session" = [], "dpop" = [])),
+    params(("workload_id" = String, Path, description = "The caller's own workload id (w_…)")),
+    responses(
+        (status = 200, body = super::openapi::Manifest),
+        (status = 400, body = ErrorBody, description = "path_param_invalid"),
+        (status = 401, body = ErrorBody, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
+        (status = 403, body = ErrorBody, description = "workload_ip_denied, session_scope_missing (needs scope manifest.read), manifest_workload_mismatch"),
+        (status = 404, body = ErrorBody, description = "manifest_no_rules"),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn workload_manifest(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,

@@ -10,6 +10,7 @@ pub mod execute;
 pub mod ip_allowlist;
 pub mod keyset;
 pub mod manifest;
+pub mod openapi;
 pub mod principal;
 pub mod session;
 pub mod session_auth;
@@ -18,24 +19,37 @@ pub use principal::MtlsPrincipal;
 pub use session_auth::{ExecuteScope, ManifestReadScope, SessionPrincipal, SessionRejection};
 
 use axum::Router;
-use axum::routing::{get, post};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-/// Enrollment, sessions, manifests, the keyset and approvals.
+/// Every data-plane route, and the OpenAPI document describing them: health, enrollment, sessions,
+/// manifests, the keyset, execute and approvals. Registering a handler here also documents it.
 ///
 /// `execute_body_limit` is the execute route's own body limit ([`execute::body_limit`]); it overrides
 /// the listener's `data_plane.max_body_bytes`.
-pub fn router(execute_body_limit: usize) -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/execute",
-            post(execute::execute).route_layer(axum::Extension(crate::http::BodyLimit(execute_body_limit))),
-        )
-        .route("/v1/enroll", post(enroll::enroll))
-        .route("/v1/enroll/renew", post(enroll::renew))
-        .route("/v1/session", post(session::create_session))
-        .route("/v1/keys/manifest", get(keyset::keyset))
-        .route("/v1/workloads/{workload_id}/manifest", get(manifest::workload_manifest))
-        .route("/v1/approvals/{approval_id}", get(approvals::approval))
+pub fn api(execute_body_limit: usize) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (schemas, paths, execute) = routes!(execute::execute);
+    let execute = execute.route_layer(axum::Extension(crate::http::BodyLimit(execute_body_limit)));
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::DataPlaneDoc::openapi())
+        .routes(routes!(crate::health::healthz))
+        .routes(routes!(crate::health::readyz))
+        .routes(routes!(enroll::enroll))
+        .routes(routes!(enroll::renew))
+        .routes(routes!(session::create_session))
+        .routes(routes!(keyset::keyset))
+        .routes(routes!(manifest::workload_manifest))
+        .routes((schemas, paths, execute))
+        .routes(routes!(approvals::approval))
+        .split_for_parts();
+    openapi::finish(&mut document);
+    (router, document)
+}
+
+/// The data plane's OpenAPI document alone (for tests and tooling); the data plane listener serves it
+/// at `GET /v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api(0).1
 }

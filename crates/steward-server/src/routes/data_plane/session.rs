@@ -21,11 +21,13 @@ use steward_crypto::generate_token;
 use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
 use steward_store::{RecentSessions, SessionInsertOutcome, SessionRecord};
 use steward_types::{ErrorCode, SessionId, Timestamp};
+use utoipa::ToSchema;
 
 use super::MtlsPrincipal;
 use super::dpop_check::{self, ProofFor};
 use super::session_auth::{ALL_SCOPES, SESSION_TOKEN_PREFIX};
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
+use crate::routes::admin::ErrorBody;
 use crate::state::AppState;
 
 /// The session TTL range a request may ask for.
@@ -34,25 +36,49 @@ pub const MAX_TTL_SECONDS: u64 = 3600;
 /// The window of `session.max_per_minute`.
 const RATE_WINDOW_SECONDS: i64 = 60;
 
-#[derive(Debug, Default, Deserialize)]
+/// Every field is optional; an empty body (any or no content type) means `{}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionRequest {
+    /// 60–3600; default `session.default_ttl_seconds` (900).
     pub requested_ttl_seconds: Option<u64>,
+    /// `execute` and/or `manifest.read`; absent or empty means both.
     pub scopes: Option<Vec<String>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A session token, bound to the client certificate (and to the DPoP key when a proof was sent).
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionResponse {
+    /// `stw_sess_` + 43 base64url characters. Send it as `Authorization: Bearer …` (or `DPoP …` when
+    /// bound); only its SHA-256 is stored.
     pub session_token: String,
     pub session_id: String,
+    #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
     pub scopes: Vec<String>,
+    /// `x5t#S256` of the client certificate the session is bound to.
     pub bound_cert_thumbprint: String,
+    /// The RFC 7638 thumbprint of the DPoP key; present only for a DPoP-bound session.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub dpop_jkt: Option<String>,
 }
 
-/// `POST /v1/session`.
+/// Opens a session for the mTLS workload. A `DPoP` proof (htu `<public_base_url>/v1/session`, no
+/// `ath`) is optional unless the workload or its tenant requires DPoP; a valid one binds the session
+/// to its key, an invalid one is refused even when DPoP is not required.
+#[utoipa::path(post, path = "/v1/session", tag = "sessions", operation_id = "create_session",
+    security(("mtls" = []), ("mtls" = [], "dpop" = [])),
+    request_body(content = Option<SessionRequest>, description = "Optional: an empty body means {}."),
+    responses(
+        (status = 200, body = SessionResponse),
+        (status = 400, body = ErrorBody, description = "request_body_*, session_scope_invalid"),
+        (status = 401, body = ErrorBody, description = "mtls_required, workload_disabled, certificate_revoked, certificate_expired, dpop_missing, dpop_* (with WWW-Authenticate: DPoP)"),
+        (status = 403, body = ErrorBody, description = "workload_ip_denied"),
+        (status = 429, body = ErrorBody, description = "session_rate_limited (session.max_per_minute), with retry-after",
+            headers(("retry-after" = u64, description = "Seconds until a session may be opened again."))),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn create_session(
     State(state): State<AppState>,
     Extension(context): Extension<RequestContext>,

@@ -1,6 +1,10 @@
 //! A minimal authoritative-style UDP DNS responder: answers A and AAAA from a table, NXDOMAIN for
 //! unknown names, an error rcode (SERVFAIL, REFUSED, …) for names told to fail, and counts queries.
-//! Hand-rolled wire format (RFC 1035 §4).
+//! Hand-rolled wire format (RFC 1035 §4). Used by the resolver tests of `steward-egress` and by the
+//! server's execute tests that need a DNS answer no static host gives (no address, no answer).
+
+// Test scaffolding: a socket that cannot be bound is a broken test environment, so it panics.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +36,7 @@ impl Failure {
     }
 }
 
+#[derive(Debug)]
 pub struct DnsServer {
     pub addr: SocketAddr,
     pub queries: Arc<AtomicUsize>,
