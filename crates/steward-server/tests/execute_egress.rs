@@ -9,9 +9,9 @@ mod common;
 
 use common::execute::{Exec, HOSTS, SECRET, expect, fixture, kinds, template};
 use common::workload::owner;
-use steward_testkit::http_client::TestResponse;
 use http::Method;
 use serde_json::json;
+use steward_testkit::http_client::TestResponse;
 
 #[tokio::test]
 async fn ssrf_guard_refuses_private_and_metadata_addresses() {
