@@ -138,7 +138,11 @@ fn dpop(c: &mut Criterion) {
 /// Decrypting an integration secret: unwrap the DEK with the KEK, then open the content.
 fn envelope(c: &mut Criterion) {
     let keyring = Keyring::generate();
-    let context = json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 1});
+    let context = steward_crypto::EnvelopeContext::IntegrationSecret {
+        tenant_id: "t_1".into(),
+        integration_id: "i_1".into(),
+        secret_version: 1,
+    };
     let sealed = seal(&keyring, &context, b"sk-bench-0123456789abcdefghijklmnopqrstuvwxyz").unwrap();
     c.bench_function("envelope/open", |b| b.iter(|| open(&keyring, black_box(&context), &sealed).unwrap()));
 }

@@ -5,6 +5,10 @@
 //! it at that time (or as soon as it is free, when all are busy) and its latency is measured from the
 //! scheduled time, so a stall is charged to every request it delayed (no coordinated omission).
 
+// The load generator is a client of the target under test (loopback); not egress of Steward.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -3,6 +3,10 @@
 //! `authorization` header) — the fastest thing a user could put in Steward's place. Optional: the
 //! harness runs without it.
 
+// The bench waits for its local nginx baseline to listen; not egress of Steward.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

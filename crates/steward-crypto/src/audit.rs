@@ -2,7 +2,6 @@
 //! descriptor values. It is random and lives only as an envelope in the store, so someone who can
 //! write the database still cannot forge a chain.
 
-use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
 use crate::tokens::random_bytes;
@@ -12,19 +11,10 @@ pub fn generate_audit_key() -> Zeroizing<[u8; 32]> {
     Zeroizing::new(random_bytes::<32>())
 }
 
-/// HMAC-SHA256 of `data` under `key`: the chain's `hash` and the descriptors' `hmac:<hex>` values.
-pub fn hmac_sha256(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
-    let tag = hmac::sign(&key, data);
-    let mut out = [0u8; 32];
-    // HMAC-SHA256 tags are always 32 bytes.
-    out.copy_from_slice(tag.as_ref());
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::hmac_sha256;
 
     #[test]
     fn audit_keys_are_random() {

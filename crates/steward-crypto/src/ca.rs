@@ -8,7 +8,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_ASN1, ECDSA_P384_SHA384_ASN1, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
     VerificationAlgorithm,
@@ -274,7 +273,7 @@ impl fmt::Debug for IssuedServerCert {
 
 /// `x5t#S256` of a DER certificate: base64url (no padding) of its SHA-256.
 pub fn thumbprint_s256(der: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, der))
+    URL_SAFE_NO_PAD.encode(crate::hash::sha256(der))
 }
 
 /// `now` − 5 min .. `now` + `seconds`, truncated to whole seconds as X.509 stores them.

@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
     RSA_PSS_2048_8192_SHA256, RsaParameters, RsaPublicKeyComponents,
@@ -260,7 +259,7 @@ pub fn jwk_thumbprint(jwk: &Value) -> Result<String, DpopError> {
 
 /// `ath`: base64url(SHA-256(access token)).
 pub fn access_token_hash(access_token: &str) -> String {
-    URL_SAFE_NO_PAD.encode(digest(&SHA256, access_token.as_bytes()))
+    URL_SAFE_NO_PAD.encode(crate::hash::sha256(access_token.as_bytes()))
 }
 
 impl VerifiedProof {
@@ -282,7 +281,7 @@ impl VerifiedProof {
     /// before for this key"), and the jti hashed so the key has a fixed length and charset whatever
     /// the client sent.
     pub fn replay_key(&self) -> String {
-        format!("dpop:{}:{}", self.jkt, hex::encode(digest(&SHA256, self.jti.as_bytes())))
+        format!("dpop:{}:{}", self.jkt, hex::encode(crate::hash::sha256(self.jti.as_bytes())))
     }
 
     /// How long the replay entry must live: 2 × `max_skew_seconds`, the longest time any proof with
@@ -438,7 +437,7 @@ impl PublicJwk {
                 return Err(jwk_invalid("the jwk must be an EC P-256/P-384, OKP Ed25519 or RSA public key"));
             }
         };
-        let thumbprint = URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()));
+        let thumbprint = URL_SAFE_NO_PAD.encode(crate::hash::sha256(canonical.as_bytes()));
         Ok(PublicJwk { verifier, thumbprint })
     }
 }

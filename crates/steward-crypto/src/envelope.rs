@@ -10,6 +10,10 @@
 //! padding. Errors say which KEK is missing or that decryption failed, never anything more, so they
 //! cannot serve as an oracle.
 
+// This module is where AES-256-GCM is used; `clippy.toml` bans the aws-lc-rs AEAD constructors
+// everywhere else.
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -18,6 +22,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use zeroize::Zeroizing;
 
+pub use self::context::EnvelopeContext;
 use crate::keyring::Keyring;
 use crate::tokens::random_bytes;
 
@@ -76,7 +81,8 @@ impl fmt::Debug for Envelope {
     }
 }
 
-/// The AAD both seals are bound to: the RFC 8785 (JCS) serialization of `context`.
+/// The RFC 8785 (JCS) serialization of a context given as JSON: what [`rewrap_recorded`] binds to.
+/// For a known context it equals [`EnvelopeContext::aad`].
 pub fn aad_bytes(context: &serde_json::Value) -> Vec<u8> {
     // serde_jcs only fails on non-finite floats, which a serde_json::Value cannot hold.
     serde_jcs::to_vec(context).expect("a serde_json::Value always has an RFC 8785 serialization")
@@ -85,10 +91,10 @@ pub fn aad_bytes(context: &serde_json::Value) -> Vec<u8> {
 /// Seals `plaintext` under a fresh data key wrapped by the keyring's active KEK.
 pub fn seal(
     keyring: &Keyring,
-    context: &serde_json::Value,
+    context: &EnvelopeContext,
     plaintext: &[u8],
 ) -> Result<Envelope, EnvelopeError> {
-    let aad = aad_bytes(context);
+    let aad = context.aad();
     let dek = Zeroizing::new(random_bytes::<DEK_LEN>());
     let nonce = random_bytes::<NONCE_LEN>();
     let mut ciphertext = Vec::with_capacity(plaintext.len() + TAG_LEN);
@@ -105,10 +111,10 @@ pub fn seal(
 /// Opens an envelope sealed for exactly this `context`.
 pub fn open(
     keyring: &Keyring,
-    context: &serde_json::Value,
+    context: &EnvelopeContext,
     envelope: &Envelope,
 ) -> Result<Zeroizing<Vec<u8>>, EnvelopeError> {
-    let aad = aad_bytes(context);
+    let aad = context.aad();
     let dek = unwrap_dek(keyring, envelope, &aad)?;
     open_content(&dek, envelope, &aad)
 }
@@ -118,14 +124,28 @@ pub fn open(
 /// rotation never carries a damaged envelope forward under a new key.
 pub fn rewrap(
     keyring: &Keyring,
-    context: &serde_json::Value,
+    context: &EnvelopeContext,
     envelope: &Envelope,
 ) -> Result<Envelope, EnvelopeError> {
-    let aad = aad_bytes(context);
-    let dek = unwrap_dek(keyring, envelope, &aad)?;
-    drop(open_content(&dek, envelope, &aad)?);
+    rewrap_aad(keyring, &context.aad(), envelope)
+}
+
+/// [`rewrap`] for an envelope known only by the context recorded next to it (KEK rotation walks
+/// every stored envelope, whatever its kind, and binds each to its stored `aad` column). The AAD is
+/// checked, not trusted: the content must open under it before the data key is re-wrapped.
+pub fn rewrap_recorded(
+    keyring: &Keyring,
+    recorded_context: &serde_json::Value,
+    envelope: &Envelope,
+) -> Result<Envelope, EnvelopeError> {
+    rewrap_aad(keyring, &aad_bytes(recorded_context), envelope)
+}
+
+fn rewrap_aad(keyring: &Keyring, aad: &[u8], envelope: &Envelope) -> Result<Envelope, EnvelopeError> {
+    let dek = unwrap_dek(keyring, envelope, aad)?;
+    drop(open_content(&dek, envelope, aad)?);
     let (kek_id, kek) = keyring.active_key();
-    let wrapped_dek = wrap_dek(kek, &dek, &aad)?;
+    let wrapped_dek = wrap_dek(kek, &dek, aad)?;
     Ok(Envelope {
         kek_id: kek_id.to_owned(),
         wrapped_dek,
@@ -252,5 +272,6 @@ mod b64url {
     }
 }
 
+mod context;
 #[cfg(test)]
 mod tests;

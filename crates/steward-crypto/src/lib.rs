@@ -16,18 +16,22 @@ pub mod ca;
 pub mod csr;
 pub mod dpop;
 pub mod envelope;
+pub mod hash;
 pub mod keyring;
 pub mod signing;
 pub mod tokens;
 
-pub use audit::{generate_audit_key, hmac_sha256};
+pub use audit::generate_audit_key;
 pub use ca::{CaError, IssuedClientCert, IssuedServerCert, WorkloadCa, thumbprint_s256};
 pub use csr::{CsrError, CsrKeyType, VerifiedCsr, verify_csr_pem};
 pub use dpop::{
     DpopAlg, DpopError, DpopExpectations, DpopKey, DpopKeyError, VerifiedProof, access_token_hash,
     jwk_thumbprint, verify_dpop_proof,
 };
-pub use envelope::{Envelope, EnvelopeError, aad_bytes, open, rewrap, seal};
+pub use envelope::{
+    Envelope, EnvelopeContext, EnvelopeError, aad_bytes, open, rewrap, rewrap_recorded, seal,
+};
+pub use hash::{HmacContext, HmacKey, SHA256_LEN, constant_time_eq, hmac_sha256, sha256};
 pub use keyring::{Keyring, KeyringError, KeyringSource, LoadedKeyring};
 pub use signing::{JwsError, SigningKey, verify_compact_jws_ed25519};
 pub use tokens::{SecretToken, generate_token, hash_token, hashes_equal, random_bytes};

@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use subtle::ConstantTimeEq;
@@ -54,11 +53,7 @@ pub fn generate_token(prefix: &str) -> SecretToken {
 
 /// SHA-256 of a presented token.
 pub fn hash_token(token: &str) -> [u8; 32] {
-    let hashed = digest(&SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    // SHA-256 output is always 32 bytes.
-    out.copy_from_slice(hashed.as_ref());
-    out
+    crate::hash::sha256(token.as_bytes())
 }
 
 /// Constant-time equality of two token hashes.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
-use serde_json::{Value, json};
-use steward_crypto::{Envelope, Keyring, SigningKey};
+use serde_json::json;
+use steward_crypto::{Envelope, EnvelopeContext, Keyring, SigningKey};
 use steward_store::audit::{Actor, AuditError, AuditEvent, CheckpointSigner, EventType};
 use steward_store::{EnvelopeRecord, KeyRotationOutcome, SigningKeyRecord, StoreError};
 use steward_types::{SigningKeyId, Timestamp};
@@ -31,28 +31,27 @@ pub enum SealError {
     Seal(String),
 }
 
-pub fn ca_key_context() -> Value {
-    json!({"kind": "workload_ca_key"})
+pub fn ca_key_context() -> EnvelopeContext {
+    EnvelopeContext::WorkloadCaKey
 }
 
-pub fn audit_key_context() -> Value {
-    json!({"kind": "audit_key"})
+pub fn audit_key_context() -> EnvelopeContext {
+    EnvelopeContext::AuditKey
 }
 
-pub fn signing_key_context(kid: &SigningKeyId) -> Value {
-    json!({"kind": "manifest_signing_key", "kid": kid.as_str()})
+pub fn signing_key_context(kid: &SigningKeyId) -> EnvelopeContext {
+    EnvelopeContext::ManifestSigningKey { kid: kid.as_str().to_owned() }
 }
 
 /// Seals `plaintext` into a new store record bound to `context`.
 pub fn seal_record(
     keyring: &Keyring,
-    context: &Value,
+    context: &EnvelopeContext,
     plaintext: &[u8],
 ) -> Result<EnvelopeRecord, SealError> {
     let envelope =
         steward_crypto::seal(keyring, context, plaintext).map_err(|e| SealError::Seal(e.to_string()))?;
-    let aad =
-        String::from_utf8(steward_crypto::aad_bytes(context)).map_err(|e| SealError::Seal(e.to_string()))?;
+    let aad = context.to_jcs();
     Ok(EnvelopeRecord {
         envelope_id: format!("env_{}", uuid::Uuid::now_v7().simple()),
         kek_id: envelope.kek_id().to_owned(),
@@ -64,7 +63,7 @@ pub fn seal_record(
 /// Opens a store record, expecting it to be bound to `context`.
 pub fn open_record(
     keyring: &Keyring,
-    context: &Value,
+    context: &EnvelopeContext,
     record: &EnvelopeRecord,
 ) -> Result<Zeroizing<Vec<u8>>, SealError> {
     let fail = |detail: String| SealError::Open { envelope_id: record.envelope_id.clone(), detail };

@@ -18,8 +18,9 @@ mod endpoint;
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use steward_canon::Injection;
+use steward_crypto::EnvelopeContext;
 use steward_egress::{EgressError, Needles, OutgoingRequest, guard};
 use steward_store::catalog::{IntegrationRecord, NewSecretVersion, SecretVersionRecord};
 use steward_store::{OAuth2TokenRecord, OAuth2TokenState, StoreTokenOutcome};
@@ -50,13 +51,12 @@ pub fn access_token_context(
     tenant_id: &TenantId,
     integration_id: &IntegrationId,
     secret_version: u64,
-) -> Value {
-    json!({
-        "kind": "integration_oauth2_access_token",
-        "tenant_id": tenant_id.as_str(),
-        "integration_id": integration_id.as_str(),
-        "secret_version": secret_version,
-    })
+) -> EnvelopeContext {
+    EnvelopeContext::IntegrationOAuth2AccessToken {
+        tenant_id: tenant_id.as_str().to_owned(),
+        integration_id: integration_id.as_str().to_owned(),
+        secret_version,
+    }
 }
 
 /// The injection of every OAuth2 integration: `Authorization: Bearer <access token>`.

@@ -238,8 +238,7 @@ pub fn payload(state: &AppState, approval: &ApprovalRecord) -> Result<Value, Web
 
 /// `sha256=<hex HMAC-SHA256(secret, body)>`.
 pub fn signature_header(secret: &[u8], body: &[u8]) -> String {
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
-    let tag = aws_lc_rs::hmac::sign(&key, body);
+    let tag = steward_crypto::hmac_sha256(secret, body);
     let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256={hex}")
 }

@@ -4,6 +4,9 @@
 //! resumption (a rustls client with its session store); the server runs on a manual clock that the
 //! test moves past the certificate's end.
 
+// A test client connecting to the listener under test.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod common;

@@ -134,18 +134,14 @@ async fn every_proof_check_on_session_creation_with_its_code() {
     let (rsa2048, rsa2048_key) = openssl_rsa(dir.path(), 2048);
     let rsa2048_header = json!({"typ": "dpop+jwt", "alg": "RS256", "jwk": rsa2048});
     let rsa2048_proof = openssl_rs256(dir.path(), &rsa2048_key, &rsa2048_header, &claims(&jti()));
-    let hmac_key =
-        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"a shared secret of 32 bytes....");
+    let hmac_key = steward_crypto::HmacKey::new(b"a shared secret of 32 bytes....");
     let hs256_header = json!({"typ": "dpop+jwt", "alg": "HS256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}});
     let hs256_input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&hs256_header).unwrap()),
         URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(&jti())).unwrap())
     );
-    let hs256 = format!(
-        "{hs256_input}.{}",
-        URL_SAFE_NO_PAD.encode(aws_lc_rs::hmac::sign(&hmac_key, hs256_input.as_bytes()).as_ref())
-    );
+    let hs256 = format!("{hs256_input}.{}", URL_SAFE_NO_PAD.encode(hmac_key.sign(hs256_input.as_bytes())));
     let tampered = {
         let proof = key.sign(&header, &claims(&jti()));
         let mut parts: Vec<String> = proof.split('.').map(str::to_owned).collect();
@@ -369,8 +365,8 @@ async fn bound_sessions_need_a_proof_with_ath_from_their_key() {
         with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&session_url)).await;
     assert_dpop_refusal(&response, "dpop_htu_mismatch", "path");
     // The ath is the base64url SHA-256 of the token (cross-checked by hand).
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    assert_eq!(access_token_hash(&token), URL_SAFE_NO_PAD.encode(digest.as_ref()));
+    let digest = steward_crypto::sha256(token.as_bytes());
+    assert_eq!(access_token_hash(&token), URL_SAFE_NO_PAD.encode(digest));
 
     // A refused request never burned its jti: the same jti, now in a correct proof, is accepted once.
     let reused = jti();

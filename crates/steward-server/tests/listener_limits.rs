@@ -3,6 +3,9 @@
 //! certificates generated at test time, HTTP/1.1 and raw HTTP/2 frames. Bounds are generous: the
 //! tests assert behaviour (closed / served), not timing precision.
 
+// Raw sockets against the listener under test (slow and idle clients).
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 mod common;

@@ -1,6 +1,10 @@
 //! The listeners end to end: real TLS handshakes with certificates generated at test time, the
 //! HTTP conventions on both listeners, and the embedded store behind them.
 
+// Test clients connecting to the listener under test.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::sync::Arc;

@@ -38,8 +38,7 @@ async fn events(server: &TestServer, tenant: &str, event_type: &str) -> Vec<Valu
 
 fn thumbprint(cert_pem: &str) -> String {
     let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &block.contents);
-    URL_SAFE_NO_PAD.encode(digest.as_ref())
+    URL_SAFE_NO_PAD.encode(steward_crypto::sha256(&block.contents))
 }
 
 /// An integration on the built-in OpenAI template, so manifests have a rule.

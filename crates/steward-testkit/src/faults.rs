@@ -6,6 +6,10 @@
 //! `/usr/lib/postgresql/*/bin` or on `PATH`), trust authentication, durability turned off for speed,
 //! run as the `postgres` user when the tests run as root (PostgreSQL refuses to run as root).
 
+// Test support: probes whether a private server on loopback is up; no upstream traffic.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,6 +1,10 @@
 //! A minimal HTTP/1.1 client for tests: one request per connection, over TLS (optionally with a
 //! client certificate) or plain TCP. Real handshakes, real sockets.
 
+// Test support: the test client connects to the Steward listener under test on loopback.
+// (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
+#![allow(clippy::disallowed_methods)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

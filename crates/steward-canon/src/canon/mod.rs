@@ -5,10 +5,10 @@ mod parts;
 #[cfg(test)]
 mod tests;
 
-use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
+use steward_crypto::sha256;
 use steward_types::{ErrorCode, IntegrationId, TenantId, WorkloadId};
 
 pub use parts::QueryPair;
@@ -325,8 +325,7 @@ pub fn canonicalize(
     let canonical_url = format!("{}://{host}{port_part}{path}{query_part}", raw.scheme);
     let mut query_keys: Vec<String> = query.iter().map(|p| p.key().to_owned()).collect();
     query_keys.dedup();
-    let body_sha256 =
-        (!body.is_empty()).then(|| URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, &body).as_ref()));
+    let body_sha256 = (!body.is_empty()).then(|| URL_SAFE_NO_PAD.encode(sha256(&body)));
     let descriptor = RequestDescriptor {
         tenant_id: ctx.tenant_id.clone(),
         workload_id: ctx.workload_id.clone(),
@@ -341,7 +340,7 @@ pub fn canonicalize(
         query_keys,
         body_sha256,
     };
-    let digest = hex::encode(digest::digest(&digest::SHA256, descriptor.to_jcs()?.as_bytes()).as_ref());
+    let digest = hex::encode(sha256(descriptor.to_jcs()?.as_bytes()));
     Ok(CanonicalRequest {
         method: input.method,
         scheme: raw.scheme,

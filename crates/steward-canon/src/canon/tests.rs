@@ -296,7 +296,7 @@ fn descriptor_and_digest() {
         })
     );
     let jcs = c.descriptor().to_jcs().unwrap();
-    let expected = hex::encode(digest::digest(&digest::SHA256, jcs.as_bytes()).as_ref());
+    let expected = hex::encode(steward_crypto::sha256(jcs.as_bytes()));
     assert_eq!(c.digest(), expected);
     assert_eq!(c.digest().len(), 64);
     let other = ok(&post(b"{ }", &[("content-type", "application/json")]));

@@ -245,7 +245,7 @@ fn alg_none_and_hmac_are_forbidden() {
         "{}.{}.{}",
         b64(hs.to_string()),
         b64(claims().to_string()),
-        b64(crate::audit::hmac_sha256(&[7u8; 32], b"x"))
+        b64(crate::hash::hmac_sha256(&[7u8; 32], b"x"))
     );
     assert_eq!(code(&hs_proof, &expect()), ErrorCode::DpopAlgForbidden);
 

@@ -3,8 +3,16 @@ use serde_json::json;
 
 use super::*;
 
-fn context() -> serde_json::Value {
-    json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 3})
+fn context() -> EnvelopeContext {
+    integration_secret("t_1", "i_1", 3)
+}
+
+fn integration_secret(tenant_id: &str, integration_id: &str, secret_version: u64) -> EnvelopeContext {
+    EnvelopeContext::IntegrationSecret {
+        tenant_id: tenant_id.to_owned(),
+        integration_id: integration_id.to_owned(),
+        secret_version,
+    }
 }
 
 #[test]
@@ -67,21 +75,137 @@ fn another_context_fails() {
     let ring = Keyring::generate();
     let envelope = seal(&ring, &context(), b"secret").unwrap();
     let other_rows = [
-        json!({"kind": "integration_secret", "tenant_id": "t_2", "integration_id": "i_1", "secret_version": 3}),
-        json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 4}),
-        json!({"kind": "oauth_client_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 3}),
-        json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1"}),
+        integration_secret("t_2", "i_1", 3),
+        integration_secret("t_1", "i_1", 4),
+        EnvelopeContext::IntegrationOAuth2ClientSecret {
+            tenant_id: "t_1".into(),
+            integration_id: "i_1".into(),
+            secret_version: 3,
+        },
     ];
     for other in other_rows {
-        assert!(matches!(open(&ring, &other, &envelope), Err(EnvelopeError::Decrypt)), "{other}");
-        assert!(matches!(rewrap(&ring, &other, &envelope), Err(EnvelopeError::Decrypt)), "{other}");
+        assert!(matches!(open(&ring, &other, &envelope), Err(EnvelopeError::Decrypt)), "{other:?}");
+        assert!(matches!(rewrap(&ring, &other, &envelope), Err(EnvelopeError::Decrypt)), "{other:?}");
+    }
+    // A recorded context is checked, not trusted: a missing field or another row fails.
+    for other in [
+        json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1"}),
+        json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 4}),
+    ] {
+        assert!(matches!(rewrap_recorded(&ring, &other, &envelope), Err(EnvelopeError::Decrypt)), "{other}");
     }
     // Key order does not matter: the AAD is the canonical (RFC 8785) form.
     let reordered: serde_json::Value = serde_json::from_str(
         r#"{"secret_version":3,"integration_id":"i_1","tenant_id":"t_1","kind":"integration_secret"}"#,
     )
     .unwrap();
-    assert_eq!(&**open(&ring, &reordered, &envelope).unwrap(), b"secret");
+    let rewrapped = rewrap_recorded(&ring, &reordered, &envelope).unwrap();
+    assert_eq!(&**open(&ring, &context(), &rewrapped).unwrap(), b"secret");
+}
+
+/// Every context serializes exactly as the `json!` object the server sealed with before the enum
+/// existed, so envelopes already in databases still open.
+#[test]
+fn each_context_is_byte_identical_to_its_stored_form() {
+    let cases = [
+        (EnvelopeContext::WorkloadCaKey, json!({"kind": "workload_ca_key"})),
+        (EnvelopeContext::AuditKey, json!({"kind": "audit_key"})),
+        (
+            EnvelopeContext::ManifestSigningKey { kid: "mk_01".into() },
+            json!({"kind": "manifest_signing_key", "kid": "mk_01"}),
+        ),
+        (
+            integration_secret("t_1", "i_1", 3),
+            json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 3}),
+        ),
+        (
+            EnvelopeContext::IntegrationOAuth2ClientSecret {
+                tenant_id: "t_1".into(),
+                integration_id: "i_1".into(),
+                secret_version: 3,
+            },
+            json!({
+                "kind": "integration_oauth2_client_secret",
+                "tenant_id": "t_1",
+                "integration_id": "i_1",
+                "secret_version": 3,
+            }),
+        ),
+        (
+            EnvelopeContext::IntegrationOAuth2AccessToken {
+                tenant_id: "t_1".into(),
+                integration_id: "i_1".into(),
+                secret_version: u64::MAX,
+            },
+            json!({
+                "kind": "integration_oauth2_access_token",
+                "tenant_id": "t_1",
+                "integration_id": "i_1",
+                "secret_version": u64::MAX,
+            }),
+        ),
+        (
+            EnvelopeContext::ApprovalPreview { tenant_id: "t_1".into(), approval_id: "apr_1".into() },
+            json!({"kind": "approval_preview", "tenant_id": "t_1", "approval_id": "apr_1"}),
+        ),
+        (
+            EnvelopeContext::IdempotentResponse {
+                tenant_id: "t_1".into(),
+                workload_id: "w_1".into(),
+                integration_id: "i_1".into(),
+                idempotency_key: "k \"quoted\" \u{e9}".into(),
+            },
+            json!({
+                "kind": "idempotent_response",
+                "tenant_id": "t_1",
+                "workload_id": "w_1",
+                "integration_id": "i_1",
+                "idempotency_key": "k \"quoted\" \u{e9}",
+            }),
+        ),
+    ];
+    for (context, old) in cases {
+        assert_eq!(context.aad(), aad_bytes(&old), "{context:?}");
+        assert_eq!(context.to_jcs().as_bytes(), aad_bytes(&old), "{context:?}");
+    }
+    // The literal strings, so a change to the JSON library cannot move both sides at once.
+    assert_eq!(EnvelopeContext::WorkloadCaKey.to_jcs(), r#"{"kind":"workload_ca_key"}"#);
+    assert_eq!(EnvelopeContext::AuditKey.to_jcs(), r#"{"kind":"audit_key"}"#);
+    assert_eq!(
+        EnvelopeContext::ManifestSigningKey { kid: "mk_01".into() }.to_jcs(),
+        r#"{"kid":"mk_01","kind":"manifest_signing_key"}"#
+    );
+    assert_eq!(
+        integration_secret("t_1", "i_1", 3).to_jcs(),
+        r#"{"integration_id":"i_1","kind":"integration_secret","secret_version":3,"tenant_id":"t_1"}"#
+    );
+    assert_eq!(
+        EnvelopeContext::ApprovalPreview { tenant_id: "t_1".into(), approval_id: "apr_1".into() }.to_jcs(),
+        r#"{"approval_id":"apr_1","kind":"approval_preview","tenant_id":"t_1"}"#
+    );
+}
+
+/// An envelope sealed the old way (AAD = JCS of the `json!` context) opens with the typed context.
+#[test]
+fn envelopes_sealed_with_the_json_context_open_with_the_typed_one() {
+    let ring = Keyring::generate();
+    let old_context = json!({"kind": "integration_secret", "tenant_id": "t_1", "integration_id": "i_1", "secret_version": 3});
+    let aad = aad_bytes(&old_context);
+    let dek = Zeroizing::new(random_bytes::<DEK_LEN>());
+    let nonce = random_bytes::<NONCE_LEN>();
+    let mut ciphertext = b"sk-old".to_vec();
+    aes_key(&dek)
+        .unwrap()
+        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&aad[..]), &mut ciphertext)
+        .unwrap();
+    let (kek_id, kek) = ring.active_key();
+    let old = Envelope {
+        kek_id: kek_id.to_owned(),
+        wrapped_dek: wrap_dek(kek, &dek, &aad).unwrap(),
+        nonce,
+        ciphertext,
+    };
+    assert_eq!(&**open(&ring, &context(), &old).unwrap(), b"sk-old");
 }
 
 #[test]

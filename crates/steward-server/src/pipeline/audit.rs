@@ -3,9 +3,9 @@
 //! `hmac:<hex>` under the deployment's audit key, so equal values correlate within a deployment
 //! without being readable. Never a secret, a token or a body.
 
-use aws_lc_rs::hmac;
 use serde_json::{Value, json};
 use steward_canon::{CanonicalRequest, RiskTier};
+use steward_crypto::HmacKey;
 use steward_store::audit::{Actor, AuditEvent, Destination, EventType};
 use zeroize::Zeroizing;
 
@@ -19,7 +19,7 @@ const READABLE_HEADERS: [&str; 2] = ["content-type", "accept"];
 /// The audit key as an HMAC key for stored descriptor values. Its `Debug` shows nothing.
 #[derive(Clone)]
 pub struct AuditHmac {
-    key: hmac::Key,
+    key: HmacKey,
 }
 
 impl std::fmt::Debug for AuditHmac {
@@ -30,13 +30,13 @@ impl std::fmt::Debug for AuditHmac {
 
 impl AuditHmac {
     pub fn new(audit_key: &Zeroizing<[u8; 32]>) -> Self {
-        Self { key: hmac::Key::new(hmac::HMAC_SHA256, audit_key.as_slice()) }
+        Self { key: HmacKey::new(audit_key.as_slice()) }
     }
 
     /// `hmac:<lowercase hex of HMAC-SHA256(audit key, value)>`.
     pub fn value(&self, value: &str) -> String {
-        let tag = hmac::sign(&self.key, value.as_bytes());
-        format!("hmac:{}", hex_lower(tag.as_ref()))
+        let tag = self.key.sign(value.as_bytes());
+        format!("hmac:{}", hex_lower(&tag))
     }
 
     /// The descriptor of `canonical` as audit events store it.

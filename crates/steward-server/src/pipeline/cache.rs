@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use steward_canon::Template;
+use steward_crypto::HmacKey;
 use steward_egress::{EgressError, Scrubber};
 
 /// Entries kept by each cache.
@@ -91,7 +91,7 @@ pub const SCRUBBER_CACHE_MAX_BYTES: usize = 16 * 1024 * 1024;
 
 /// Built scrubbers, one per integration: the scrubber of its newest secret version seen.
 pub struct ScrubberCache {
-    key: hmac::Key,
+    key: HmacKey,
     max_entries: usize,
     max_bytes: usize,
     state: Mutex<ScrubberEntries>,
@@ -142,12 +142,7 @@ impl ScrubberCache {
         let mut secret = zeroize::Zeroizing::new([0u8; 32]);
         // A failing system RNG leaves the key all-zero: still a correct (if unsalted) cache key.
         let _ = SystemRandom::new().fill(secret.as_mut_slice());
-        Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_slice()),
-            max_entries,
-            max_bytes,
-            state: Mutex::default(),
-        }
+        Self { key: HmacKey::new(secret.as_slice()), max_entries, max_bytes, state: Mutex::default() }
     }
 
     /// The scrubber for `needles`, the needles of `integration_id`'s secret version
@@ -231,15 +226,13 @@ impl ScrubberCache {
     }
 
     fn digest<N: AsRef<[u8]>>(&self, needles: &[N]) -> [u8; 32] {
-        let mut ctx = hmac::Context::with_key(&self.key);
+        let mut ctx = self.key.context();
         for needle in needles {
             let needle = needle.as_ref();
             ctx.update(&(needle.len() as u64).to_be_bytes());
             ctx.update(needle);
         }
-        let mut digest = [0u8; 32];
-        digest.copy_from_slice(ctx.sign().as_ref());
-        digest
+        ctx.finish()
     }
 }
 

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use steward_coord::{LockAttempt, LockToken};
+use steward_crypto::EnvelopeContext;
 use steward_store::{IdempotencyRecord, IdempotencyScope};
 use steward_types::ErrorCode;
 
@@ -56,15 +57,14 @@ impl IdempotencyKey {
         format!("idem:{}:{}:{}:{}", s.tenant_id, s.workload_id, s.integration_id, s.key)
     }
 
-    fn context(&self) -> Value {
+    fn context(&self) -> EnvelopeContext {
         let s = &self.scope;
-        json!({
-            "kind": "idempotent_response",
-            "tenant_id": s.tenant_id,
-            "workload_id": s.workload_id,
-            "integration_id": s.integration_id,
-            "idempotency_key": s.key,
-        })
+        EnvelopeContext::IdempotentResponse {
+            tenant_id: s.tenant_id.clone(),
+            workload_id: s.workload_id.clone(),
+            integration_id: s.integration_id.clone(),
+            idempotency_key: s.key.clone(),
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
+use steward_crypto::HmacKey;
 use steward_types::{CheckpointId, Timestamp};
 
 use super::event::{AuditEvent, ChainLink};
@@ -273,12 +273,11 @@ pub fn compute_hash(audit_key: &[u8; 32], event: &AuditEvent) -> Result<String, 
     );
     let canonical = serde_jcs::to_vec(&value)
         .map_err(|e| StoreError::Corrupt(format!("audit event is not JCS-able: {e}")))?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, audit_key);
-    let mut context = hmac::Context::with_key(&key);
+    let mut context = HmacKey::new(audit_key).context();
     context.update(chain.prev_hash.as_bytes());
     context.update(b"\n");
     context.update(&canonical);
-    Ok(hex::encode(context.sign().as_ref()))
+    Ok(hex::encode(context.finish()))
 }
 
 /// An event serialized once, before it has a place in a chain: its RFC 8785 form and its body JSON,
@@ -336,7 +335,7 @@ impl Unchained {
     /// key): the same hash [`compute_hash`] gives for the event with that link.
     pub(crate) fn link(
         self,
-        key: &hmac::Key,
+        key: &HmacKey,
         chain_id: String,
         seq: i64,
         prev_hash: String,
@@ -354,13 +353,13 @@ impl Unchained {
         serde_json::to_writer(&mut unhashed, &seq).map_err(link_error)?;
         unhashed.push(b'}');
         let (before, after) = canonical.split_at(chain_at);
-        let mut context = hmac::Context::with_key(key);
+        let mut context = key.context();
         context.update(prev_hash.as_bytes());
         context.update(b"\n");
         context.update(before);
         context.update(&unhashed);
         context.update(&after["null".len()..]);
-        let hash = hex::encode(context.sign().as_ref());
+        let hash = hex::encode(context.finish());
         let link = ChainLink { chain_id, seq, prev_hash, hash };
         let Some(mut body) = body_head else {
             event.chain = Some(link);

@@ -94,7 +94,10 @@ async fn verify_chain(
                 && chain.seq == expected_seq
                 && chain.prev_hash == prev_hash
                 && event.chain_tenant() == tenant_id
-                && compute_hash(audit_key, event)? == chain.hash;
+                && steward_crypto::constant_time_eq(
+                    compute_hash(audit_key, event)?.as_bytes(),
+                    chain.hash.as_bytes(),
+                );
             if !fits {
                 return Ok(Some(event.event_id.to_string()));
             }

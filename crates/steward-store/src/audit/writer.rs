@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::hmac;
+use steward_crypto::HmacKey;
 use steward_types::{CheckpointId, SharedClock};
 use tokio::sync::{mpsc, oneshot};
 use zeroize::Zeroizing;
@@ -62,7 +62,7 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = WriterTask {
             store,
-            audit_key: hmac::Key::new(hmac::HMAC_SHA256, audit_key.as_ref()),
+            audit_key: HmacKey::new(audit_key.as_ref()),
             writer_id: writer_id.clone(),
             clock,
             signer,
@@ -108,7 +108,7 @@ struct Head {
 struct WriterTask {
     store: Arc<dyn Store>,
     /// The HMAC key of the chains, set up once (aws-lc cleanses it when dropped).
-    audit_key: hmac::Key,
+    audit_key: HmacKey,
     writer_id: String,
     clock: SharedClock,
     signer: Arc<dyn CheckpointSigner>,

@@ -165,10 +165,7 @@ pub fn new_deployment(tag: &str) -> NewDeployment {
 }
 
 pub fn hash_for(tag: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, tag.as_bytes());
-    let mut out = [0; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+    steward_crypto::sha256(tag.as_bytes())
 }
 
 /// Signs checkpoints with a fresh Ed25519 key, as the server does with the manifest key.

@@ -9,7 +9,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use steward_crypto::EnvelopeContext;
 use steward_policy::PolicyRule;
 use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
 use steward_store::governance::{
@@ -32,8 +33,11 @@ const LIST_LIMIT: u32 = 1000;
 /// The AAD context of an approval's sealed preview values. The execute pipeline seals with it; this
 /// module opens with it (never with the `aad` column), so a preview copied onto another approval
 /// fails to decrypt.
-pub fn preview_context(tenant_id: &str, approval_id: &ApprovalId) -> Value {
-    json!({"kind": "approval_preview", "tenant_id": tenant_id, "approval_id": approval_id.as_str()})
+pub fn preview_context(tenant_id: &str, approval_id: &ApprovalId) -> EnvelopeContext {
+    EnvelopeContext::ApprovalPreview {
+        tenant_id: tenant_id.to_owned(),
+        approval_id: approval_id.as_str().to_owned(),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value, json};
 use steward_canon::{Injection, Template};
+use steward_crypto::EnvelopeContext;
 use steward_store::catalog::NewSecretVersion;
 use steward_types::{ErrorCode, IntegrationId, TenantId, Timestamp};
 use zeroize::Zeroizing;
@@ -196,23 +197,25 @@ fn parse_oauth2(secret_type: &str, block: &Value) -> Result<OAuth2Input, ApiErro
 }
 
 /// The AAD context of an integration secret version.
-pub fn secret_context(tenant_id: &TenantId, integration_id: &IntegrationId, version: u64) -> Value {
-    json!({
-        "kind": "integration_secret",
-        "tenant_id": tenant_id.as_str(),
-        "integration_id": integration_id.as_str(),
-        "secret_version": version,
-    })
+pub fn secret_context(tenant_id: &TenantId, integration_id: &IntegrationId, version: u64) -> EnvelopeContext {
+    EnvelopeContext::IntegrationSecret {
+        tenant_id: tenant_id.as_str().to_owned(),
+        integration_id: integration_id.as_str().to_owned(),
+        secret_version: version,
+    }
 }
 
 /// The AAD context of the OAuth2 client secret of a secret version.
-pub fn client_secret_context(tenant_id: &TenantId, integration_id: &IntegrationId, version: u64) -> Value {
-    json!({
-        "kind": "integration_oauth2_client_secret",
-        "tenant_id": tenant_id.as_str(),
-        "integration_id": integration_id.as_str(),
-        "secret_version": version,
-    })
+pub fn client_secret_context(
+    tenant_id: &TenantId,
+    integration_id: &IntegrationId,
+    version: u64,
+) -> EnvelopeContext {
+    EnvelopeContext::IntegrationOAuth2ClientSecret {
+        tenant_id: tenant_id.as_str().to_owned(),
+        integration_id: integration_id.as_str().to_owned(),
+        secret_version: version,
+    }
 }
 
 /// What a secret version is bound to when it is written: the hosts the integration's template

@@ -74,8 +74,7 @@ pub async fn manifest_keyset(state: &AppState) -> Result<Keyset, ApiError> {
 /// hex SHA-256 of the body) and `304 Not Modified` when `if-none-match` names it.
 pub fn keyset_response(keyset: &Keyset, request_headers: &HeaderMap) -> Result<Response, ApiError> {
     let body = serde_json::to_vec(keyset).map_err(ApiError::internal)?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
-    let etag: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let etag: String = steward_crypto::sha256(&body).iter().map(|b| format!("{b:02x}")).collect();
     let etag = format!("\"{etag}\"");
     let matches = request_headers
         .get_all(header::IF_NONE_MATCH)
@@ -250,7 +249,8 @@ fn rewrap_record(
     let fail = |detail: String| ApiError::internal(format!("envelope {}: {detail}", record.envelope_id));
     let context: serde_json::Value = serde_json::from_str(&record.aad).map_err(|e| fail(e.to_string()))?;
     let envelope = Envelope::from_json(&record.body).map_err(|e| fail(e.to_string()))?;
-    let new = steward_crypto::rewrap(keyring, &context, &envelope).map_err(|e| fail(e.to_string()))?;
+    let new =
+        steward_crypto::rewrap_recorded(keyring, &context, &envelope).map_err(|e| fail(e.to_string()))?;
     Ok(EnvelopeRecord {
         envelope_id: record.envelope_id.clone(),
         kek_id: new.kek_id().to_owned(),
