@@ -6,12 +6,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "oauth2_support/provider.rs"]
+use crate::common;
 mod provider;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -31,40 +30,6 @@ use steward_types::{ManualClock, SharedClock};
 const REFRESH_TOKEN: &str = "rt-initial-refresh-token-0001";
 const CLIENT_SECRET: &str = "cs-client-secret-value-0001";
 const CLIENT_ID: &str = "steward-test-client";
-
-// ----- log capture: every log line of this test binary, to check no token is ever written --------
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        captured
-    })
-}
-
-fn log_text() -> String {
-    String::from_utf8_lossy(&logs().0.lock().unwrap()).into_owned()
-}
 
 // ----- fixture ------------------------------------------------------------------------------------
 
@@ -102,7 +67,7 @@ fn egress_env(dir: &Path, provider: &Provider, extra: &[(&str, &str)]) -> Enviro
 
 impl Fixture {
     async fn embedded(dir: &Path, kind: Kind, clock: SharedClock, extra: &[(&str, &str)]) -> Self {
-        logs();
+        common::logs::captured();
         install_crypto_provider();
         let provider = Provider::start().await;
         init(&embedded_options(dir), &Environment::default(), common::clock()).await.unwrap();
@@ -114,7 +79,7 @@ impl Fixture {
     /// Two instances on one PostgreSQL + Redis deployment; provisioned through the first.
     async fn shared(temp: &Path, database_url: &str, kind: Kind) -> (Self, TestServer) {
         use steward_testkit::unique_redis_prefix;
-        logs();
+        common::logs::captured();
         install_crypto_provider();
         let provider = Provider::start().await;
         let (first_dir, second_dir) = (temp.join("first"), temp.join("second"));
@@ -549,7 +514,7 @@ async fn no_token_appears_in_any_response_log_line_or_audit_event() {
     bodies.push(integration.to_string());
 
     let audit = f.all_events_text().await;
-    let logs = log_text();
+    let logs = common::logs::text();
     assert!(logs.contains("OAuth2"), "the log capture works");
     let secrets = f.secrets();
     assert!(secrets.len() >= 4, "{}", secrets.len());
@@ -568,7 +533,7 @@ async fn no_token_appears_in_any_response_log_line_or_audit_event() {
 /// reached through `egress.static_hosts` exactly as Google would be through DNS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builtin_google_templates_work_with_oauth2_integrations() {
-    logs();
+    common::logs::captured();
     install_crypto_provider();
     let provider =
         Provider::start_with("127.0.0.1:443", &["gmail.googleapis.com", "www.googleapis.com"]).await;

@@ -5,44 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use crate::common;
 
 use common::TestServer;
 use http::Method;
 use serde_json::{Value, json};
 use steward_testkit::http_client::TestResponse;
-
-/// Everything the server logs in this test binary (installed before any server starts, so the
-/// server's own `try_init` leaves it in place).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let sink = Capture(buffer.clone());
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_writer(move || sink.clone())
-            .try_init();
-        buffer
-    })
-    .clone()
-}
-
-#[derive(Clone)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// A server with two tenants and tokens of every role for tenant A.
 struct Fixture {
@@ -57,7 +25,7 @@ struct Fixture {
 
 impl Fixture {
     async fn new(dir: &std::path::Path) -> Self {
-        captured_logs();
+        common::logs::captured();
         let server = TestServer::init_and_start(dir).await;
         let owner = server.owner_token();
         let mut fixture = Fixture {
@@ -943,7 +911,7 @@ async fn a_known_secret_appears_in_no_response_audit_event_or_log() {
     let envelopes = f.server.state.store.list_envelopes(None, 1000).await.unwrap();
     haystacks.extend(envelopes.iter().map(|e| format!("{} {}", e.aad, e.body)));
     f.server.stop().await;
-    haystacks.push(String::from_utf8_lossy(&captured_logs().lock().unwrap()).into_owned());
+    haystacks.push(common::logs::text());
     assert!(haystacks.last().unwrap().contains("Request handled."), "the log capture works");
     for secret in secrets {
         for (i, text) in haystacks.iter().enumerate() {

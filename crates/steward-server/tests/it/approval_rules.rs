@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::execute::{Exec, expect, fixture, kinds};
 use common::workload::owner;

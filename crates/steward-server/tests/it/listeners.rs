@@ -1,7 +1,7 @@
 //! The listeners end to end: real TLS handshakes with certificates generated at test time, the
 //! HTTP conventions on both listeners, and the embedded store behind them.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Admin API conventions: authentication, whoami, and the OpenAPI document.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use http::Method;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::execute::{Exec, Options, expect, fixture, kinds};
 use common::workload::owner;

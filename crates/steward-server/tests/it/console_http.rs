@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::console::{admin_token, csrf, get, post, sign_in};
 use common::execute::{Exec, Options, SECRET};

@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod execute;
+pub mod logs;
 pub mod upstream;
 pub mod workload;
 
@@ -99,6 +100,7 @@ impl TestServer {
         env: Environment,
         clock: SharedClock,
     ) -> Result<Self, steward_server::StartupError> {
+        logs::captured();
         install_crypto_provider();
         let loaded = config::load(Some(&dir.join("steward.toml")), &env.vars)?;
         let prepared = prepare(loaded, &env, clock).await?;

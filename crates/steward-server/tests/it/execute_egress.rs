@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::execute::{Exec, HOSTS, SECRET, expect, fixture, kinds, template};
 use common::workload::owner;

@@ -5,7 +5,7 @@
 // Test helpers outside #[test] functions panic on purpose: a failed setup is a failed test.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::admin_call as call;
 
