@@ -1,18 +1,13 @@
-//! The storage conformance suite: one set of tests, run against the SQLite store (temporary
-//! directory) and the PostgreSQL store (a fresh database on the test server). Backend-specific
+//! The core of the storage conformance suite (basics, audit): one set of tests, run against the
+//! SQLite store (temporary directory) and the PostgreSQL store (a fresh database on the test server). Backend-specific
 //! behaviour (the SQLite lock file, PostgreSQL concurrency and reachability) is tested at the end.
-
-mod audit;
-mod basics;
-#[macro_use]
-mod harness;
 
 use std::time::{Duration, Instant};
 
 use steward_store::{InitOutcome, PostgresStore, SqliteStore, SqliteSynchronous, Store, StoreError};
 use steward_testkit::TestDatabase;
 
-use harness::Harness;
+use crate::harness;
 
 backend_suite!(
     basics::initialize_deployment_once,

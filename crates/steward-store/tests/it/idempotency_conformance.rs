@@ -3,10 +3,7 @@
 
 #![allow(clippy::unwrap_used, missing_debug_implementations)]
 
-#[path = "conformance/harness.rs"]
-#[allow(dead_code)]
-#[macro_use]
-mod harness;
+use crate::harness;
 
 use harness::{Harness, envelope, t0};
 use steward_store::{IdempotencyRecord, IdempotencyScope};

@@ -15,15 +15,15 @@ use steward_testkit::TestDatabase;
 use steward_types::{ManualClock, SigningKeyId, Timestamp, TokenId};
 use zeroize::Zeroizing;
 
-/// Instantiates every listed test once per backend: `backend_suite!(a, b)` for test functions at the
-/// crate root, `backend_suite!(module::a, …)` for functions in modules. Each takes a [`Harness`].
+/// Instantiates every listed test once per backend: `backend_suite!(a, b)` for test functions of the
+/// invoking module, `backend_suite!(module::a, …)` for functions in top-level modules of the binary. Each takes a [`Harness`].
 macro_rules! backend_suite {
     ($($module:ident :: $name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::$module::$name(crate::Harness::sqlite().await?).await
+                    crate::$module::$name(crate::harness::Harness::sqlite().await?).await
                 }
             )*
         }
@@ -31,7 +31,7 @@ macro_rules! backend_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::$module::$name(crate::Harness::postgres().await?).await
+                    crate::$module::$name(crate::harness::Harness::postgres().await?).await
                 }
             )*
         }
@@ -41,7 +41,7 @@ macro_rules! backend_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::sqlite().await?).await
+                    super::$name(crate::harness::Harness::sqlite().await?).await
                 }
             )*
         }
@@ -49,7 +49,7 @@ macro_rules! backend_suite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::$name(crate::Harness::postgres().await?).await
+                    super::$name(crate::harness::Harness::postgres().await?).await
                 }
             )*
         }

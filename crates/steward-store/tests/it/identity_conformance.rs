@@ -1,10 +1,7 @@
 //! The identity part of the storage conformance suite (admin tokens, tenants, workloads, enrollment
 //! tokens, certificates, sessions): every test runs against SQLite and PostgreSQL.
 
-#[allow(dead_code)]
-#[path = "conformance/harness.rs"]
-#[macro_use]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 

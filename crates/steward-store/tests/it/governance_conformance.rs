@@ -1,10 +1,7 @@
 //! Conformance of the GovernanceStore part of the storage API (approvals, audit search, signing key
 //! rotation): every test runs against SQLite and PostgreSQL, as in `tests/conformance`.
 
-#[path = "conformance/harness.rs"]
-#[allow(dead_code)]
-#[macro_use]
-mod harness;
+use crate::harness;
 
 use std::sync::Arc;
 use std::time::Duration;
