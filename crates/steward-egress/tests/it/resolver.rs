@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is a failed test
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

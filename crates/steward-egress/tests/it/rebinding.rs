@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is a failed test
 
-mod support;
+use crate::support;
 
 use std::net::IpAddr;
 use std::sync::Arc;
