@@ -2,7 +2,7 @@
 //! configuration (one source of truth for ports and URLs), a public URL whose port differs from the
 //! listener is warned about, a repeated `init --force` says what it did, and shell completions exist.
 
-mod common;
+use crate::common;
 
 use common::{free_port, run, stderr, steward};
 

@@ -1,7 +1,7 @@
 //! `steward enroll` and `steward manifest` against a running `steward serve`, as a workload would
 //! use them: the key is generated locally, the manifest verified against the keyset.
 
-mod common;
+use crate::common;
 
 use common::admin_api as admin;
 use common::*;

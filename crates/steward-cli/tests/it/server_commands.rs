@@ -1,7 +1,7 @@
 //! `steward init`, `serve`, `migrate` and `keys generate-kek` as a user runs them: the real binary,
 //! real files, real ports, the real embedded store and the local PostgreSQL and Redis.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
