@@ -355,7 +355,7 @@ async fn admin_cli_needs_no_flags_next_to_the_data_dir_and_prints_ids_for_script
     by_env.current_dir(elsewhere.path()).env("STEWARD_DATA_DIR", &data).args(["admin", "whoami"]);
     assert!(ok(&mut by_env).contains("owner"));
     // STEWARD_ADMIN_URL and --admin-url win over the data directory.
-    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let nowhere = format!("http://127.0.0.1:{}", steward_testkit::free_port().unwrap());
     let mut wrong = bare(&["whoami"]);
     wrong.env("STEWARD_ADMIN_URL", &nowhere);
     let output = run(&mut wrong);

@@ -4,7 +4,8 @@
 
 use crate::common;
 
-use common::{free_port, run, stderr, steward};
+use common::{run, stderr, steward};
+use steward_testkit::free_port;
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -30,7 +31,7 @@ fn init_next_steps_follow_the_configuration_and_a_port_mismatch_is_warned() {
     assert!(warning.contains("data_plane.listen = \"127.0.0.1:28081\""), "names the setting: {warning}");
 
     // Listeners moved (the same STEWARD_* overlay serve applies): every printed address follows.
-    let (data, admin) = (free_port(), free_port());
+    let (data, admin) = (free_port().unwrap(), free_port().unwrap());
     let dir = temp.path().join("moved");
     let output = run(steward()
         .args(["init", "--data-dir"])

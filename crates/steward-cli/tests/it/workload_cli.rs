@@ -265,7 +265,7 @@ async fn enroll_defaults_give_a_p256_pkcs8_key_and_a_broker_url_file() {
     assert_eq!(manifest["workload_id"], workload_id.as_str());
 
     // STEWARD_BROKER_URL wins over the file, --broker-url over both.
-    let nowhere = format!("https://localhost:{}", free_port());
+    let nowhere = format!("https://localhost:{}", free_port().unwrap());
     let output =
         run(steward().arg("manifest").arg("--identity").arg(&identity).env("STEWARD_BROKER_URL", &nowhere));
     assert_eq!(output.status.code(), Some(1), "the environment's URL was used: {}", stderr(&output));

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use http::Method;
+pub use steward_testkit::free_port;
 use steward_testkit::http_client::{TlsOptions, request};
 
 pub fn steward() -> Command {
@@ -30,10 +31,6 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Listener overrides for a server process.
 pub struct Ports {
     pub data: u16,
@@ -42,7 +39,7 @@ pub struct Ports {
 
 impl Ports {
     pub fn new() -> Self {
-        Self { data: free_port(), admin: free_port() }
+        Self { data: free_port().unwrap(), admin: free_port().unwrap() }
     }
 
     pub fn apply(&self, command: &mut Command) {

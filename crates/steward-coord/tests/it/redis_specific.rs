@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use steward_coord::{BucketSpec, CoordError, Coordinator, LockAttempt, RedisCoordinator, TakeOutcome};
+use steward_testkit::free_port;
 
 async fn local() -> Result<(RedisCoordinator, String)> {
     let prefix = steward_testkit::unique_redis_prefix();
@@ -140,11 +141,6 @@ async fn bad_configuration_is_rejected() -> Result<()> {
         other => bail!("expected InvalidConfig, got {other:?}"),
     }
     Ok(())
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 #[tokio::test]
