@@ -74,14 +74,7 @@ async fn an_approval_appears_by_itself_and_is_approved_once() {
     browser.client.set_window_size(1280, 800).await.unwrap();
 
     // Approve once with the keyboard-reachable button; the workload's retry succeeds.
-    browser
-        .client
-        .find(Locator::Id(&format!("approve-once-{approval}")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click_id(&format!("approve-once-{approval}")).await;
     let notice = browser.wait_for_css("p.notice").await.text().await.unwrap();
     assert_eq!(notice, "Approved.");
     assert_eq!(approval_status(&f, &approval).await, "approved");

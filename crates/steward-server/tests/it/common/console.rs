@@ -205,6 +205,24 @@ impl Browser {
         }
     }
 
+    /// Clicks the element with id `id`. The console re-renders the pending list every second, so an
+    /// element found just before a re-render is stale when clicked: find it again and retry (up to
+    /// 10 s) instead of failing on that race.
+    pub async fn click_id(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let clicked = match self.client.find(fantoccini::Locator::Id(id)).await {
+                Ok(element) => element.click().await,
+                Err(error) => Err(error),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(error) if tokio::time::Instant::now() > deadline => panic!("clicking #{id}: {error}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     pub async fn wait_for_css(&self, css: &str) -> fantoccini::elements::Element {
         self.wait_for_css_within(css, Duration::from_secs(10))
             .await
