@@ -39,7 +39,7 @@ fn render() -> String {
         }
     }
     let mut out = String::from(
-        "# Error codes\n\n<!-- Generated from steward_types::ErrorCode by crates/steward-server/tests/errors_doc.rs; do not edit. -->\n\n\
+        "# Error codes\n\n<!-- Generated from steward_types::ErrorCode by crates/steward-server/tests/it/errors_doc.rs; do not edit. -->\n\n\
          Every error response is `{\"error\": \"<code>\", \"message\": \"…\", \"correlation_id\": \"…\"}` with the\n\
          status below. The code is the stable contract; the message is for people and never contains a secret,\n\
          token, key or stack trace. `template_not_found` is 400 when an integration is written and 404 at\n\

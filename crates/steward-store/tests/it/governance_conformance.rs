@@ -1,5 +1,5 @@
 //! Conformance of the GovernanceStore part of the storage API (approvals, audit search, signing key
-//! rotation): every test runs against SQLite and PostgreSQL, as in `tests/conformance`.
+//! rotation): every test runs against SQLite and PostgreSQL, as in `conformance`.
 
 use crate::harness;
 
