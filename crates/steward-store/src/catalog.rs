@@ -1,7 +1,7 @@
 //! The CatalogStore part of the storage API: template versions, integrations with their secret
 //! versions (host and injection binding, crypto-shredding) and policies.
 //! Implemented once for both backends by `sql::catalog::impl_catalog_store!`; tested by the shared
-//! conformance suite (`tests/catalog_conformance.rs`).
+//! conformance suite (`tests/it/catalog_conformance.rs`).
 //!
 //! The store decides nothing about what a template or a rule *means*: it keeps their JSON as given
 //! (already validated by `steward-canon` / `steward-policy`) and enforces only what needs a

@@ -1,6 +1,6 @@
 //! The GovernanceStore part of the storage API: approvals (with the policy rows their decisions
 //! create), audit search, and manifest signing key rotation. Implemented once for both backends by
-//! `sql::governance::impl_governance_store!`; tested by `tests/governance_conformance.rs`.
+//! `sql::governance::impl_governance_store!`; tested by `tests/it/governance_conformance.rs`.
 //!
 //! Approvals keep their *stored* state (`pending`, `approved`, `denied`, `canceled`, `executed`)
 //! and their expiry; the status a reader sees ([`ApprovalStatus`]) is computed at read time from

@@ -1,7 +1,7 @@
 //! The IdentityStore part of the storage API: admin tokens (list, revoke, owner count), tenants,
 //! workloads, enrollment tokens, issued certificates and sessions.
 //! Implemented once for both backends by `sql::identity::impl_identity_store!`; tested by the
-//! identity conformance suite (`tests/identity_conformance.rs`).
+//! identity conformance suite (`tests/it/identity_conformance.rs`).
 //!
 //! Every method that changes more than one row does so in one transaction, and every check that
 //! guards a change (the last owner token, an unused enrollment token, an enabled workload) runs in

@@ -17,12 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::free_port;
+
 /// How long a server may take to answer after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
 
 /// A `redis-server` of one test, on `127.0.0.1:<port>`, killed on drop.
 #[derive(Debug)]

@@ -15,3 +15,10 @@ pub mod upstream;
 pub use faults::{PrivatePostgres, PrivateRedis};
 pub use services::{TestDatabase, postgres_base_url, redis_url, unique_redis_prefix};
 pub use upstream::{ReceivedRequest, TestUpstream, UpstreamBehavior};
+
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for a
+/// server the test starts as a separate process or configures before it binds. Tests of one binary
+/// run in parallel, so every test takes its own ports this way and never a fixed one.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
