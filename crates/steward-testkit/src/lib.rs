@@ -1,5 +1,7 @@
 //! Test fixtures shared by every crate's tests: private PostgreSQL databases and Redis key prefixes on
-//! the machine's local services, and a test PKI generated at test time (no committed private keys).
+//! the machine's local services, private `redis-server` and PostgreSQL clusters for fault tests, a
+//! test PKI generated at test time (no committed private keys), a recording HTTPS upstream, a UDP
+//! DNS responder, a small HTTP(S) test client and free loopback ports.
 //!
 //! Dev-dependency only: nothing here may be used by production code. Tests read
 //! `STEWARD_TEST_POSTGRES_URL` and `STEWARD_TEST_REDIS_URL` (defaults: the local services) and fail,
