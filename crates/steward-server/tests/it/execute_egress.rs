@@ -178,16 +178,7 @@ async fn a_hanging_upstream_times_out() {
 #[tokio::test]
 async fn a_new_template_host_cannot_receive_an_existing_secret() {
     let (f, _dir) = fixture(&[]).await;
-    let mut hosts = HOSTS.to_vec();
-    hosts.push("other.example.test");
-    let (status, published) = owner(
-        &f.server,
-        Method::POST,
-        "/v1/templates",
-        Some(template(&f.tenant, f.upstream.port(), 2, &hosts, None)),
-    )
-    .await;
-    assert_eq!(status, 201, "{published}");
+    f.publish_with_host("other.example.test").await;
     f.policy_on("other.example.test", "allow", "items_read", "GET", json!({})).await;
     let response = f.execute(f.get_on("other.example.test"), None, "c-hosts").await;
     expect(&response, 403, "integration_hosts_changed");
@@ -370,16 +361,7 @@ async fn ipv6_literals_meet_across_spellings_and_the_guard_judges_the_address() 
     // [::7F00:1]: all three are ::7f00:1 in RFC 5952 form, so the request passes the host allowlist
     // and the policy, and the SSRF guard then refuses the address (IPv4-compatible: reserved).
     let (f, _dir) = fixture(&[]).await;
-    let mut hosts = HOSTS.to_vec();
-    hosts.push("[::127.0.0.1]");
-    let (status, published) = owner(
-        &f.server,
-        Method::POST,
-        "/v1/templates",
-        Some(template(&f.tenant, f.upstream.port(), 2, &hosts, None)),
-    )
-    .await;
-    assert_eq!(status, 201, "{published}");
+    f.publish_with_host("[::127.0.0.1]").await;
     let (status, written) = owner(
         &f.server,
         Method::PUT,

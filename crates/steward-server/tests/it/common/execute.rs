@@ -191,6 +191,20 @@ impl Exec {
         self.policy_on("api.example.test", rule_type, action_group, method, extra).await
     }
 
+    /// Publishes version 2 of the fixture's template, whose hosts are [`HOSTS`] plus `extra_host`.
+    pub async fn publish_with_host(&self, extra_host: &str) {
+        let mut hosts = HOSTS.to_vec();
+        hosts.push(extra_host);
+        let (status, published) = owner(
+            &self.server,
+            Method::POST,
+            "/v1/templates",
+            Some(template(&self.tenant, self.upstream.port(), 2, &hosts, None)),
+        )
+        .await;
+        assert_eq!(status, 201, "{published}");
+    }
+
     /// [`Exec::policy`] for another host.
     pub async fn policy_on(
         &self,
