@@ -14,14 +14,11 @@ use http::Method;
 use steward_server::keys::{ca_key_context, open_record};
 use steward_store::Store;
 use steward_testkit::http_client::request;
-use steward_testkit::{TestDatabase, redis_url, unique_redis_prefix};
+use steward_testkit::{TestDatabase, unique_redis_prefix};
 
 /// `steward init --storage postgres … --kek-file KEK --data-dir DIR`, started (not waited for).
 fn spawn_init(database_url: &str, dir: &Path, kek: &Path) -> Child {
-    steward()
-        .args(["init", "--storage", "postgres", "--postgres-url", database_url, "--redis-url", &redis_url()])
-        .arg("--data-dir")
-        .arg(dir)
+    shared_init(database_url, dir)
         .arg("--kek-file")
         .arg(kek)
         .stdin(Stdio::null())
@@ -149,18 +146,7 @@ async fn a_keyring_from_the_environment_is_never_written_when_joining() {
         let children: Vec<Child> = dirs
             .iter()
             .map(|dir| {
-                steward()
-                    .args([
-                        "init",
-                        "--storage",
-                        "postgres",
-                        "--postgres-url",
-                        &database.url,
-                        "--redis-url",
-                        &redis_url(),
-                    ])
-                    .arg("--data-dir")
-                    .arg(dir)
+                shared_init(&database.url, dir)
                     .env("STEWARD_KEK_KEYRING", &keyring_json)
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())

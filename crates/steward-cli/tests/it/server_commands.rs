@@ -212,22 +212,7 @@ async fn shared_init_creates_once_joins_with_the_keyring_and_serves_with_redis()
     let temp = tempfile::tempdir().unwrap();
     let first = temp.path().join("first");
     let second = temp.path().join("second");
-    let shared_args = |dir: &Path| {
-        let mut command = steward();
-        command
-            .args([
-                "init",
-                "--storage",
-                "postgres",
-                "--postgres-url",
-                &database.url,
-                "--redis-url",
-                &redis_url(),
-            ])
-            .arg("--data-dir")
-            .arg(dir);
-        command
-    };
+    let shared_args = |dir: &Path| shared_init(&database.url, dir);
 
     let output = run(&mut shared_args(&first));
     assert!(output.status.success(), "{}", stderr(&output));
@@ -270,18 +255,7 @@ async fn concurrent_shared_inits_on_an_empty_database_create_exactly_one_deploym
     let temp = tempfile::tempdir().unwrap();
     let children: Vec<_> = (0..3)
         .map(|i| {
-            steward()
-                .args([
-                    "init",
-                    "--storage",
-                    "postgres",
-                    "--postgres-url",
-                    &database.url,
-                    "--redis-url",
-                    &redis_url(),
-                ])
-                .arg("--data-dir")
-                .arg(temp.path().join(format!("node{i}")))
+            shared_init(&database.url, &temp.path().join(format!("node{i}")))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

@@ -23,6 +23,19 @@ pub fn steward() -> Command {
     command
 }
 
+/// `steward init --storage postgres --postgres-url URL --redis-url (the local Redis) --data-dir DIR`,
+/// not yet run: shared-mode init, as every instance of a deployment runs it.
+pub fn shared_init(database_url: &str, dir: &Path) -> Command {
+    let mut command = steward();
+    command
+        .args(["init", "--storage", "postgres", "--postgres-url", database_url])
+        .arg("--redis-url")
+        .arg(steward_testkit::redis_url())
+        .arg("--data-dir")
+        .arg(dir);
+    command
+}
+
 pub fn run(command: &mut Command) -> Output {
     command.stdin(Stdio::null()).output().expect("run steward")
 }
