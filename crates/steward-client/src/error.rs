@@ -26,19 +26,24 @@ impl ClientError {
 }
 
 impl From<reqwest::Error> for ClientError {
-    /// The message with its causes: reqwest's own ("error sending request for url …") hides whether
-    /// the connection was refused, timed out or failed TLS verification.
     fn from(error: reqwest::Error) -> Self {
-        let mut text = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            if !text.contains(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        ClientError::Transport(text)
+        ClientError::Transport(error_chain(&error))
     }
+}
+
+/// An error's message followed by each of its sources that adds something: reqwest's own message
+/// ("error sending request for url …") hides whether the connection was refused, timed out or failed
+/// TLS verification.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }

@@ -16,7 +16,7 @@ mod session;
 
 pub mod enroll;
 
-pub use error::ClientError;
+pub use error::{ClientError, error_chain};
 pub use execute::{
     ApprovalStatus, ApprovalSummary, ClientContext, ExecuteCall, ExecuteOutcome, ExecuteRequest,
     ExecutedResponse, HeaderField,

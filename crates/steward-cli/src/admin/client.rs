@@ -137,7 +137,7 @@ impl AdminClient {
                  --data-dir DIR (or STEWARD_DATA_DIR), whose steward.toml gives admin.listen",
                 self.base,
                 self.source,
-                error_chain(&e)
+                steward_client::error_chain(&e)
             ))
         };
         let response = request.send().await.map_err(unreachable)?;
@@ -214,22 +214,6 @@ pub fn resolve_admin_url(given: Option<String>, data_dir: Option<&Path>) -> CliR
             format!("admin.listen in {}", config_path.display())
         },
     })
-}
-
-/// An error with its causes: reqwest's own message ("error sending request for url …") hides
-/// whether the connection was refused, timed out or failed TLS verification.
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The admin token: `--token` / `STEWARD_ADMIN_TOKEN`, else `--token-file`, else the data

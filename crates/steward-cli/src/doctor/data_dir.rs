@@ -220,9 +220,11 @@ async fn check_listeners(loaded: &LoadedConfig, dir: &Path, token_path: &Path, r
                 format!("{data_url} answers {}", response.status().as_u16()),
                 "see the server's log (stderr of steward serve)",
             ),
-            Err(error) => {
-                report.fail("data plane listener", format!("{data_url}: {}", error_chain(&error)), &start)
-            }
+            Err(error) => report.fail(
+                "data plane listener",
+                format!("{data_url}: {}", steward_client::error_chain(&error)),
+                &start,
+            ),
         },
         Err(error) => report.fail("data plane listener", error, "check ca.crt"),
     }
@@ -252,7 +254,11 @@ async fn check_listeners(loaded: &LoadedConfig, dir: &Path, token_path: &Path, r
             }
         }
         Err(error) => {
-            report.fail("admin listener", format!("{admin_url}: {}", error_chain(&error)), &start);
+            report.fail(
+                "admin listener",
+                format!("{admin_url}: {}", steward_client::error_chain(&error)),
+                &start,
+            );
             return;
         }
     }
@@ -277,21 +283,6 @@ async fn check_listeners(loaded: &LoadedConfig, dir: &Path, token_path: &Path, r
                  (steward admin tokens create --role owner --name …) and write it to admin-token",
             );
         }
-        Err(error) => report.fail("admin-token", error_chain(&error), &start),
+        Err(error) => report.fail("admin-token", steward_client::error_chain(&error), &start),
     }
-}
-
-/// An error with its sources (reqwest's own message hides the reason: refused, TLS, timeout).
-pub(super) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
