@@ -23,5 +23,5 @@ pub use execute::{
 };
 pub use http::operator_client;
 pub use identity::{BROKER_URL_FILE, Identity, KeyType, read_broker_url};
-pub use manifest::{Manifest, MatchRule, verify_manifest};
+pub use manifest::{Manifest, ManifestGroup, MatchRule, verify_manifest};
 pub use session::{BrokerClient, HealthProbe, SessionInfo};

@@ -22,10 +22,30 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MatchRule {
     pub integration_id: String,
+    /// The integration's name (routes of `steward gateway`, tool names of `steward mcp`).
+    pub name: String,
     pub provider: String,
+    /// The template's path groups this workload may call, as tools see them.
+    pub groups: Vec<ManifestGroup>,
     #[serde(rename = "match")]
     pub matcher: serde_json::Value,
     pub rewrite: serde_json::Value,
+}
+
+/// One path group of a match rule (`spec/gateway.md` §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestGroup {
+    pub group_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub methods: Vec<String>,
+    pub path_patterns: Vec<String>,
+    pub query_allowlist: Vec<String>,
+    pub header_forward_allowlist: Vec<String>,
+    /// `low | medium | high`
+    pub risk_tier: String,
+    /// `none | required`
+    pub approval_mode: String,
 }
 
 /// Verifies a manifest document against a keyset document: the JWS is EdDSA with
@@ -120,7 +140,10 @@ mod tests {
             "issued_at": now, "expires_at": now.plus_seconds(300),
             "broker_execute_url": "https://localhost:8081/v1/execute",
             "dpop_required": false, "dpop_ath_required": false,
-            "match_rules": [{"integration_id": "i_1", "provider": "openai",
+            "match_rules": [{"integration_id": "i_1", "name": "openai", "provider": "openai",
+                "groups": [{"group_id": "responses", "methods": ["POST"], "path_patterns": ["^/v1/responses$"],
+                    "query_allowlist": [], "header_forward_allowlist": ["content-type"],
+                    "risk_tier": "low", "approval_mode": "none"}],
                 "match": {"hosts": ["api.openai.com"], "schemes": ["https"], "ports": [443], "path_groups": ["^/v1/responses$"]},
                 "rewrite": {"mode": "execute", "send_intended_url": true}}]
         })

@@ -97,6 +97,7 @@ impl BodyPolicy {
 #[derive(Debug, Clone)]
 pub struct PathGroup {
     id: String,
+    description: Option<String>,
     risk_tier: RiskTier,
     approval_mode: ApprovalMode,
     methods: Vec<Method>,
@@ -113,6 +114,10 @@ pub struct PathGroup {
 impl PathGroup {
     pub fn id(&self) -> &str {
         &self.id
+    }
+    /// What the group is for, in words (shown to people and to models choosing a tool).
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
     }
     pub fn risk_tier(&self) -> RiskTier {
         self.risk_tier
@@ -396,8 +401,17 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
         }
     };
     let query_allowlist = check_query_keys(&at("query_allowlist"), raw.query_allowlist)?;
+    if let Some(description) = &raw.description {
+        if description.len() > 1024 || description.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "{} must be at most 1024 bytes without control characters",
+                at("description")
+            )));
+        }
+    }
     Ok(PathGroup {
         id: raw.group_id,
+        description: raw.description,
         risk_tier,
         approval_mode,
         methods,

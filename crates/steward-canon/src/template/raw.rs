@@ -30,6 +30,8 @@ pub(super) struct RawRedirectPolicy {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawGroup {
     pub(super) group_id: String,
+    #[serde(default)]
+    pub(super) description: Option<String>,
     pub(super) risk_tier: String,
     pub(super) approval_mode: String,
     pub(super) methods: Vec<String>,

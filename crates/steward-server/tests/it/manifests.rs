@@ -120,7 +120,9 @@ async fn manifests_carry_the_rules_and_verify_with_an_independent_jose_library()
     let server = TestServer::init_and_start(dir.path()).await;
     let tenant_id = tenant(&server, false).await;
     publish(&server, &tenant_id, template(1, &["^/v1/a$"], &[443])).await;
-    publish(&server, &tenant_id, template(2, &["^/v1/a$", "^/v1/b/[a-z]+$"], &[443, 8443])).await;
+    let mut described = template(2, &["^/v1/a$", "^/v1/b/[a-z]+$"], &[443, 8443]);
+    described["path_groups"][0]["description"] = json!("Calls of the Acme API");
+    publish(&server, &tenant_id, described).await;
     let pinned = integration(&server, &tenant_id, "tpl_acme", "acme", Some(1)).await;
     let latest = integration(&server, &tenant_id, "tpl_acme", "acme", None).await;
     let openai = integration(&server, &tenant_id, "tpl_openai", "openai", None).await;
@@ -159,11 +161,17 @@ async fn manifests_carry_the_rules_and_verify_with_an_independent_jose_library()
         "enabled integrations, in order"
     );
     let rewrite = json!({"mode": "execute", "send_intended_url": true});
+    let pinned_name = rules[0]["name"].as_str().unwrap();
+    assert!(pinned_name.starts_with("acme-"), "{pinned_name}");
     assert_eq!(
         rules[0],
-        json!({"integration_id": pinned, "provider": "acme", "rewrite": rewrite,
+        json!({"integration_id": pinned, "name": pinned_name, "provider": "acme", "rewrite": rewrite,
+        "groups": [{"group_id": "acme_calls", "methods": ["GET", "POST"], "path_patterns": ["^/v1/a$"],
+            "query_allowlist": [], "header_forward_allowlist": ["content-type"],
+            "risk_tier": "low", "approval_mode": "none"}],
         "match": {"hosts": ["api.acme.example"], "schemes": ["https"], "ports": [443], "path_groups": ["^/v1/a$"]}})
     );
+    assert_eq!(rules[1]["groups"][0]["description"], "Calls of the Acme API");
     assert_eq!(
         rules[1]["match"],
         json!({"hosts": ["api.acme.example"], "schemes": ["https"], "ports": [443, 8443],

@@ -217,9 +217,12 @@ async fn match_rules(state: &AppState, principal: &MtlsPrincipal) -> Result<Vec<
                 path_groups.push(pattern.as_str());
             }
         }
+        let groups: Vec<Value> = template.groups().iter().map(manifest_group).collect();
         rules.push(json!({
             "integration_id": integration.integration_id.as_str(),
+            "name": integration.name,
             "provider": integration.provider,
+            "groups": groups,
             "match": {
                 "hosts": template.hosts(),
                 "schemes": template.schemes(),
@@ -230,4 +233,22 @@ async fn match_rules(state: &AppState, principal: &MtlsPrincipal) -> Result<Vec<
         }));
     }
     Ok(rules)
+}
+
+/// What a workload-side tool needs to know about one path group (`spec/gateway.md` §2): enough to
+/// describe it and to shape a request the group admits, nothing about secrets or policy.
+fn manifest_group(group: &steward_canon::PathGroup) -> Value {
+    let mut entry = json!({
+        "group_id": group.id(),
+        "methods": group.methods().iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "path_patterns": group.patterns().iter().map(|p| p.as_str()).collect::<Vec<_>>(),
+        "query_allowlist": group.query_allowlist(),
+        "header_forward_allowlist": group.header_forward_allowlist(),
+        "risk_tier": group.risk_tier(),
+        "approval_mode": group.approval_mode(),
+    });
+    if let (Some(description), Some(object)) = (group.description(), entry.as_object_mut()) {
+        object.insert("description".to_owned(), Value::from(description));
+    }
+    entry
 }

@@ -210,10 +210,29 @@ pub struct Manifest {
 #[derive(Debug, serde::Serialize, ToSchema)]
 pub struct ManifestRule {
     pub integration_id: String,
+    /// The integration's name: the gateway's route `/{name}/…` and the MCP tool prefix.
+    pub name: String,
     pub provider: String,
+    /// The template's path groups, as workload-side tools see them (`spec/gateway.md` §2).
+    pub groups: Vec<ManifestGroup>,
     #[serde(rename = "match")]
     pub match_: ManifestMatch,
     pub rewrite: ManifestRewrite,
+}
+
+/// One path group of an integration's template.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ManifestGroup {
+    pub group_id: String,
+    pub description: Option<String>,
+    pub methods: Vec<String>,
+    pub path_patterns: Vec<String>,
+    pub query_allowlist: Vec<String>,
+    pub header_forward_allowlist: Vec<String>,
+    /// `low | medium | high`
+    pub risk_tier: String,
+    /// `none | required`
+    pub approval_mode: String,
 }
 
 /// What a call must look like to be sent through Steward.
