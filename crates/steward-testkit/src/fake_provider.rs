@@ -11,7 +11,8 @@
 //!   `POST /v1/messages/count_tokens`, `GET /v1/models` (Anthropic when the request has
 //!   `anthropic-version` or its host is `api.anthropic.com`).
 //! - Auth as the real services check it: OpenAI wants `authorization: Bearer <openai key>`, Anthropic
-//!   `x-api-key: <anthropic key>` (and `anthropic-version`); else 401 in the provider's error shape.
+//!   `x-api-key: <anthropic key>` or `authorization: Bearer <anthropic key>` (what its Python SDK 2.x
+//!   sends), and `anthropic-version`; else 401 (400 without the version) in the provider's error shape.
 //! - Every request is recorded ([`FakeProvider::requests`]) before it is answered, even when refused.
 //! - The **model name** selects a test behaviour ([`Scenario`], helpers in [`models`]); any other model
 //!   gets the normal answer [`NORMAL_TEXT`] with usage [`INPUT_TOKENS`] / [`OUTPUT_TOKENS`].
@@ -436,9 +437,10 @@ async fn respond(answer: Answer, scenario: Scenario, state: &Arc<State>) -> hype
     let mut response = hyper::Response::new(body);
     *response.status_mut() = hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::OK);
     for (name, value) in answer.headers {
-        if let (Ok(name), Ok(value)) =
-            (hyper::header::HeaderName::from_bytes(name.as_bytes()), hyper::header::HeaderValue::from_str(&value))
-        {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(&value),
+        ) {
             response.headers_mut().append(name, value);
         }
     }

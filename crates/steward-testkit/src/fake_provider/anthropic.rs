@@ -1,11 +1,12 @@
 //! The Anthropic side of the fake: `api.anthropic.com`'s routes, headers, JSON and SSE shapes, as the
-//! official SDKs parse them.
+//! official SDKs parse them. Note: the pinned Python SDK (2.17.0) sends its API key as
+//! `authorization: Bearer <key>`, not `x-api-key`; both are accepted.
 
 use serde_json::{Value, json};
 
 use super::{
-    Answer, AnswerBody, Call, Event, INPUT_TOKENS, Keys, OUTPUT_TOKENS, RETRY_AFTER_SECONDS, Scenario, id_suffix,
-    plan, split_steps, sse,
+    Answer, AnswerBody, Call, Event, INPUT_TOKENS, Keys, OUTPUT_TOKENS, RETRY_AFTER_SECONDS, Scenario,
+    id_suffix, plan, split_steps, sse,
 };
 
 pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
@@ -14,10 +15,14 @@ pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
     let refuse = |status: u16, kind: &str, message: &str| {
         (error(status, headers.clone(), &request_id, kind, message), Scenario::Normal)
     };
-    match call.header("x-api-key") {
-        None => return refuse(401, "authentication_error", "x-api-key header is required"),
-        Some(key) if key != keys.anthropic => return refuse(401, "authentication_error", "invalid x-api-key"),
-        Some(_) => {}
+    // The API takes the key as `x-api-key` or, as the Python SDK 2.x sends it, `authorization: Bearer`.
+    let bearer = format!("Bearer {}", keys.anthropic);
+    match (call.header("x-api-key"), call.header("authorization")) {
+        (Some(key), _) if key == keys.anthropic => {}
+        (None, Some(value)) if value == bearer => {}
+        (Some(_), _) => return refuse(401, "authentication_error", "invalid x-api-key"),
+        (None, Some(_)) => return refuse(401, "authentication_error", "Invalid bearer token"),
+        (None, None) => return refuse(401, "authentication_error", "x-api-key header is required"),
     }
     if call.header("anthropic-version").is_none() {
         return refuse(400, "invalid_request_error", "anthropic-version: header is required");
@@ -27,7 +32,9 @@ pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
         ("POST", "/v1/messages" | "/v1/messages/count_tokens") => {
             let body: Value = match serde_json::from_slice(&call.body) {
                 Ok(body @ Value::Object(_)) => body,
-                _ => return refuse(400, "invalid_request_error", "There was an issue with your request body."),
+                _ => {
+                    return refuse(400, "invalid_request_error", "There was an issue with your request body.");
+                }
             };
             let Some(model) = body["model"].as_str().map(str::to_owned) else {
                 return refuse(400, "invalid_request_error", "model: Field required");
@@ -69,7 +76,8 @@ fn response_headers(request_id: &str) -> Vec<(String, String)> {
 fn error(status: u16, headers: Vec<(String, String)>, request_id: &str, kind: &str, message: &str) -> Answer {
     let mut headers = headers;
     headers.push(("x-should-retry".into(), (status == 429 || status >= 500).to_string()));
-    let body = json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id});
+    let body =
+        json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": request_id});
     Answer::json(status, headers, &body)
 }
 
@@ -95,9 +103,7 @@ fn scenario_error(status: u16, mut headers: Vec<(String, String)>, request_id: &
 }
 
 fn models() -> Value {
-    let model = |id: &str, name: &str| {
-        json!({"type": "model", "id": id, "display_name": name, "created_at": "2025-09-29T00:00:00Z"})
-    };
+    let model = |id: &str, name: &str| json!({"type": "model", "id": id, "display_name": name, "created_at": "2025-09-29T00:00:00Z"});
     json!({
         "data": [model("claude-sonnet-4-5", "Claude Sonnet 4.5"), model("claude-haiku-4-5", "Claude Haiku 4.5")],
         "has_more": false, "first_id": "claude-sonnet-4-5", "last_id": "claude-haiku-4-5"
@@ -122,7 +128,11 @@ fn messages(
             "stop_reason": stop, "stop_sequence": null, "usage": usage})
     };
     if body["stream"] != json!(true) {
-        let value = message(json!([{"type": "text", "text": deltas.concat()}]), json!("end_turn"), usage(OUTPUT_TOKENS));
+        let value = message(
+            json!([{"type": "text", "text": deltas.concat()}]),
+            json!("end_turn"),
+            usage(OUTPUT_TOKENS),
+        );
         let mut answer = Answer::json(200, headers, &value);
         if *scenario == Scenario::Split {
             answer.body = AnswerBody::Planned(split_steps(value.to_string().into_bytes(), scenario, key));
@@ -135,7 +145,11 @@ fn messages(
     };
     let mut events = vec![
         event("message_start", json!({"message": message(json!([]), Value::Null, usage(1))}), None),
-        event("content_block_start", json!({"index": 0, "content_block": {"type": "text", "text": ""}}), None),
+        event(
+            "content_block_start",
+            json!({"index": 0, "content_block": {"type": "text", "text": ""}}),
+            None,
+        ),
         event("ping", json!({}), None),
     ];
     for (index, delta) in deltas.iter().enumerate() {

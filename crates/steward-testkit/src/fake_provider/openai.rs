@@ -5,8 +5,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::{
-    Answer, AnswerBody, CREATED, Call, Event, INPUT_TOKENS, Keys, OUTPUT_TOKENS, RETRY_AFTER_SECONDS, Scenario,
-    id_suffix, plan, split_steps, sse,
+    Answer, AnswerBody, CREATED, Call, Event, INPUT_TOKENS, Keys, OUTPUT_TOKENS, RETRY_AFTER_SECONDS,
+    Scenario, id_suffix, plan, split_steps, sse,
 };
 
 pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
@@ -24,7 +24,10 @@ pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
         Some(value) if value != format!("Bearer {}", keys.openai) => {
             let message = "Incorrect API key provided. You can find your API key at \
                            https://platform.openai.com/account/api-keys.";
-            return (error(401, headers, "invalid_request_error", Some("invalid_api_key"), message), Scenario::Normal);
+            return (
+                error(401, headers, "invalid_request_error", Some("invalid_api_key"), message),
+                Scenario::Normal,
+            );
         }
         Some(_) => {}
     }
@@ -110,7 +113,9 @@ fn scenario_error(status: u16, mut headers: Vec<(String, String)>) -> Answer {
             let message = "The server had an error while processing your request. Sorry about that!";
             error(status, headers, "server_error", None, message)
         }
-        404 => error(404, headers, "invalid_request_error", Some("model_not_found"), "The model does not exist."),
+        404 => {
+            error(404, headers, "invalid_request_error", Some("model_not_found"), "The model does not exist.")
+        }
         _ => error(status, headers, "invalid_request_error", None, "The fake provider refused this request."),
     }
 }
@@ -172,7 +177,10 @@ fn chat(
         }
         sse("", &chunk)
     };
-    let mut events = vec![Event { text: chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null), delta: None }];
+    let mut events = vec![Event {
+        text: chunk(json!({"role": "assistant", "content": "", "refusal": null}), Value::Null),
+        delta: None,
+    }];
     for (index, delta) in deltas.iter().enumerate() {
         events.push(Event { text: chunk(json!({"content": delta}), Value::Null), delta: Some(index) });
     }
@@ -185,7 +193,11 @@ fn chat(
         events.push(Event { text: sse("", &last), delta: None });
     }
     events.push(Event { text: "data: [DONE]\n\n".into(), delta: None });
-    Answer { status: 200, headers: sse_headers(headers), body: AnswerBody::Planned(plan(events, scenario, key)) }
+    Answer {
+        status: 200,
+        headers: sse_headers(headers),
+        body: AnswerBody::Planned(plan(events, scenario, key)),
+    }
 }
 
 fn responses(
@@ -200,9 +212,7 @@ fn responses(
     let item_id = format!("msg_{}", id_suffix());
     let text = deltas.concat();
     let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": [], "logprobs": []});
-    let item = |status: &str, content: Value| {
-        json!({"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content})
-    };
+    let item = |status: &str, content: Value| json!({"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content});
     let response = |status: &str, output: Value, usage: Value| {
         json!({
             "id": id, "object": "response", "created_at": CREATED, "status": status, "error": null,
@@ -244,18 +254,38 @@ fn responses(
     };
     let mut events = vec![
         event("response.created", json!({"response": response("in_progress", json!([]), Value::Null)}), None),
-        event("response.in_progress", json!({"response": response("in_progress", json!([]), Value::Null)}), None),
-        event("response.output_item.added", json!({"output_index": 0, "item": item("in_progress", json!([]))}), None),
+        event(
+            "response.in_progress",
+            json!({"response": response("in_progress", json!([]), Value::Null)}),
+            None,
+        ),
+        event(
+            "response.output_item.added",
+            json!({"output_index": 0, "item": item("in_progress", json!([]))}),
+            None,
+        ),
         event("response.content_part.added", with(json!({"part": part("")})), None),
     ];
     for (index, delta) in deltas.iter().enumerate() {
-        events.push(event("response.output_text.delta", with(json!({"delta": delta, "logprobs": []})), Some(index)));
+        events.push(event(
+            "response.output_text.delta",
+            with(json!({"delta": delta, "logprobs": []})),
+            Some(index),
+        ));
     }
     events.push(event("response.output_text.done", with(json!({"text": text, "logprobs": []})), None));
     events.push(event("response.content_part.done", with(json!({"part": part(&text)})), None));
     events.push(event("response.output_item.done", json!({"output_index": 0, "item": done_item}), None));
-    events.push(event("response.completed", json!({"response": response("completed", json!([done_item]), usage)}), None));
-    Answer { status: 200, headers: sse_headers(headers), body: AnswerBody::Planned(plan(events, scenario, key)) }
+    events.push(event(
+        "response.completed",
+        json!({"response": response("completed", json!([done_item]), usage)}),
+        None,
+    ));
+    Answer {
+        status: 200,
+        headers: sse_headers(headers),
+        body: AnswerBody::Planned(plan(events, scenario, key)),
+    }
 }
 
 /// One deterministic vector per input (8 dimensions unless `dimensions` says otherwise), as float

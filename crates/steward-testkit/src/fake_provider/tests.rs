@@ -19,13 +19,24 @@ fn tls(fake: &FakeProvider, host: &str) -> TlsOptions {
 async fn openai_post(fake: &FakeProvider, path: &str, body: Value) -> http_client::TestResponse {
     let auth = format!("Bearer {OPENAI_KEY}");
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
-    http_client::request(fake.addr, Some(&tls(fake, "api.openai.com")), Method::POST, path, &headers, body.to_string())
-        .await
-        .expect("request")
+    http_client::request(
+        fake.addr,
+        Some(&tls(fake, "api.openai.com")),
+        Method::POST,
+        path,
+        &headers,
+        body.to_string(),
+    )
+    .await
+    .expect("request")
 }
 
 async fn anthropic_post(fake: &FakeProvider, path: &str, body: Value) -> http_client::TestResponse {
-    let headers = [("x-api-key", ANTHROPIC_KEY), ("anthropic-version", "2023-06-01"), ("content-type", "application/json")];
+    let headers = [
+        ("x-api-key", ANTHROPIC_KEY),
+        ("anthropic-version", "2023-06-01"),
+        ("content-type", "application/json"),
+    ];
     let options = tls(fake, "api.anthropic.com");
     http_client::request(fake.addr, Some(&options), Method::POST, path, &headers, body.to_string())
         .await
@@ -91,10 +102,16 @@ async fn wrong_or_missing_credentials_get_each_providers_401() {
     let body = json!({"model": "gpt-4o-mini", "messages": []}).to_string();
     let options = tls(&fake, "api.openai.com");
     let wrong = [("authorization", "Bearer sk-wrong")];
-    let response =
-        http_client::request(fake.addr, Some(&options), Method::POST, "/v1/chat/completions", &wrong, body.clone())
-            .await
-            .unwrap();
+    let response = http_client::request(
+        fake.addr,
+        Some(&options),
+        Method::POST,
+        "/v1/chat/completions",
+        &wrong,
+        body.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status, 401);
     assert_eq!(response.json()["error"]["code"], "invalid_api_key");
     assert_eq!(response.json()["error"]["type"], "invalid_request_error");
@@ -102,18 +119,35 @@ async fn wrong_or_missing_credentials_get_each_providers_401() {
     let options = tls(&fake, "api.anthropic.com");
     let wrong = [("x-api-key", "sk-ant-wrong"), ("anthropic-version", "2023-06-01")];
     let response =
-        http_client::request(fake.addr, Some(&options), Method::POST, "/v1/messages", &wrong, body.clone()).await.unwrap();
+        http_client::request(fake.addr, Some(&options), Method::POST, "/v1/messages", &wrong, body.clone())
+            .await
+            .unwrap();
     assert_eq!(response.status, 401);
     assert_eq!(response.json()["type"], "error");
     assert_eq!(response.json()["error"]["type"], "authentication_error");
     assert!(response.headers["request-id"].to_str().unwrap().starts_with("req_"));
 
+    let bearer = format!("Bearer {ANTHROPIC_KEY}");
+    let as_bearer = [("authorization", bearer.as_str()), ("anthropic-version", "2023-06-01")];
+    let response = http_client::request(
+        fake.addr,
+        Some(&options),
+        Method::POST,
+        "/v1/messages",
+        &as_bearer,
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status, 200, "a bearer key is accepted too: {:?}", response.json());
     let no_version = [("x-api-key", ANTHROPIC_KEY)];
     let response =
-        http_client::request(fake.addr, Some(&options), Method::POST, "/v1/messages", &no_version, body).await.unwrap();
+        http_client::request(fake.addr, Some(&options), Method::POST, "/v1/messages", &no_version, body)
+            .await
+            .unwrap();
     assert_eq!(response.status, 400);
     assert_eq!(response.json()["error"]["type"], "invalid_request_error");
-    assert_eq!(fake.count(), 3, "refused requests are recorded too");
+    assert_eq!(fake.count(), 4, "refused requests are recorded too");
 }
 
 #[tokio::test]
@@ -127,7 +161,8 @@ async fn chat_stream_is_data_only_sse_with_usage_and_done() {
     let events = parse_sse(&response.body);
     assert!(events.iter().all(|(name, _)| name.is_none()));
     assert_eq!(events.last().unwrap().1, "[DONE]");
-    let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     let text: String = chunks
         .iter()
         .filter_map(|c| c["choices"].get(0).and_then(|choice| choice["delta"]["content"].as_str()))
@@ -147,7 +182,8 @@ async fn chat_stream_is_data_only_sse_with_usage_and_done() {
 #[tokio::test]
 async fn responses_json_and_typed_sse_events() {
     let fake = started().await;
-    let answer = openai_post(&fake, "/v1/responses", json!({"model": "gpt-4o-mini", "input": "hi"})).await.json();
+    let answer =
+        openai_post(&fake, "/v1/responses", json!({"model": "gpt-4o-mini", "input": "hi"})).await.json();
     assert_eq!(answer["object"], "response");
     assert_eq!(answer["output"][0]["content"][0]["text"], NORMAL_TEXT);
     assert_eq!(answer["usage"]["input_tokens"], INPUT_TOKENS);
@@ -179,19 +215,22 @@ async fn anthropic_messages_stream_count_tokens_and_models() {
     assert_eq!(response.status, 200);
     let events = parse_sse(&response.body);
     let names: Vec<&str> = events.iter().map(|(name, _)| name.as_deref().unwrap()).collect();
-    assert_eq!(names, [
-        "message_start",
-        "content_block_start",
-        "ping",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_delta",
-        "content_block_stop",
-        "message_delta",
-        "message_stop"
-    ]);
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
     let data: Vec<Value> = events.iter().map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert!(data.iter().zip(&names).all(|(d, name)| d["type"] == *name));
     assert_eq!(data[0]["message"]["usage"]["input_tokens"], INPUT_TOKENS);
@@ -199,23 +238,36 @@ async fn anthropic_messages_stream_count_tokens_and_models() {
     let text: String = data.iter().filter_map(|d| d["delta"]["text"].as_str()).collect();
     assert_eq!(text, NORMAL_TEXT);
 
-    let count = anthropic_post(&fake, "/v1/messages/count_tokens", json!({"model": "claude-sonnet-4-5", "messages": []})).await;
+    let count = anthropic_post(
+        &fake,
+        "/v1/messages/count_tokens",
+        json!({"model": "claude-sonnet-4-5", "messages": []}),
+    )
+    .await;
     assert_eq!(count.json(), json!({"input_tokens": INPUT_TOKENS}));
 
     let headers = [("x-api-key", ANTHROPIC_KEY), ("anthropic-version", "2023-06-01")];
     let options = tls(&fake, "api.anthropic.com");
-    let models = http_client::request(fake.addr, Some(&options), Method::GET, "/v1/models", &headers, "").await.unwrap();
+    let models = http_client::request(fake.addr, Some(&options), Method::GET, "/v1/models", &headers, "")
+        .await
+        .unwrap();
     assert_eq!(models.json()["data"][0]["type"], "model");
 }
 
 #[tokio::test]
 async fn embeddings_as_floats_or_base64_and_openai_models() {
     let fake = started().await;
-    let floats = openai_post(&fake, "/v1/embeddings", json!({"model": "m", "input": ["a", "b"]})).await.json();
+    let floats =
+        openai_post(&fake, "/v1/embeddings", json!({"model": "m", "input": ["a", "b"]})).await.json();
     assert_eq!(floats["data"].as_array().unwrap().len(), 2);
     assert_eq!(floats["data"][1]["embedding"][0].as_f64().unwrap() as f32, 0.02);
-    let encoded =
-        openai_post(&fake, "/v1/embeddings", json!({"model": "m", "input": "a", "encoding_format": "base64"})).await.json();
+    let encoded = openai_post(
+        &fake,
+        "/v1/embeddings",
+        json!({"model": "m", "input": "a", "encoding_format": "base64"}),
+    )
+    .await
+    .json();
     let bytes = base64::Engine::decode(
         &base64::engine::general_purpose::STANDARD,
         encoded["data"][0]["embedding"].as_str().unwrap(),
@@ -226,10 +278,16 @@ async fn embeddings_as_floats_or_base64_and_openai_models() {
 
     let auth = format!("Bearer {OPENAI_KEY}");
     let options = tls(&fake, "api.openai.com");
-    let models =
-        http_client::request(fake.addr, Some(&options), Method::GET, "/v1/models", &[("authorization", &auth)], "")
-            .await
-            .unwrap();
+    let models = http_client::request(
+        fake.addr,
+        Some(&options),
+        Method::GET,
+        "/v1/models",
+        &[("authorization", &auth)],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!(models.json()["object"], "list");
     assert_eq!(models.json()["data"][0]["object"], "model");
 }
@@ -237,16 +295,20 @@ async fn embeddings_as_floats_or_base64_and_openai_models() {
 #[tokio::test]
 async fn echo_and_error_scenarios() {
     let fake = started().await;
-    let answer = openai_post(&fake, "/v1/chat/completions", json!({"model": models::ECHO, "messages": []})).await;
+    let answer =
+        openai_post(&fake, "/v1/chat/completions", json!({"model": models::ECHO, "messages": []})).await;
     assert_eq!(answer.json()["choices"][0]["message"]["content"], format!("Your key is {OPENAI_KEY}."));
     let answer = anthropic_post(&fake, "/v1/messages", json!({"model": models::ECHO, "messages": []})).await;
     assert_eq!(answer.json()["content"][0]["text"], format!("Your key is {ANTHROPIC_KEY}."));
 
-    let limited = openai_post(&fake, "/v1/chat/completions", json!({"model": models::error(429), "messages": []})).await;
+    let limited =
+        openai_post(&fake, "/v1/chat/completions", json!({"model": models::error(429), "messages": []}))
+            .await;
     assert_eq!(limited.status, 429);
     assert_eq!(limited.headers["retry-after"], "1");
     assert_eq!(limited.json()["error"]["code"], "rate_limit_exceeded");
-    let failed = anthropic_post(&fake, "/v1/messages", json!({"model": models::error(500), "messages": []})).await;
+    let failed =
+        anthropic_post(&fake, "/v1/messages", json!({"model": models::error(500), "messages": []})).await;
     assert_eq!(failed.status, 500);
     assert_eq!(failed.json()["error"]["type"], "api_error");
 }
@@ -323,7 +385,10 @@ async fn split_scenario_cuts_the_key_across_two_chunks() {
     stream.read_to_end(&mut raw).await.unwrap();
     let payloads = chunks(&raw);
     let half = OPENAI_KEY.len() / 2;
-    let first = payloads.iter().position(|p| p.ends_with(&OPENAI_KEY.as_bytes()[..half])).expect("a chunk ends mid-key");
+    let first = payloads
+        .iter()
+        .position(|p| p.ends_with(&OPENAI_KEY.as_bytes()[..half]))
+        .expect("a chunk ends mid-key");
     assert!(payloads[first + 1].starts_with(&OPENAI_KEY.as_bytes()[half..]));
     assert!(find(&raw, OPENAI_KEY.as_bytes()).is_none(), "the key is never whole in one chunk");
 }
