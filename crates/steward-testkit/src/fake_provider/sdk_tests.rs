@@ -1,7 +1,7 @@
 //! The official SDKs (`tests/clients/`) pointed straight at the fake: proves the fake's wire formats
 //! are what the SDKs parse, and the client scripts print what the gateway tests will read.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ async fn started() -> FakeProvider {
 /// Runs `script` with the provider variables of a real agent pointed at the fake.
 async fn run(
     fake: &FakeProvider,
-    interpreter: &PathBuf,
+    interpreter: &Path,
     script: &str,
     scenario: &str,
     extra: &[(&str, &str)],
