@@ -33,7 +33,11 @@ pub(super) fn answer(call: &Call, keys: &Keys<'_>) -> (Answer, Scenario) {
             let body: Value = match serde_json::from_slice(&call.body) {
                 Ok(body @ Value::Object(_)) => body,
                 _ => {
-                    return refuse(400, "invalid_request_error", "There was an issue with your request body.");
+                    return refuse(
+                        400,
+                        "invalid_request_error",
+                        "There was an issue with your request body.",
+                    );
                 }
             };
             let Some(model) = body["model"].as_str().map(str::to_owned) else {

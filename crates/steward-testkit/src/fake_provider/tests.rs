@@ -404,3 +404,50 @@ async fn slow_scenario_pauses_between_two_events() {
     read_until(&mut stream, &mut raw, "\" after\"").await;
     assert!(started.elapsed() >= Duration::from_millis(300), "the second part came after the pause");
 }
+
+/// A client that offers only HTTP/2 (as an egress client with ALPN h2 would) gets the same stream,
+/// frame by frame, and the gate holds it there too.
+#[tokio::test]
+async fn http2_stream_is_served_and_gated() {
+    #![allow(clippy::disallowed_methods)] // the test client connects to the fake on loopback
+    let fake = started().await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(fake.ca_pem.as_bytes()).unwrap()).unwrap();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(fake.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("api.openai.com").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(connection);
+    let body = json!({"model": models::GATED, "messages": [], "stream": true}).to_string();
+    let request = hyper::Request::post("https://api.openai.com/v1/chat/completions")
+        .header("authorization", format!("Bearer {OPENAI_KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut seen = Vec::new();
+    while find(&seen, b"\"before\"").is_none() {
+        let frame = body.frame().await.expect("a frame").unwrap();
+        seen.extend_from_slice(&frame.into_data().unwrap());
+    }
+    fake.wait_gated(1).await;
+    fake.release_gate();
+    seen.extend_from_slice(&body.collect().await.unwrap().to_bytes());
+    assert!(seen.ends_with(b"data: [DONE]\n\n"));
+    assert_eq!(
+        fake.requests()[0].header("host"),
+        Some("api.openai.com"),
+        "the :authority is recorded as host"
+    );
+}
