@@ -7,7 +7,9 @@
 //! `STEWARD_TEST_POSTGRES_URL` and `STEWARD_TEST_REDIS_URL` (defaults: the local services) and fail,
 //! never skip, when those cannot be reached.
 
+pub mod clients;
 pub mod dns;
+pub mod fake_provider;
 pub mod faults;
 pub mod http_client;
 pub mod pki;
