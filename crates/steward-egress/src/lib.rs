@@ -27,4 +27,4 @@ pub use forward::{ForwardOutcome, Forwarder, ForwarderSettings, OutgoingRequest}
 pub use guard::{ValidatedTarget, guard};
 pub use inject::{Injected, Needles, SecretHeaders, apply_injection};
 pub use resolve::{HickoryResolve, Resolve, ResolverSettings};
-pub use scrub::{REDACTED, Scrubber, encodings};
+pub use scrub::{REDACTED, Scrubber, StreamScrubber, encodings};
