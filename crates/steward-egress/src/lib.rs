@@ -19,6 +19,7 @@ mod pool;
 mod resolve;
 mod response;
 mod scrub;
+mod stream;
 mod tls;
 
 pub use classify::classify;
@@ -27,4 +28,6 @@ pub use forward::{ForwardOutcome, Forwarder, ForwarderSettings, OutgoingRequest}
 pub use guard::{ValidatedTarget, guard};
 pub use inject::{Injected, Needles, SecretHeaders, apply_injection};
 pub use resolve::{HickoryResolve, Resolve, ResolverSettings};
+pub use response::is_streaming_media_type;
 pub use scrub::{REDACTED, Scrubber, StreamScrubber, encodings};
+pub use stream::{BodyChunk, ResponseBody, StreamEnd, StreamLimits, StreamingResponse};

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
+use tokio::task::AbortHandle;
 
 /// Pool key: the canonical host (SNI and `host`), the port and the address connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,11 +27,22 @@ pub(crate) struct PoolKey {
 pub(crate) struct Conn {
     pub(crate) key: PoolKey,
     pub(crate) sender: SendRequest<Full<Bytes>>,
+    /// The task driving the connection: aborting it drops the socket, which closes the connection
+    /// (for a response abandoned before its end, which must never go back to the pool).
+    pub(crate) task: AbortHandle,
+}
+
+impl Conn {
+    /// Closes the connection now (a response not read to its end).
+    pub(crate) fn close(self) {
+        self.task.abort();
+    }
 }
 
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<Full<Bytes>>,
+    task: AbortHandle,
     since: Instant,
 }
 
@@ -71,7 +83,7 @@ impl Pool {
             let Some(list) = idle.by_key.get_mut(&key) else { continue };
             while let Some(entry) = list.pop() {
                 if now.duration_since(entry.since) < self.idle_timeout && !entry.sender.is_closed() {
-                    return Some(Conn { key, sender: entry.sender });
+                    return Some(Conn { key, sender: entry.sender, task: entry.task });
                 }
             }
         }
@@ -101,7 +113,7 @@ impl Pool {
         if list.len() >= self.max_idle_per_key {
             list.remove(0);
         }
-        list.push(Idle { sender: conn.sender, since: now });
+        list.push(Idle { sender: conn.sender, task: conn.task, since: now });
     }
 
     /// Number of idle connections (for tests and metrics).
