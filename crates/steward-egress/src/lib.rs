@@ -21,6 +21,7 @@ mod response;
 mod scrub;
 mod stream;
 mod tls;
+mod usage;
 
 pub use classify::classify;
 pub use error::{EgressError, ResolveError};
@@ -30,4 +31,5 @@ pub use inject::{Injected, Needles, SecretHeaders, apply_injection};
 pub use resolve::{HickoryResolve, Resolve, ResolverSettings};
 pub use response::is_streaming_media_type;
 pub use scrub::{REDACTED, Scrubber, StreamScrubber, encodings};
+pub use usage::{DEFAULT_USAGE_CAP, Provider, Usage, UsageMeter};
 pub use stream::{BodyChunk, ResponseBody, StreamEnd, StreamLimits, StreamingResponse};
