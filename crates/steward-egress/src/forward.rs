@@ -173,10 +173,14 @@ impl Forwarder {
         let total = self.settings.total_timeout;
         // The buffered forward is the streamed one read to its end; the whole exchange is bounded by
         // the total timeout, so the body's own timers are set to it too.
-        let limits =
-            StreamLimits { max_bytes: self.settings.max_response_bytes, idle_timeout: total, max_duration: total };
+        let limits = StreamLimits {
+            max_bytes: self.settings.max_response_bytes,
+            idle_timeout: total,
+            max_duration: total,
+        };
         let exchange = async {
-            let head = self.open(target, request, response_allowlist, limits, HeadRules::Buffered, started).await?;
+            let head =
+                self.open(target, request, response_allowlist, limits, HeadRules::Buffered, started).await?;
             let body = head.body.collect().await?;
             Ok(ForwardOutcome {
                 status: head.status,

@@ -31,5 +31,5 @@ pub use inject::{Injected, Needles, SecretHeaders, apply_injection};
 pub use resolve::{HickoryResolve, Resolve, ResolverSettings};
 pub use response::is_streaming_media_type;
 pub use scrub::{REDACTED, Scrubber, StreamScrubber, encodings};
-pub use usage::{DEFAULT_USAGE_CAP, Provider, Usage, UsageMeter};
 pub use stream::{BodyChunk, ResponseBody, StreamEnd, StreamLimits, StreamingResponse};
+pub use usage::{DEFAULT_USAGE_CAP, Provider, Usage, UsageMeter};

@@ -168,7 +168,9 @@ impl ResponseBody {
             (self.deadline, StreamEnd::MaxSeconds)
         };
         loop {
-            let Some(incoming) = self.incoming.as_mut() else { return self.end_with(StreamEnd::UpstreamError) };
+            let Some(incoming) = self.incoming.as_mut() else {
+                return self.end_with(StreamEnd::UpstreamError);
+            };
             let frame = match tokio::time::timeout_at(deadline, incoming.frame()).await {
                 Err(_) => return self.end_with(on_timeout),
                 Ok(None) => return self.end_with(StreamEnd::Complete),

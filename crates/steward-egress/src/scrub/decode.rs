@@ -166,7 +166,9 @@ fn partial_unit(rest: &[u8], want: u8) -> bool {
     match rest {
         [b'%', digits @ ..] => digits_match(digits, &[hi, lo]),
         [b'\\'] => true,
-        [b'\\', b'u', digits @ ..] => digits_match(digits, &[0, 0, hi, lo]) || digits_match(digits, &[0, 0, 2, 5, hi, lo]),
+        [b'\\', b'u', digits @ ..] => {
+            digits_match(digits, &[0, 0, hi, lo]) || digits_match(digits, &[0, 0, 2, 5, hi, lo])
+        }
         _ => false,
     }
 }

@@ -46,7 +46,8 @@ data: {\"type\":\"message_stop\"}\n\n";
 
 #[test]
 fn openai_chat_completions() {
-    let body = br#"{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}"#;
+    let body =
+        br#"{"id":"c1","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":9,"total_tokens":14}}"#;
     assert_eq!(meter(Provider::OpenAi, JSON, body, &[]), usage(Some(5), Some(9)));
     assert_eq!(meter(Provider::OpenAi, SSE, OPENAI_CHAT_SSE.as_bytes(), &[]), usage(Some(12), Some(34)));
 }
@@ -119,7 +120,10 @@ fn a_last_event_without_its_blank_line_counts() {
 #[test]
 fn ndjson_lines() {
     let body = b"{\"x\":1}\n{\"usage\":{\"input_tokens\":8,\"output_tokens\":1}}\n";
-    assert_eq!(meter(Provider::OpenAi, Some("application/x-ndjson"), body, &[3, 10]), usage(Some(8), Some(1)));
+    assert_eq!(
+        meter(Provider::OpenAi, Some("application/x-ndjson"), body, &[3, 10]),
+        usage(Some(8), Some(1))
+    );
 }
 
 proptest! {
