@@ -68,6 +68,9 @@ struct Inner {
     /// Whether a replacement can complete a new match (a needle holds `[` or `]`, or is a piece of
     /// `REDACTED`): only then are later passes ever needed.
     rescan: bool,
+    /// The bytes a spelling of a needle or a fixed form can start with: a quick test before the
+    /// streaming scrubber asks whether a tail could still become a match.
+    first_bytes: [bool; 256],
 }
 
 /// A matcher to run where an anchor is found, `offset` bytes before it.
@@ -169,7 +172,18 @@ impl Scrubber {
         let rescan = kept.iter().chain(forms.iter()).any(|p| {
             p.contains(&b'[') || p.contains(&b']') || REDACTED.windows(p.len()).any(|w| w == p.as_slice())
         });
-        Ok(Self { inner: Some(Inner { needles: kept, forms, anchors, tasks, max_span, rescan }) })
+        let mut first_bytes = [false; 256];
+        for needle in &kept {
+            for spelling in decode::spellings(needle[0]) {
+                first_bytes[usize::from(spelling[0])] = true;
+            }
+        }
+        for form in &forms {
+            first_bytes[usize::from(form[0])] = true;
+        }
+        Ok(Self {
+            inner: Some(Inner { needles: kept, forms, anchors, tasks, max_span, rescan, first_bytes }),
+        })
     }
 
     /// The scrubbed copy of `data`, or `None` when nothing matched.
@@ -267,6 +281,10 @@ impl Inner {
     /// more text could still make (or lengthen) a match that starts at `start`.
     fn is_partial(&self, data: &[u8], start: usize) -> bool {
         let rest = &data[start..];
+        match rest.first() {
+            Some(&first) if self.first_bytes[usize::from(first)] => {}
+            _ => return false,
+        }
         self.forms.iter().any(|form| form.len() > rest.len() && form.starts_with(rest))
             || self.needles.iter().any(|needle| decode::is_partial(needle, data, start))
     }
