@@ -191,12 +191,10 @@ impl StreamConnection {
     /// if the client sends anything else or keeps it open for `WAIT`.
     pub async fn closed_by_client(&mut self) -> Result<()> {
         let mut chunk = [0u8; 4096];
-        loop {
-            match tokio::time::timeout(WAIT, self.tls.read(&mut chunk)).await {
-                Err(_) => bail!("the client kept the connection open"),
-                Ok(Ok(0)) | Ok(Err(_)) => return Ok(()),
-                Ok(Ok(_)) => bail!("the client sent more bytes instead of closing"),
-            }
+        match tokio::time::timeout(WAIT, self.tls.read(&mut chunk)).await {
+            Err(_) => bail!("the client kept the connection open"),
+            Ok(Ok(0)) | Ok(Err(_)) => Ok(()),
+            Ok(Ok(_)) => bail!("the client sent more bytes instead of closing"),
         }
     }
 }
