@@ -3,7 +3,10 @@
 //! any connection, the [`Forwarder`] that connects only to a validated address (pinned: no second
 //! resolution, peer re-checked before TLS, pooled by host, port and address) with verified TLS and the
 //! response limits of `pipeline.md` "Forwarding", secret injection ([`apply_injection`]) and the
-//! [`Scrubber`] that removes the secret from answers.
+//! [`Scrubber`] that removes the secret from answers. For forward mode (`gateway.md` §1),
+//! [`Forwarder::forward_stream`] returns the head and a [`ResponseBody`] pulled chunk by chunk under
+//! [`StreamLimits`], ending with a [`StreamEnd`]; [`StreamScrubber`] scrubs it chunk by chunk and
+//! [`UsageMeter`] reads LLM token usage from it (`docs/decisions/0016-streaming-egress.md`).
 //!
 //! It must not decide *whether* a call is allowed (templates, canonicalization and policy do that
 //! upstream of it), must never resolve a name outside [`Resolve`], never open a connection that did

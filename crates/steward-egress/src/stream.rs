@@ -82,7 +82,7 @@ impl std::fmt::Display for StreamEnd {
 }
 
 /// What [`ResponseBody::next_chunk`] yields.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum BodyChunk {
     /// Body bytes, never empty (not scrubbed: feed them to a `StreamScrubber`).
     Data(Bytes),
@@ -90,8 +90,17 @@ pub enum BodyChunk {
     End(StreamEnd),
 }
 
+impl std::fmt::Debug for BodyChunk {
+    // Body bytes are not scrubbed yet: their length only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BodyChunk::Data(bytes) => write!(f, "Data({} bytes)", bytes.len()),
+            BodyChunk::End(end) => write!(f, "End({end})"),
+        }
+    }
+}
+
 /// The head of a streamed answer and its body.
-#[derive(Debug)]
 pub struct StreamingResponse {
     pub status: u16,
     /// Filtered like the buffered answer's (lowercase names, upstream order, duplicates kept); not
@@ -109,8 +118,24 @@ pub struct StreamingResponse {
     pub body: ResponseBody,
 }
 
+impl std::fmt::Debug for StreamingResponse {
+    // Header values are not scrubbed yet and may echo the secret: names only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("header_names", &names)
+            .field("resolved_ip", &self.resolved_ip)
+            .field("media_type", &self.media_type)
+            .field("stream", &self.stream)
+            .field("head_latency", &self.head_latency)
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
 /// A response body pulled chunk by chunk. Dropping it before its end closes the upstream
-/// connection.
+/// connection. `Send`: it can be moved into the task that streams it to the client.
 #[derive(Debug)]
 pub struct ResponseBody {
     incoming: Option<Incoming>,
@@ -265,5 +290,51 @@ impl Drop for ResponseBody {
     fn drop(&mut self) {
         // Not read to its end: the connection cannot be reused.
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+    fn send<T: Send>() {}
+
+    /// Compiled, never run: the future of `next_chunk` is `Send`.
+    #[allow(dead_code)]
+    fn next_chunk_is_send(body: &mut ResponseBody) {
+        assert_send(&body.next_chunk());
+    }
+
+    /// The server streams a body from a task of its own: what that task holds must be `Send`.
+    #[test]
+    fn everything_a_streaming_task_holds_is_send() {
+        send::<ResponseBody>();
+        send::<StreamingResponse>();
+        send::<crate::StreamScrubber>();
+        send::<crate::UsageMeter>();
+    }
+
+    #[test]
+    fn end_names_are_the_specs() {
+        let names: Vec<&str> = [
+            StreamEnd::Complete,
+            StreamEnd::ClientClosed,
+            StreamEnd::UpstreamError,
+            StreamEnd::IdleTimeout,
+            StreamEnd::MaxBytes,
+            StreamEnd::MaxSeconds,
+        ]
+        .iter()
+        .map(|e| e.as_str())
+        .collect();
+        assert_eq!(
+            names,
+            ["complete", "client_closed", "upstream_error", "idle_timeout", "max_bytes", "max_seconds"]
+        );
+        let limits = StreamLimits::default();
+        assert_eq!(limits.max_bytes, 1_073_741_824);
+        assert_eq!(limits.idle_timeout, Duration::from_millis(120_000));
+        assert_eq!(limits.max_duration, Duration::from_secs(1800));
     }
 }
