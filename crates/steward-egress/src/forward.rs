@@ -22,7 +22,7 @@ use crate::guard::ValidatedTarget;
 use steward_canon::{CanonicalRequest, Injection};
 
 use crate::inject::{Needles, SecretHeaders, apply_injection};
-use crate::pool::{Conn, Pool, PoolKey};
+use crate::pool::{Conn, ConnTask, Pool, PoolKey};
 use crate::response::{HeadRules, check_head, filter_headers, is_streaming_media_type, response_media_type};
 use crate::stream::{ResponseBody, StreamLimits, StreamingResponse};
 use crate::tls;
@@ -227,8 +227,11 @@ impl Forwarder {
     ) -> Result<StreamingResponse, EgressError> {
         let (conn, response) = self.send_pooled(target, request).await?;
         let status = response.status().as_u16();
-        // A refused head drops the connection (and its unread body) here: it is never pooled.
-        check_head(status, response.headers(), limits.max_bytes, rules)?;
+        if let Err(refused) = check_head(status, response.headers(), limits.max_bytes, rules) {
+            // Its body is never read: the connection cannot be reused.
+            conn.close();
+            return Err(refused);
+        }
         let headers = filter_headers(response.headers(), response_allowlist);
         let media_type = response_media_type(response.headers());
         let stream = media_type.as_deref().is_some_and(is_streaming_media_type);
@@ -335,7 +338,11 @@ impl Forwarder {
             }
         })
         .abort_handle();
-        Ok(Conn { key: PoolKey { host: host.to_owned(), port: target.port(), addr }, sender, task })
+        Ok(Conn {
+            key: PoolKey { host: host.to_owned(), port: target.port(), addr },
+            sender,
+            task: ConnTask(task),
+        })
     }
 }
 

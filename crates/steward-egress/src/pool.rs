@@ -27,22 +27,34 @@ pub(crate) struct PoolKey {
 pub(crate) struct Conn {
     pub(crate) key: PoolKey,
     pub(crate) sender: SendRequest<Full<Bytes>>,
-    /// The task driving the connection: aborting it drops the socket, which closes the connection
-    /// (for a response abandoned before its end, which must never go back to the pool).
-    pub(crate) task: AbortHandle,
+    pub(crate) task: ConnTask,
 }
 
 impl Conn {
-    /// Closes the connection now (a response not read to its end).
+    /// Closes the connection now (a response not read to its end, a refused head): the same as
+    /// dropping it, said out loud.
     pub(crate) fn close(self) {
-        self.task.abort();
+        drop(self);
+    }
+}
+
+/// The task driving one connection. Dropping it aborts the task, which drops the socket and so
+/// closes the connection at once: a connection that is neither in use nor idle in the pool (a
+/// response abandoned before its end, a refused head, a timed-out call, an expired or evicted idle
+/// entry) never lingers half-read, whatever hyper would do with it on its own.
+#[derive(Debug)]
+pub(crate) struct ConnTask(pub(crate) AbortHandle);
+
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<Full<Bytes>>,
-    task: AbortHandle,
+    task: ConnTask,
     since: Instant,
 }
 

@@ -268,13 +268,16 @@ async fn compressed_or_reframed_answers_are_refused_in_stream_mode() {
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n",
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
     ] {
-        let (response, _c) =
+        let (response, mut connection) =
             open(&upstream, &forwarder, &target, StreamLimits::default(), |mut c| async move {
                 c.write(head.as_bytes()).await.unwrap();
                 c
             })
             .await;
         let error = response.unwrap_err();
+        // Refused at the head: the body is never read, so the connection is closed, not pooled.
+        connection.closed_by_client().await.unwrap();
+        assert_eq!(forwarder.idle_connections(), 0);
         assert_eq!(error.code(), ErrorCode::UpstreamEncodingNotSupported);
         assert_eq!(error.code().status(), 502);
         assert!(!error.to_string().contains("gzip"), "{error}");
@@ -292,6 +295,9 @@ async fn compressed_or_reframed_answers_are_refused_in_stream_mode() {
 #[tokio::test]
 async fn the_total_timeout_bounds_the_wait_for_the_head() {
     let (upstream, forwarder, target) = setup(|s| s.total_timeout = Duration::from_millis(400)).await;
-    let (response, _c) = open(&upstream, &forwarder, &target, StreamLimits::default(), |c| async { c }).await;
+    let (response, mut connection) =
+        open(&upstream, &forwarder, &target, StreamLimits::default(), |c| async { c }).await;
     assert_eq!(response.unwrap_err().code(), ErrorCode::UpstreamTimeout);
+    // The abandoned exchange does not keep the connection open.
+    connection.closed_by_client().await.unwrap();
 }
