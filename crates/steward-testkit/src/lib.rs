@@ -14,6 +14,7 @@ pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
+pub mod stream_upstream;
 pub mod upstream;
 
 pub use faults::{PrivatePostgres, PrivateRedis};
