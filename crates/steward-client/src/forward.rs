@@ -70,7 +70,10 @@ pub struct ForwardResponse {
 
 impl std::fmt::Debug for ForwardResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ForwardResponse").field("status", &self.status).field("headers", &self.headers).finish()
+        f.debug_struct("ForwardResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .finish()
     }
 }
 
@@ -81,7 +84,10 @@ impl ForwardResponse {
     }
 
     /// Reads the whole body, refusing more than `limit` bytes (for small answers such as refusals).
-    pub async fn collect(mut self, limit: usize) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ClientError> {
+    pub async fn collect(
+        mut self,
+        limit: usize,
+    ) -> Result<(http::StatusCode, http::HeaderMap, Bytes), ClientError> {
         let mut body = Vec::new();
         while let Some(chunk) = self.body.next().await {
             let chunk = chunk?;

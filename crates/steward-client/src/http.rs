@@ -80,14 +80,13 @@ fn with_roots(
         }
         None => builder.with_no_client_auth(),
     };
-    let builder = reqwest::Client::builder().use_preconfigured_tls(config).connect_timeout(Duration::from_secs(10));
+    let builder =
+        reqwest::Client::builder().use_preconfigured_tls(config).connect_timeout(Duration::from_secs(10));
     let builder = match timeout {
         Timeout::Total(limit) => builder.timeout(limit),
         Timeout::BetweenReads(limit) => builder.read_timeout(limit),
     };
-    builder
-        .build()
-        .map_err(|e| ClientError::Transport(e.to_string()))
+    builder.build().map_err(|e| ClientError::Transport(e.to_string()))
 }
 
 #[derive(Deserialize)]

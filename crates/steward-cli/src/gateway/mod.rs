@@ -107,7 +107,13 @@ pub async fn start(options: Options) -> Result<Running, ExitCode> {
             options.listen
         )));
     }
-    let (state, ttl) = match state::BrokerState::connect(options.identity.clone(), &options.broker.url, options.dpop).await {
+    let (state, ttl) = match state::BrokerState::connect(
+        options.identity.clone(),
+        &options.broker.url,
+        options.dpop,
+    )
+    .await
+    {
         Ok(connected) => connected,
         Err(error) => return Err(broker_failure(&error, Some(&options.broker))),
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use http_body_util::{BodyExt, BodyDataStream, StreamBody};
+use http_body_util::{BodyDataStream, BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde_json::json;
 use steward_client::{BodyStream, BrokerClient, ClientError, ForwardBody, ForwardResponse, ForwardTarget};
@@ -120,7 +120,8 @@ pub async fn handle(gateway: Arc<Gateway>, request: http::Request<Incoming>) -> 
     let path = request.uri().path().to_owned();
     let (response, integration) = respond(&gateway, request).await;
     if path != "/_steward/healthz" {
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header =
+            |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         log::info(
             "request",
             json!({
@@ -134,7 +135,10 @@ pub async fn handle(gateway: Arc<Gateway>, request: http::Request<Incoming>) -> 
     response
 }
 
-async fn respond(gateway: &Gateway, request: http::Request<Incoming>) -> (http::Response<Body>, Option<String>) {
+async fn respond(
+    gateway: &Gateway,
+    request: http::Request<Incoming>,
+) -> (http::Response<Body>, Option<String>) {
     let path = request.uri().path();
     if path == "/_steward/healthz" {
         return (reply::ok("application/json", r#"{"status":"ok"}"#), None);
@@ -149,13 +153,17 @@ async fn respond(gateway: &Gateway, request: http::Request<Incoming>) -> (http::
         return (reply::ok("text/plain; charset=utf-8", env::export_lines(&vars)), None);
     }
     if path == "/_steward" || path.starts_with("/_steward/") {
-        let message = format!("no gateway route for {path}; the gateway's own routes are /_steward/healthz and /_steward/env");
+        let message = format!(
+            "no gateway route for {path}; the gateway's own routes are /_steward/healthz and /_steward/env"
+        );
         return (reply::error(ErrorCode::GatewayRouteNotFound, &message, &reply::correlation_id()), None);
     }
     let selector = request.headers().get("steward-integration").and_then(|v| v.to_str().ok());
     let route = match gateway.state.routes().resolve(path, request.uri().query(), selector) {
         Ok(route) => route,
-        Err(Refusal { code, message }) => return (reply::error(code, &message, &reply::correlation_id()), None),
+        Err(Refusal { code, message }) => {
+            return (reply::error(code, &message, &reply::correlation_id()), None);
+        }
     };
     let name = Some(route.integration_name.clone());
     if steward_client::has_dot_segment(&route.target.path) {
@@ -208,7 +216,8 @@ async fn forward(
         Ok(response) => response,
         Err(error) => return client_error(&gateway.state.client(), &error),
     };
-    let approval_id = response.headers.get("steward-approval-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let approval_id =
+        response.headers.get("steward-approval-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let wait = gateway.approval_wait;
     match approval_id {
         Some(approval_id)

@@ -30,7 +30,8 @@ impl Integration {
     }
 
     fn covers(&self, host: &str, port: u16) -> bool {
-        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) && (self.ports.is_empty() || self.ports.contains(&port))
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            && (self.ports.is_empty() || self.ports.contains(&port))
     }
 }
 
@@ -77,7 +78,9 @@ impl RouteTable {
                     .matcher
                     .get("ports")
                     .and_then(|v| v.as_array())
-                    .map(|a| a.iter().filter_map(|v| v.as_u64().and_then(|p| u16::try_from(p).ok())).collect())
+                    .map(|a| {
+                        a.iter().filter_map(|v| v.as_u64().and_then(|p| u16::try_from(p).ok())).collect()
+                    })
                     .unwrap_or_default();
                 Integration {
                     id: rule.integration_id.clone(),
@@ -134,7 +137,12 @@ impl RouteTable {
         })
     }
 
-    fn resolve_host(&self, rest: &str, query: Option<&str>, selector: Option<&str>) -> Result<Route, Refusal> {
+    fn resolve_host(
+        &self,
+        rest: &str,
+        query: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Route, Refusal> {
         let trimmed = rest.strip_prefix('/').unwrap_or(rest);
         let (authority, path) = match trimmed.find('/') {
             Some(at) => (&trimmed[..at], &trimmed[at..]),
@@ -148,7 +156,8 @@ impl RouteTable {
         };
         let (query, from_query) = take_integration_param(query);
         let selector = from_query.or_else(|| selector.map(str::to_owned));
-        let candidates: Vec<&Integration> = self.integrations.iter().filter(|i| i.covers(&host, port)).collect();
+        let candidates: Vec<&Integration> =
+            self.integrations.iter().filter(|i| i.covers(&host, port)).collect();
         let chosen = match (candidates.as_slice(), selector) {
             ([], _) => {
                 return Err(Refusal::new(
@@ -159,15 +168,17 @@ impl RouteTable {
                     ),
                 ));
             }
-            (_, Some(choice)) => *candidates.iter().find(|i| i.name == choice || i.id == choice).ok_or_else(|| {
-                Refusal::new(
-                    ErrorCode::GatewayRouteNotFound,
-                    format!(
-                        "integration {choice:?} does not cover {host}:{port}; those that do: {}",
-                        names(&candidates)
-                    ),
-                )
-            })?,
+            (_, Some(choice)) => {
+                *candidates.iter().find(|i| i.name == choice || i.id == choice).ok_or_else(|| {
+                    Refusal::new(
+                        ErrorCode::GatewayRouteNotFound,
+                        format!(
+                            "integration {choice:?} does not cover {host}:{port}; those that do: {}",
+                            names(&candidates)
+                        ),
+                    )
+                })?
+            }
             ([only], None) => *only,
             (_, None) => {
                 return Err(Refusal::new(
@@ -209,7 +220,11 @@ impl RouteTable {
                 hosts => hosts.iter().map(|h| format!("/_host/{h}/…")).collect(),
             })
             .collect();
-        if routes.is_empty() { "none (the manifest has no integration)".to_owned() } else { routes.join(", ") }
+        if routes.is_empty() {
+            "none (the manifest has no integration)".to_owned()
+        } else {
+            routes.join(", ")
+        }
     }
 }
 

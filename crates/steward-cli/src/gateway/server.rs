@@ -38,7 +38,10 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, shutdown: impl 
         }
     }
     drop(listener);
-    log::info("stopping: no new connections; waiting for requests in flight", json!({"limit_seconds": DRAIN_LIMIT.as_secs()}));
+    log::info(
+        "stopping: no new connections; waiting for requests in flight",
+        json!({"limit_seconds": DRAIN_LIMIT.as_secs()}),
+    );
     tokio::select! {
         () = graceful.shutdown() => log::info("stopped", json!({})),
         () = tokio::time::sleep(DRAIN_LIMIT) => log::warn("stopped with requests still in flight", json!({})),

@@ -61,7 +61,11 @@ fn host_routes_match_host_and_port() {
     assert_eq!(route.target.authority, "api.example.test:8443");
     // Wrong port, unknown host, malformed authority.
     for path in ["/_host/api.example.test/v1", "/_host/other.test/", "/_host/", "/_host/h:notaport/x"] {
-        assert_eq!(table().resolve(path, None, None).unwrap_err().code, ErrorCode::GatewayRouteNotFound, "{path}");
+        assert_eq!(
+            table().resolve(path, None, None).unwrap_err().code,
+            ErrorCode::GatewayRouteNotFound,
+            "{path}"
+        );
     }
 }
 
@@ -69,11 +73,16 @@ fn host_routes_match_host_and_port() {
 fn an_ambiguous_host_needs_a_choice() {
     let refusal = table().resolve("/_host/shared.example.test/v1", None, None).unwrap_err();
     assert_eq!(refusal.code, ErrorCode::GatewayHostAmbiguous);
-    assert!(refusal.message.contains("shared-1") && refusal.message.contains("shared-2"), "{}", refusal.message);
+    assert!(
+        refusal.message.contains("shared-1") && refusal.message.contains("shared-2"),
+        "{}",
+        refusal.message
+    );
 
     // The query key is consumed; the other pairs keep their bytes and order.
-    let route =
-        table().resolve("/_host/shared.example.test/v1", Some("a=1&integration=shared-2&b=%41"), None).unwrap();
+    let route = table()
+        .resolve("/_host/shared.example.test/v1", Some("a=1&integration=shared-2&b=%41"), None)
+        .unwrap();
     assert_eq!(route.target.integration_id, "i_t");
     assert_eq!(route.target.query.as_deref(), Some("a=1&b=%41"));
     let route = table().resolve("/_host/shared.example.test/v1", Some("integration=shared-1"), None).unwrap();
@@ -82,8 +91,9 @@ fn an_ambiguous_host_needs_a_choice() {
     // The header, by name or id; the query key wins over the header.
     let route = table().resolve("/_host/shared.example.test/v1", None, Some("i_t")).unwrap();
     assert_eq!(route.target.integration_id, "i_t");
-    let route =
-        table().resolve("/_host/shared.example.test/v1", Some("integration=shared-1"), Some("shared-2")).unwrap();
+    let route = table()
+        .resolve("/_host/shared.example.test/v1", Some("integration=shared-1"), Some("shared-2"))
+        .unwrap();
     assert_eq!(route.target.integration_id, "i_s");
 
     // A choice that does not cover the host.
