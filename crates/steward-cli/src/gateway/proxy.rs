@@ -195,12 +195,14 @@ async fn send(
     let response = client.forward(method.clone(), target, headers.clone(), body.take()).await?;
     if response.status == http::StatusCode::UNAUTHORIZED
         && response.steward_error() == Some("session_invalid")
-        && body.replayable()
     {
-        log::info("session refused as invalid; retrying once with a new session", json!({}));
-        drop(response);
+        // Revoked or expired early: the next request needs a new session either way.
         client.reset_session().await;
-        return client.forward(method.clone(), target, headers.clone(), body.take()).await;
+        if body.replayable() {
+            log::info("session refused as invalid; retrying once with a new session", json!({}));
+            drop(response);
+            return client.forward(method.clone(), target, headers.clone(), body.take()).await;
+        }
     }
     Ok(response)
 }

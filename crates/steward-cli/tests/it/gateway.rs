@@ -352,6 +352,21 @@ sys.exit(7)
         .arg(&identity)
         .args(["--", "sh", "-c", "exit 0", "--help"]));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // A SIGTERM to steward run goes to the child, whose exit code is returned.
+    let mut running = steward()
+        .args(["run", "--identity"])
+        .arg(&identity)
+        .args(["--", "sh", "-c", "trap 'exit 3' TERM; echo started; while :; do sleep 0.1; done"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    use std::io::BufRead;
+    std::io::BufReader::new(running.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line, "started\n");
+    assert_eq!(terminate(&mut running).code(), Some(3));
     // A command that cannot start: 127.
     let output = run(steward().args(["run", "--identity"]).arg(&identity).args(["--", "/nonexistent/agent"]));
     assert_eq!(output.status.code(), Some(127), "{}", stderr(&output));
@@ -414,6 +429,7 @@ struct ForwardFixture {
     /// The `sse` integration's upstream (`other.example.test`): one answer, its events sent by the test.
     sse_events: tokio::sync::mpsc::Sender<bytes::Bytes>,
     identity: PathBuf,
+    workload_id: String,
     dir: PathBuf,
 }
 
@@ -494,7 +510,18 @@ async fn forward_fixture() -> ForwardFixture {
         .arg(data.join("ca.crt")));
     assert!(output.status.success(), "{}", stderr(&output));
     let dir = temp.path().to_path_buf();
-    ForwardFixture { _temp: temp, server, ports, admin_token, upstream, sse_events, identity, dir }
+    let workload_id = workload["workload_id"].as_str().unwrap().to_owned();
+    ForwardFixture {
+        _temp: temp,
+        server,
+        ports,
+        admin_token,
+        upstream,
+        sse_events,
+        identity,
+        workload_id,
+        dir,
+    }
 }
 
 /// An HTTPS upstream for `other.example.test` whose first answer is `text/event-stream` made of the
@@ -647,6 +674,19 @@ async fn forward_keeps_the_raw_target_and_removes_the_local_token() {
         assert_eq!(first.header("authorization"), Some("Bearer sk-cli-secret-0123456789"));
         assert!(first.header("x-api-key").is_none(), "the local token is removed");
         assert_eq!(received[before + 1].target, "/v1/items?q=x");
+        // Sessions revoked behind the gateway's back: the next request is sent again with a new one.
+        admin_api(
+            &f.ports,
+            &f.admin_token,
+            Method::POST,
+            &format!("/v1/workloads/{}/sessions/revoke", f.workload_id),
+            None,
+        )
+        .await;
+        let answer = gateway.get_with_token("/cli/v1/items?q=again").await;
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        assert!(gateway.logs().contains("retrying once with a new session"));
+        assert_eq!(f.upstream.count(), before + 3);
         let mut child = gateway.child;
         assert_eq!(terminate(&mut child).code(), Some(0));
     }
