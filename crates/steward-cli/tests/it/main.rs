@@ -11,6 +11,7 @@ mod admin_cli;
 mod doctor;
 mod faults;
 mod first_steps;
+mod gateway;
 mod init_race;
 mod multi_instance;
 mod readme_quickstart;
