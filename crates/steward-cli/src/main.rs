@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin;
 mod dev;
 mod doctor;
+mod mcp;
 mod server_commands;
 mod urls;
 mod workload;
@@ -74,6 +75,9 @@ enum Command {
     Call(Box<workload::CallArgs>),
     /// Workload side: fetch this workload's manifest, verify it against the keyset, print it.
     Manifest(workload::ManifestArgs),
+    /// Workload side: an MCP server (stdio or Streamable HTTP) whose tools are the action groups
+    /// this workload may call through Steward.
+    Mcp(Box<mcp::McpArgs>),
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -120,6 +124,7 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(args) => return runtime.block_on(workload::enroll(args)),
         Command::Call(args) => return runtime.block_on(workload::call(*args)),
         Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
+        Command::Mcp(args) => return runtime.block_on(mcp::run(*args)),
         Command::Doctor(args) => return runtime.block_on(doctor::run(args)),
         Command::Dev(command) => return runtime.block_on(dev::run(command)),
         Command::Completions { shell } => {
@@ -156,6 +161,7 @@ fn main() -> std::process::ExitCode {
             | Command::Enroll(_)
             | Command::Call(_)
             | Command::Manifest(_)
+            | Command::Mcp(_)
             | Command::Doctor(_)
             | Command::Dev(_)
             | Command::Completions { .. } => Ok(()),
