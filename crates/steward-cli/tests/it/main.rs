@@ -12,6 +12,7 @@ mod doctor;
 mod faults;
 mod first_steps;
 mod init_race;
+mod mcp;
 mod multi_instance;
 mod readme_quickstart;
 mod server_commands;
