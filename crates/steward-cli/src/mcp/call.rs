@@ -4,33 +4,31 @@
 use base64::Engine;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde_json::{Value, json};
-use steward_client::{ApprovalSummary, ClientContext, ClientError, ExecuteRequest, ExecutedResponse, HeaderField};
+use steward_client::{
+    ApprovalSummary, ClientContext, ClientError, ExecuteRequest, ExecutedResponse, HeaderField,
+};
 
 use super::catalog::ToolEntry;
 
-const KNOWN_ARGUMENTS: [&str; 7] = ["method", "path", "query", "headers", "body", "body_text", "content_type"];
+const KNOWN_ARGUMENTS: [&str; 7] =
+    ["method", "path", "query", "headers", "body", "body_text", "content_type"];
 
 /// The execute request for a call, or why the arguments cannot make one (a message for the model).
 pub fn build_request(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Result<ExecuteRequest, String> {
     let empty = JsonObject::new();
     let arguments = arguments.unwrap_or(&empty);
     if let Some(unknown) = arguments.keys().find(|k| !KNOWN_ARGUMENTS.contains(&k.as_str())) {
-        return Err(format!(
-            "unknown argument {unknown:?}; this tool takes {}",
-            KNOWN_ARGUMENTS.join(", ")
-        ));
+        return Err(format!("unknown argument {unknown:?}; this tool takes {}", KNOWN_ARGUMENTS.join(", ")));
     }
     let group = &entry.group;
     let method = match arguments.get("method") {
         None | Some(Value::Null) => group.methods.first().cloned().unwrap_or_else(|| "GET".to_owned()),
-        Some(Value::String(method)) => {
-            match group.methods.iter().find(|m| m.eq_ignore_ascii_case(method)) {
-                Some(allowed) => allowed.clone(),
-                None => {
-                    return Err(format!("method {method:?} is not one of {}", group.methods.join(", ")));
-                }
+        Some(Value::String(method)) => match group.methods.iter().find(|m| m.eq_ignore_ascii_case(method)) {
+            Some(allowed) => allowed.clone(),
+            None => {
+                return Err(format!("method {method:?} is not one of {}", group.methods.join(", ")));
             }
-        }
+        },
         Some(_) => return Err("method must be a string".to_owned()),
     };
     let path = match arguments.get("path") {
@@ -69,13 +67,17 @@ pub fn build_request(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Resul
 
     let mut url = format!("{}{path}", entry.target.origin());
     if !query.is_empty() {
-        let encoded: Vec<String> =
-            query.iter().map(|(key, value)| format!("{}={}", encode_component(key), encode_component(value))).collect();
+        let encoded: Vec<String> = query
+            .iter()
+            .map(|(key, value)| format!("{}={}", encode_component(key), encode_component(value)))
+            .collect();
         url.push('?');
         url.push_str(&encoded.join("&"));
     }
-    let mut request = ExecuteRequest::new(&entry.target.integration_id, &method, &url, headers, body.as_deref());
-    request.client_context = Some(ClientContext { source: Some("steward-mcp".to_owned()), ..ClientContext::default() });
+    let mut request =
+        ExecuteRequest::new(&entry.target.integration_id, &method, &url, headers, body.as_deref());
+    request.client_context =
+        Some(ClientContext { source: Some("steward-mcp".to_owned()), ..ClientContext::default() });
     Ok(request)
 }
 

@@ -59,7 +59,8 @@ impl Catalog {
         let mut warnings = Vec::new();
         for rule in &manifest.match_rules {
             let Some(target) = target_of(rule) else {
-                warnings.push(format!("integration {} has no host in its manifest rule; no tools", rule.name));
+                warnings
+                    .push(format!("integration {} has no host in its manifest rule; no tools", rule.name));
                 continue;
             };
             for group in &rule.groups {

@@ -123,7 +123,8 @@ pub async fn serve(
                 let expected = expected.clone();
                 async move { Ok::<_, Infallible>(route(&mut service, request, &expected, peer).await) }
             });
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handle);
+            let connection =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), handle);
             // A client that hangs up mid-request is not the server's problem.
             let _ = connection.await;
         });
@@ -157,7 +158,9 @@ async fn route(
 /// Binds the listener; only loopback addresses are accepted (the token is the only guard).
 pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, String> {
     if !listen.ip().is_loopback() {
-        return Err(format!("--listen {listen} is not a loopback address; steward mcp serves HTTP on loopback only"));
+        return Err(format!(
+            "--listen {listen} is not a loopback address; steward mcp serves HTTP on loopback only"
+        ));
     }
     tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))
 }

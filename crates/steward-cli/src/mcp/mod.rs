@@ -9,6 +9,7 @@ mod http;
 mod log;
 mod server;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,7 @@ use rmcp::ServiceExt;
 use steward_client::{BrokerClient, ClientError, Identity, Manifest};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use crate::workload::resolve_broker_url;
 use catalog::Catalog;
@@ -93,7 +95,9 @@ async fn connect(args: &McpArgs) -> Result<(BrokerClient, String, Manifest), Str
             return Ok((client, workload_id, manifest));
         }
         Ok(manifest) => manifest,
-        Err(error) if !args.dpop && matches!(error.code(), Some("dpop_missing" | "session_dpop_required")) => {
+        Err(error)
+            if !args.dpop && matches!(error.code(), Some("dpop_missing" | "session_dpop_required")) =>
+        {
             let client = build(true)?;
             let manifest = client.manifest(&workload_id).await.map_err(|e| client_error_text(&e))?;
             return Ok((client, workload_id, manifest));
@@ -122,7 +126,12 @@ fn ttl_of(manifest: &Manifest) -> Duration {
 
 /// Re-fetches the manifest every `ttl_seconds`; a changed tool set replaces the catalog, which
 /// makes every session send `notifications/tools/list_changed`. A failed fetch keeps the tools.
-async fn poll_manifest(shared: Arc<Shared>, workload_id: String, mut ttl: Duration, shutdown: CancellationToken) {
+async fn poll_manifest(
+    shared: Arc<Shared>,
+    workload_id: String,
+    mut ttl: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -185,8 +194,7 @@ pub async fn run(args: McpArgs) -> ExitCode {
     let catalog = catalog_of(&manifest);
     let count = catalog.tools.len().to_string();
     let (catalog, _) = watch::channel(Arc::new(catalog));
-    let shared =
-        Arc::new(Shared { client, catalog, approval_wait: Duration::from_secs(args.approval_wait) });
+    let shared = Arc::new(Shared { client, catalog, approval_wait: Duration::from_secs(args.approval_wait) });
     let shutdown = CancellationToken::new();
     shutdown_on_signal(shutdown.clone());
     tokio::spawn(poll_manifest(shared.clone(), workload_id.clone(), ttl_of(&manifest), shutdown.clone()));
@@ -199,10 +207,20 @@ pub async fn run(args: McpArgs) -> ExitCode {
                 Err(message) => return fail(&message),
             };
             let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            log::event("listening", &[("url", &format!("http://{address}{}", http::MCP_PATH)), ("tools", &count)]);
+            log::event(
+                "listening",
+                &[("url", &format!("http://{address}{}", http::MCP_PATH)), ("tools", &count)],
+            );
             // The URL and token go to stdout (not the log): the one place the operator reads them.
-            println!("STEWARD_MCP_URL=http://{address}{}", http::MCP_PATH);
-            println!("STEWARD_MCP_TOKEN={}", token.as_str());
+            // Written at once, and a closed stdout is no reason to stop serving.
+            let lines = Zeroizing::new(format!(
+                "STEWARD_MCP_URL=http://{address}{}\nSTEWARD_MCP_TOKEN={}\n",
+                http::MCP_PATH,
+                token.as_str()
+            ));
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(lines.as_bytes()).and_then(|()| stdout.flush());
+            drop(stdout);
             match http::serve(listener, handler, &token, shutdown).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => fail(&message),
@@ -210,7 +228,8 @@ pub async fn run(args: McpArgs) -> ExitCode {
         }
         _ => {
             log::event("serving_stdio", &[("workload_id", &workload_id), ("tools", &count)]);
-            let running = match handler.serve_with_ct(rmcp::transport::stdio(), shutdown.child_token()).await {
+            let running = match handler.serve_with_ct(rmcp::transport::stdio(), shutdown.child_token()).await
+            {
                 Ok(running) => running,
                 Err(error) => return fail(&format!("the MCP client did not start a session: {error}")),
             };

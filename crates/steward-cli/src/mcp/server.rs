@@ -56,7 +56,12 @@ impl StewardMcp {
         }
     }
 
-    async fn call(&self, name: &str, params: &CallToolRequestParams, context: &RequestContext<RoleServer>) -> CallToolResult {
+    async fn call(
+        &self,
+        name: &str,
+        params: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+    ) -> CallToolResult {
         let entry = self.shared.catalog.borrow().tools.get(name).cloned();
         let Some(entry) = entry else {
             return call::error_text(format!(
@@ -69,7 +74,11 @@ impl StewardMcp {
         };
         log::event(
             "tool_call",
-            &[("tool", name), ("method", &request.request.method), ("integration", &entry.target.integration_name)],
+            &[
+                ("tool", name),
+                ("method", &request.request.method),
+                ("integration", &entry.target.integration_name),
+            ],
         );
         match self.execute(&request).await {
             Ok(ExecuteOutcome::Executed(response)) => call::executed_result(&response),
@@ -77,7 +86,10 @@ impl StewardMcp {
                 self.approval(&request, &approval_id, &expires_at, &summary, context).await
             }
             Err(error) => {
-                log::event("tool_refused", &[("tool", name), ("error", error.code().unwrap_or("client_error"))]);
+                log::event(
+                    "tool_refused",
+                    &[("tool", name), ("error", error.code().unwrap_or("client_error"))],
+                );
                 call::refusal_result(&error)
             }
         }
@@ -123,10 +135,17 @@ impl StewardMcp {
             }
             let now = tokio::time::Instant::now();
             if now >= deadline || context.ct.is_cancelled() {
-                return call::approval_result(approval_id, expires_at, summary, "pending", Some(wait.as_secs()));
+                return call::approval_result(
+                    approval_id,
+                    expires_at,
+                    summary,
+                    "pending",
+                    Some(wait.as_secs()),
+                );
             }
             if let Some(token) = &progress_token {
-                self.progress(context, token, (now - started).as_secs_f64(), wait.as_secs_f64(), &command).await;
+                self.progress(context, token, (now - started).as_secs_f64(), wait.as_secs_f64(), &command)
+                    .await;
             }
             tokio::select! {
                 () = tokio::time::sleep(APPROVAL_POLL.min(deadline - now)) => {}
@@ -144,7 +163,8 @@ impl StewardMcp {
         command: &str,
     ) {
         let message = format!("waiting for a human approval; an administrator approves it with: {command}");
-        let param = ProgressNotificationParam::new(token.clone(), progress).with_total(total).with_message(message);
+        let param =
+            ProgressNotificationParam::new(token.clone(), progress).with_total(total).with_message(message);
         // A client that went away is noticed by the request's cancellation; nothing to do here.
         let _ = context.peer.notify_progress(param).await;
     }

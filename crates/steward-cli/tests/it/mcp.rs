@@ -2,6 +2,9 @@
 //! spawning it over stdio, the TypeScript SDK over Streamable HTTP with the local token. A real
 //! Steward server brokers every call to a real local HTTPS upstream, which records what it got.
 
+// Helpers panic on anything unexpected: that is how a test fails.
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -36,7 +39,8 @@ fn python() -> PathBuf {
 fn node() -> &'static str {
     let sdk = clients_dir().join("node_modules/@modelcontextprotocol/sdk/package.json");
     assert!(sdk.exists(), "the TypeScript MCP SDK is missing at {}: {INSTALL}", sdk.display());
-    let works = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let works =
+        std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
     assert!(works, "node is not installed: {INSTALL}");
     "node"
 }
@@ -75,6 +79,11 @@ fn template(tenant: &str, port: u16) -> Value {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(&[]).await
+}
+
+/// [`fixture`] with extra environment for `steward serve`.
+async fn fixture_with(server_env: &[(&str, &str)]) -> Fixture {
     install_crypto_provider();
     let upstream = TestUpstream::start().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
@@ -94,6 +103,7 @@ async fn fixture() -> Fixture {
         .env("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#)
         .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
         .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
+    serve.envs(server_env.iter().copied());
     ports.apply(&mut serve);
     let child = spawn_serving(serve, &ports).await;
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
@@ -127,7 +137,13 @@ async fn fixture() -> Fixture {
     .await;
     let identity = root.join("identity");
     let output = run(steward()
-        .args(["enroll", "--token", workload["enrollment_token"].as_str().unwrap(), "--broker-url", &broker_url])
+        .args([
+            "enroll",
+            "--token",
+            workload["enrollment_token"].as_str().unwrap(),
+            "--broker-url",
+            &broker_url,
+        ])
         .arg("--out")
         .arg(&identity)
         .arg("--ca-file")
@@ -174,11 +190,17 @@ impl Fixture {
 }
 
 fn tool<'a>(tools: &'a Value, name: &str) -> &'a Value {
-    tools.as_array().unwrap().iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("no tool {name}: {tools}"))
+    tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no tool {name}: {tools}"))
 }
 
 fn assert_tools(tools: &Value) {
-    let mut names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> =
+        tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort_unstable();
     assert_eq!(names, ["shop__items_delete", "shop__items_read", "shop__items_write"]);
 
@@ -252,7 +274,9 @@ async fn python_sdk_over_stdio_lists_calls_and_explains_refusals_and_approvals()
     let text = approval["text"].as_str().unwrap();
     let approval_id = approval["structured"]["approval_id"].as_str().unwrap();
     assert!(approval_id.starts_with("apr_"), "{approval}");
-    for part in ["approval_required: ", approval_id, &format!("steward admin approvals approve {approval_id} --once")] {
+    for part in
+        ["approval_required: ", approval_id, &format!("steward admin approvals approve {approval_id} --once")]
+    {
         assert!(text.contains(part), "{text}");
     }
     assert_eq!(results[4]["structured"]["approval_id"], approval_id, "a repeat reuses the pending approval");
@@ -261,14 +285,15 @@ async fn python_sdk_over_stdio_lists_calls_and_explains_refusals_and_approvals()
     assert!(!log.contains(SECRET), "no secret in the log");
     assert!(log.contains("\"event\":\"tool_call\""), "{log}");
 
-    // The handshake era (initialize), as older clients speak it.
+    // The handshake era (initialize), as older clients speak it; DPoP-bound sessions this time.
     let calls = json!([{"tool": "shop__items_read", "arguments": {"path": "/v1/items"}}]);
-    let (report, _) = fx.python_client("legacy", &[], calls).await;
+    let (report, _) = fx.python_client("legacy", &["--dpop"], calls).await;
     assert_eq!(report["negotiated_by"], "initialize");
     assert_eq!(report["protocol_version"], "2025-11-25");
     assert_tools(&report["tools"]);
     assert_eq!(report["results"][0]["structured"]["status_code"], 200);
     assert_eq!(fx.upstream.count(), 2);
+    assert!(fx.identity.join("dpop.key").exists(), "the DPoP key kept next to the identity");
     assert_eq!(terminate(&mut fx.child).code(), Some(0));
 }
 
@@ -296,7 +321,8 @@ async fn python_sdk_call_waits_for_an_approval_then_executes() {
         }
     };
     let started = Instant::now();
-    let ((report, _), approval_id) = tokio::join!(fx.python_client("auto", &["--approval-wait", "30"], calls), approver);
+    let ((report, _), approval_id) =
+        tokio::join!(fx.python_client("auto", &["--approval-wait", "30"], calls), approver);
     let result = &report["results"][0];
     assert_eq!(result["is_error"], false, "{result}");
     assert_eq!(result["structured"]["status_code"], 200);
@@ -313,33 +339,51 @@ async fn python_sdk_call_waits_for_an_approval_then_executes() {
     assert_eq!(terminate(&mut fx.child).code(), Some(0));
 }
 
+impl Fixture {
+    /// `steward mcp --transport http` on a free port with a token file; its URL, token and process.
+    fn spawn_http(&self) -> (String, String, std::process::Child) {
+        let port = free_port().unwrap();
+        let token_file = self.root.join(format!("mcp-token-{port}"));
+        let mut server = steward()
+            .args(self.mcp_args(&[
+                "--transport",
+                "http",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--token-file",
+            ]))
+            .arg(&token_file)
+            .arg("--broker-url")
+            .arg(&self.broker_url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The first stdout line says where it listens, once it does.
+        let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        let url = format!("http://127.0.0.1:{port}/mcp");
+        assert_eq!(line.trim(), format!("STEWARD_MCP_URL={url}"), "stdout: {line}");
+        let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
+        assert!(token.starts_with("stw_gw_") && token.len() == 7 + 43, "{token}");
+        line.clear();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), format!("STEWARD_MCP_TOKEN={token}"), "the token of --token-file is printed");
+        assert_eq!(mode_of(&token_file), 0o600);
+        (url, token, server)
+    }
+}
+
 /// The TypeScript SDK over Streamable HTTP: with the local token it lists and calls; without it
 /// the server answers 401 `gateway_token_invalid`, and the SDK cannot connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
     let node = node();
     let mut fx = fixture().await;
-    let port = free_port().unwrap();
-    let token_file = fx.root.join("mcp-token");
-    let mut server = steward()
-        .args(fx.mcp_args(&["--transport", "http", "--listen", &format!("127.0.0.1:{port}"), "--token-file"]))
-        .arg(&token_file)
-        .arg("--broker-url")
-        .arg(&fx.broker_url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The first stdout line says where it listens, once it does.
-    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    let url = format!("http://127.0.0.1:{port}/mcp");
-    assert_eq!(line.trim(), format!("STEWARD_MCP_URL={url}"), "stdout: {line}");
-    let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-    assert!(token.starts_with("stw_gw_") && token.len() == 7 + 43, "{token}");
-    assert_eq!(mode_of(&token_file), 0o600);
+    let (url, token, mut server) = fx.spawn_http();
+    let port: u16 = url.trim_end_matches("/mcp").rsplit(':').next().unwrap().parse().unwrap();
 
     let run_node = |token: Option<&str>| {
         let plan = json!({"url": url, "token": token,
@@ -366,19 +410,23 @@ async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
     assert_eq!(received[0].header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
 
     let refused = tokio::task::block_in_place(|| run_node(None));
-    let error = refused["connect_error"].as_str().unwrap_or_else(|| panic!("connected without a token: {refused}"));
+    let error =
+        refused["connect_error"].as_str().unwrap_or_else(|| panic!("connected without a token: {refused}"));
     assert_eq!(refused["connect_error_code"], 401, "{refused}");
     assert!(error.contains("gateway_token_invalid"), "{error}");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let basic = format!("Basic {token}");
     for authorization in [None, Some("Bearer stw_gw_wrong"), Some(basic.as_str())] {
-        let mut headers = vec![("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
+        let mut headers =
+            vec![("content-type", "application/json"), ("accept", "application/json, text/event-stream")];
         if let Some(value) = authorization {
             headers.push(("authorization", value));
         }
         let response =
-            steward_testkit::http_client::request(addr, None, Method::POST, "/mcp", &headers, body).await.unwrap();
+            steward_testkit::http_client::request(addr, None, Method::POST, "/mcp", &headers, body)
+                .await
+                .unwrap();
         assert_eq!(response.status, 401, "{authorization:?}");
         assert_eq!(response.json()["error"], "gateway_token_invalid");
     }
@@ -388,5 +436,44 @@ async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
     let mut log = String::new();
     std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut log).unwrap();
     assert!(!log.contains(&token) && !log.contains(SECRET), "no token or secret in the log: {log}");
+    assert_eq!(terminate(&mut fx.child).code(), Some(0));
+}
+
+/// `manifest.ttl_seconds = 30`: a new integration appears in the manifest, `steward mcp` notices
+/// at its next poll and sends `notifications/tools/list_changed`; `tools/list` then has its tools.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_change_sends_tools_list_changed() {
+    let node = node();
+    let mut fx = fixture_with(&[("STEWARD_MANIFEST__TTL_SECONDS", "30")]).await;
+    let (url, token, mut server) = fx.spawn_http();
+    let plan = json!({"url": url, "token": token, "calls": [], "await_list_changed_seconds": 60});
+    let mut client = tokio::process::Command::new(node)
+        .arg(clients_dir().join("mcp_http_client.mjs"))
+        .arg(plan.to_string())
+        .current_dir(clients_dir())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(client.stdout.take().unwrap()));
+    let ready = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(ready, r#"{"ready":true}"#);
+
+    let integration = json!({"name": "shop2", "provider": "shop", "template_id": "tpl_mcp_shop",
+        "secret": {"type": "api_key", "value": "sk-other-0123456789"}});
+    let path = format!("/v1/tenants/{}/integrations", fx.tenant_id);
+    admin(&fx.ports, &fx.token, Method::POST, &path, Some(integration)).await;
+
+    let report =
+        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["list_changed"], true, "{report}");
+    let mut after: Vec<&str> =
+        report["tools_after"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    after.sort_unstable();
+    assert_eq!(after.len(), 6, "{after:?}");
+    assert!(after.contains(&"shop2__items_read") && after.contains(&"shop__items_read"), "{after:?}");
+    assert!(client.wait().await.unwrap().success());
+    assert_eq!(terminate(&mut server).code(), Some(0));
     assert_eq!(terminate(&mut fx.child).code(), Some(0));
 }

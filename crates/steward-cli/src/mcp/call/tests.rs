@@ -30,16 +30,22 @@ fn arguments_become_an_envelope_execute_to_the_template_host() {
     assert_eq!(request.integration_id, "i_1");
     assert_eq!(request.request.method, "GET", "the first method is the default");
     assert_eq!(request.request.url, "https://api.example.test:8443/v1/items?q=red%20shoes%26more");
-    assert_eq!(request.request.headers, [HeaderField { name: "accept".into(), value: "application/json".into() }]);
+    assert_eq!(
+        request.request.headers,
+        [HeaderField { name: "accept".into(), value: "application/json".into() }]
+    );
     assert!(request.request.body_base64.is_none());
 
     let write = entry("shop_eu__items_write");
-    let request =
-        build_request(&write, Some(&args(json!({"method": "post", "path": "/v1/items", "body": {"name": "x"}}))))
-            .unwrap();
+    let request = build_request(
+        &write,
+        Some(&args(json!({"method": "post", "path": "/v1/items", "body": {"name": "x"}}))),
+    )
+    .unwrap();
     assert_eq!(request.request.method, "POST");
     assert_eq!(request.request.headers[0].value, "application/json");
-    let body = base64::engine::general_purpose::STANDARD.decode(request.request.body_base64.unwrap()).unwrap();
+    let body =
+        base64::engine::general_purpose::STANDARD.decode(request.request.body_base64.unwrap()).unwrap();
     assert_eq!(body, br#"{"name":"x"}"#);
 
     let request = build_request(
@@ -47,7 +53,10 @@ fn arguments_become_an_envelope_execute_to_the_template_host() {
         Some(&args(json!({"path": "/v1/items", "body_text": "a,b", "content_type": "text/csv"}))),
     )
     .unwrap();
-    assert_eq!(request.request.headers, [HeaderField { name: "content-type".into(), value: "text/csv".into() }]);
+    assert_eq!(
+        request.request.headers,
+        [HeaderField { name: "content-type".into(), value: "text/csv".into() }]
+    );
 }
 
 #[test]
