@@ -241,6 +241,7 @@ async fn python_sdk_over_stdio_lists_calls_and_explains_refusals_and_approvals()
         {"tool": "shop__items_delete", "arguments": {"path": "/v1/items/7"}},
         write,
         write,
+        {"tool": "shop__items_read", "arguments": {"path": "/v1/items", "bogus": 1}},
     ]);
     let (report, log) = fx.python_client("auto", &[], calls).await;
     assert_eq!(report["protocol_version"], "2026-07-28", "the newest revision both speak: {report}");
@@ -281,6 +282,8 @@ async fn python_sdk_over_stdio_lists_calls_and_explains_refusals_and_approvals()
     }
     assert_eq!(results[4]["structured"]["approval_id"], approval_id, "a repeat reuses the pending approval");
     assert_eq!(fx.pending_approvals().await.len(), 1);
+    assert_eq!(results[5]["is_error"], true, "bad arguments are a tool error, not a protocol error");
+    assert!(results[5]["text"].as_str().unwrap().starts_with("invalid_arguments: unknown argument \"bogus\""));
     assert_eq!(fx.upstream.count(), 1);
     assert!(!log.contains(SECRET), "no secret in the log");
     assert!(log.contains("\"event\":\"tool_call\""), "{log}");
