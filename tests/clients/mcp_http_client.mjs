@@ -48,8 +48,10 @@ for (const step of plan.calls ?? []) {
 }
 if (plan.await_list_changed_seconds) {
   console.log(JSON.stringify({ ready: true }));
-  const timeout = new Promise((resolve) => setTimeout(() => resolve(false), plan.await_list_changed_seconds * 1000));
+  let timer;
+  const timeout = new Promise((resolve) => (timer = setTimeout(() => resolve(false), plan.await_list_changed_seconds * 1000)));
   report.list_changed = await Promise.race([listChangedSeen, timeout]);
+  clearTimeout(timer); // a pending timer would keep node running
   report.tools_after = (await client.listTools()).tools;
 }
 await transport.terminateSession().catch(() => {});

@@ -283,7 +283,9 @@ async fn python_sdk_over_stdio_lists_calls_and_explains_refusals_and_approvals()
     assert_eq!(results[4]["structured"]["approval_id"], approval_id, "a repeat reuses the pending approval");
     assert_eq!(fx.pending_approvals().await.len(), 1);
     assert_eq!(results[5]["is_error"], true, "bad arguments are a tool error, not a protocol error");
-    assert!(results[5]["text"].as_str().unwrap().starts_with("invalid_arguments: unknown argument \"bogus\""));
+    assert!(
+        results[5]["text"].as_str().unwrap().starts_with("invalid_arguments: unknown argument \"bogus\"")
+    );
     assert_eq!(fx.upstream.count(), 1);
     assert!(!log.contains(SECRET), "no secret in the log");
     assert!(log.contains("\"event\":\"tool_call\""), "{log}");
@@ -449,7 +451,7 @@ async fn a_manifest_change_sends_tools_list_changed() {
     let node = node();
     let mut fx = fixture_with(&[("STEWARD_MANIFEST__TTL_SECONDS", "30")]).await;
     let (url, token, mut server) = fx.spawn_http();
-    let plan = json!({"url": url, "token": token, "calls": [], "await_list_changed_seconds": 60});
+    let plan = json!({"url": url, "token": token, "calls": [], "await_list_changed_seconds": 120});
     let mut client = tokio::process::Command::new(node)
         .arg(clients_dir().join("mcp_http_client.mjs"))
         .arg(plan.to_string())
@@ -460,6 +462,7 @@ async fn a_manifest_change_sends_tools_list_changed() {
     let mut lines =
         tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(client.stdout.take().unwrap()));
     let ready = lines.next_line().await.unwrap().unwrap();
+    let connected = Instant::now();
     assert_eq!(ready, r#"{"ready":true}"#);
 
     let integration = json!({"name": "shop2", "provider": "shop", "template_id": "tpl_mcp_shop",
@@ -468,9 +471,11 @@ async fn a_manifest_change_sends_tools_list_changed() {
     admin(&fx.ports, &fx.token, Method::POST, &path, Some(integration)).await;
 
     let report =
-        tokio::time::timeout(Duration::from_secs(90), lines.next_line()).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(150), lines.next_line()).await.unwrap().unwrap().unwrap();
     let report: Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["list_changed"], true, "{report}");
+    // Noticed at the first poll after the change: one manifest TTL after start, plus slack.
+    assert!(connected.elapsed() < Duration::from_secs(50), "{:?}", connected.elapsed());
     let mut after: Vec<&str> =
         report["tools_after"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     after.sort_unstable();
@@ -478,5 +483,8 @@ async fn a_manifest_change_sends_tools_list_changed() {
     assert!(after.contains(&"shop2__items_read") && after.contains(&"shop__items_read"), "{after:?}");
     assert!(client.wait().await.unwrap().success());
     assert_eq!(terminate(&mut server).code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(log.contains(r#""event":"tools_changed""#), "{log}");
     assert_eq!(terminate(&mut fx.child).code(), Some(0));
 }
