@@ -46,7 +46,9 @@ pub fn build_request(entry: &ToolEntry, arguments: Option<&JsonObject>) -> Resul
         .map(|(name, value)| HeaderField { name, value })
         .collect();
 
-    let body = match (arguments.get("body"), arguments.get("body_text")) {
+    // Models often send `null` for an optional argument: that is the same as leaving it out.
+    let present = |name: &str| arguments.get(name).filter(|v| !v.is_null());
+    let body = match (present("body"), present("body_text")) {
         (Some(_), Some(_)) => return Err("pass either body (JSON) or body_text, not both".to_owned()),
         (Some(body), None) => {
             set_content_type(&mut headers, "application/json");

@@ -57,6 +57,11 @@ fn arguments_become_an_envelope_execute_to_the_template_host() {
         request.request.headers,
         [HeaderField { name: "content-type".into(), value: "text/csv".into() }]
     );
+
+    let nulls = json!({"path": "/v1/items", "method": null, "query": null, "body": null, "body_text": null});
+    let request = build_request(&read, Some(&args(nulls))).unwrap();
+    assert_eq!(request.request.method, "GET");
+    assert!(request.request.body_base64.is_none() && request.request.headers.is_empty(), "null is absent");
 }
 
 #[test]
