@@ -1,10 +1,12 @@
-"""An MCP client built on the official Python SDK (`mcp`), spawning `steward mcp` over stdio.
+"""An MCP client built on the official Python SDK (`mcp`), spawning `steward mcp` over stdio (or,
+given a URL, talking to `steward mcp --transport http` over Streamable HTTP with a bearer token).
 
 Used by crates/steward-cli/tests/it/mcp.rs. Usage:
 
     mcp_stdio_client.py PLAN_JSON
 
-PLAN_JSON: {"command": "...", "args": [...], "env": {...},
+PLAN_JSON: {"command": "...", "args": [...], "env": {...}  |  "url": "...", "token": "...",
+            "mode": "auto" | "legacy",
             "calls": [{"tool": "...", "arguments": {...}, "progress": true}]}
 
 Prints one JSON document on stdout: the negotiated protocol version, the tools as listed, and per
@@ -16,12 +18,18 @@ import asyncio
 import json
 import sys
 
+import httpx2
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 
 async def main(plan: dict) -> dict:
-    params = StdioServerParameters(command=plan["command"], args=plan["args"], env=plan.get("env"))
+    if "url" in plan:
+        headers = {"authorization": f"Bearer {plan['token']}"}
+        params = streamable_http_client(plan["url"], http_client=httpx2.AsyncClient(headers=headers, timeout=120))
+    else:
+        params = StdioServerParameters(command=plan["command"], args=plan["args"], env=plan.get("env"))
     report: dict = {"tools": [], "results": []}
     async with Client(params, read_timeout_seconds=120, mode=plan.get("mode", "auto")) as client:
         report["protocol_version"] = client.protocol_version

@@ -169,18 +169,25 @@ impl Fixture {
             "mode": mode,
             "calls": calls,
         });
-        let output = tokio::process::Command::new(python())
-            .arg(clients_dir().join("mcp_stdio_client.py"))
-            .arg(plan.to_string())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
-        let err = String::from_utf8_lossy(&output.stderr).into_owned();
-        assert!(output.status.success(), "python client failed: {err}");
-        (serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {err}")), err)
+        run_python(plan).await
     }
+}
 
+/// The Python SDK client script with a plan: its JSON report and its stderr.
+async fn run_python(plan: Value) -> (Value, String) {
+    let output = tokio::process::Command::new(python())
+        .arg(clients_dir().join("mcp_stdio_client.py"))
+        .arg(plan.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "python client failed: {err}");
+    (serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {err}")), err)
+}
+
+impl Fixture {
     /// The pending approvals of the tenant (admin API).
     async fn pending_approvals(&self) -> Vec<Value> {
         let path = format!("/v1/approvals?tenant_id={}&status=pending", self.tenant_id);
@@ -381,11 +388,13 @@ impl Fixture {
     }
 }
 
-/// The TypeScript SDK over Streamable HTTP: with the local token it lists and calls; without it
-/// the server answers 401 `gateway_token_invalid`, and the SDK cannot connect.
+/// The TypeScript SDK over Streamable HTTP (2025-11-25, with a session): with the local token it
+/// lists and calls; so does the Python SDK (2026-07-28, stateless); without the token the server
+/// answers 401 `gateway_token_invalid` and the SDK cannot connect.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
     let node = node();
+    python();
     let mut fx = fixture().await;
     let (url, token, mut server) = fx.spawn_http();
     let port: u16 = url.trim_end_matches("/mcp").rsplit(':').next().unwrap().parse().unwrap();
@@ -414,6 +423,15 @@ async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
     assert_eq!(received[0].target, "/v1/items?q=hats");
     assert_eq!(received[0].header("authorization"), Some(format!("Bearer {SECRET}").as_str()));
 
+    // The Python SDK over the same endpoint speaks the stateless 2026-07-28 revision.
+    let plan = json!({"url": url, "token": token, "mode": "auto",
+        "calls": [{"tool": "shop__items_read", "arguments": {"path": "/v1/items", "query": {"q": "caps"}}}]});
+    let (report, _) = run_python(plan).await;
+    assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
+    assert_tools(&report["tools"]);
+    assert_eq!(report["results"][0]["structured"]["status_code"], 200, "{report}");
+    assert_eq!(fx.upstream.received()[1].target, "/v1/items?q=caps");
+
     let refused = tokio::task::block_in_place(|| run_node(None));
     let error =
         refused["connect_error"].as_str().unwrap_or_else(|| panic!("connected without a token: {refused}"));
@@ -435,7 +453,7 @@ async fn typescript_sdk_over_streamable_http_needs_the_local_token() {
         assert_eq!(response.status, 401, "{authorization:?}");
         assert_eq!(response.json()["error"], "gateway_token_invalid");
     }
-    assert_eq!(fx.upstream.count(), 1);
+    assert_eq!(fx.upstream.count(), 2);
 
     assert_eq!(terminate(&mut server).code(), Some(0), "SIGTERM stops steward mcp cleanly");
     let mut log = String::new();
