@@ -15,6 +15,7 @@ mod dev;
 mod doctor;
 mod gateway;
 mod run;
+mod mcp;
 mod server_commands;
 mod urls;
 mod workload;
@@ -80,6 +81,9 @@ enum Command {
     Gateway(Box<gateway::GatewayArgs>),
     /// Workload side: run a command with a gateway and the SDK environment (OPENAI_BASE_URL, …).
     Run(Box<run::RunArgs>),
+    /// Workload side: an MCP server (stdio or Streamable HTTP) whose tools are the action groups
+    /// this workload may call through Steward.
+    Mcp(Box<mcp::McpArgs>),
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -126,6 +130,7 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(args) => return runtime.block_on(workload::enroll(args)),
         Command::Call(args) => return runtime.block_on(workload::call(*args)),
         Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
+        Command::Mcp(args) => return runtime.block_on(mcp::run(*args)),
         Command::Doctor(args) => return runtime.block_on(doctor::run(args)),
         Command::Gateway(args) => return runtime.block_on(gateway::run(*args)),
         Command::Run(args) => return runtime.block_on(run::run(*args)),
@@ -164,6 +169,7 @@ fn main() -> std::process::ExitCode {
             | Command::Enroll(_)
             | Command::Call(_)
             | Command::Manifest(_)
+            | Command::Mcp(_)
             | Command::Doctor(_)
             | Command::Gateway(_)
             | Command::Run(_)

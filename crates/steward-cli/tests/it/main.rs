@@ -13,6 +13,7 @@ mod faults;
 mod first_steps;
 mod gateway;
 mod init_race;
+mod mcp;
 mod multi_instance;
 mod readme_quickstart;
 mod server_commands;
