@@ -403,13 +403,13 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
         }
     };
     let query_allowlist = check_query_keys(&at("query_allowlist"), raw.query_allowlist)?;
-    if let Some(description) = &raw.description {
-        if description.len() > 1024 || description.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "{} must be at most 1024 bytes without control characters",
-                at("description")
-            )));
-        }
+    if let Some(description) = &raw.description
+        && (description.len() > 1024 || description.chars().any(char::is_control))
+    {
+        return Err(invalid(format!(
+            "{} must be at most 1024 bytes without control characters",
+            at("description")
+        )));
     }
     Ok(PathGroup {
         id: raw.group_id,
