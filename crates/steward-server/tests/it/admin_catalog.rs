@@ -322,7 +322,9 @@ async fn template_roles_and_tenant_scope() {
         expect_error(&listed_b, 403, "admin_tenant_forbidden");
     }
     let everything = f.call(&f.owner, Method::GET, "/v1/templates", None).await.json();
-    assert_eq!(everything["templates"].as_array().unwrap().len(), 8);
+    // The built-ins plus the two tenant templates.
+    let expected = steward_server::builtin_templates::BUILTIN_TEMPLATES.len() + 2;
+    assert_eq!(everything["templates"].as_array().unwrap().len(), expected);
     f.server.stop().await;
 }
 
