@@ -418,6 +418,16 @@ fn check_name(name: &str) -> Result<(), ApiError> {
             "name: must be 1-128 characters without control characters",
         ));
     }
+    // `steward gateway` routes `/{integration_name}/…` and keeps `/_host/…`, `/_steward/…` (and any
+    // later `_` route) for itself (spec/gateway.md §2).
+    if name.trim_start().starts_with('_') {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!(
+                "name: {name:?} begins with '_'; names beginning with '_' are reserved for gateway routes"
+            ),
+        ));
+    }
     Ok(())
 }
 
