@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_crypto::EnvelopeContext;
 use steward_policy::PolicyRule;
 use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
 use steward_store::governance::{
@@ -24,21 +23,11 @@ use utoipa_axum::routes;
 
 use super::{Admin, AdminPrincipal, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::keys::open_record;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::{open_record, preview_context};
 
 /// Most approvals one list returns (newest first).
 const LIST_LIMIT: u32 = 1000;
-
-/// The AAD context of an approval's sealed preview values. The execute pipeline seals with it; this
-/// module opens with it (never with the `aad` column), so a preview copied onto another approval
-/// fails to decrypt.
-pub fn preview_context(tenant_id: &str, approval_id: &ApprovalId) -> EnvelopeContext {
-    EnvelopeContext::ApprovalPreview {
-        tenant_id: tenant_id.to_owned(),
-        approval_id: approval_id.as_str().to_owned(),
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -3,16 +3,23 @@
 //! `integration_secret_unavailable` (a host or an injection the secret is not bound to: 403
 //! `integration_hosts_changed`); there is never a fallback, so a request is never forwarded without
 //! its credential.
+//!
+//! A [`Credential`] owns everything that depends on the secret's type: the injection it is sent
+//! with (OAuth2: always `Authorization: Bearer <access token>`), the needles the scrubber needs, and
+//! what an upstream 401 means ([`CredentialUse::upstream_status`]). The pipeline never asks which
+//! type it holds.
 
+use serde_json::Value;
 use steward_canon::{CanonicalRequest, Injection};
+use steward_egress::{Needles, OutgoingRequest};
 use steward_store::catalog::IntegrationRecord;
 use steward_types::ErrorCode;
 use zeroize::Zeroizing;
 
+use super::envelope::{open_record, secret_context};
+use super::oauth2::{self, AccessToken};
 use crate::http::ApiError;
-use crate::keys::open_record;
-use crate::routes::admin::catalog_secrets::secret_context;
-use crate::state::AppState;
+use crate::services::AppState;
 
 fn unavailable(integration: &IntegrationRecord, why: &str) -> ApiError {
     ApiError::new(
@@ -21,30 +28,88 @@ fn unavailable(integration: &IntegrationRecord, why: &str) -> ApiError {
     )
 }
 
-/// What step 11 produced: the plaintext to inject (wiped when dropped; derefs to the bytes) and, for
-/// an OAuth2 integration, its access token — injected as `Authorization: Bearer`, with the access
-/// and refresh tokens as extra scrub needles, dropped on an upstream 401 ([`crate::oauth2`]).
+/// What step 11 produced: the plaintext to inject (wiped when dropped), the injection it is bound to
+/// and, for an OAuth2 integration, its access token — injected as `Authorization: Bearer`, with the
+/// access and refresh tokens as extra scrub needles, dropped on an upstream 401 ([`oauth2`]).
 pub struct Credential {
     secret: Zeroizing<Vec<u8>>,
+    injection: Injection,
     /// The secret version it came from (keys the scrubber cache).
     pub version: u64,
-    pub oauth2: Option<crate::oauth2::AccessToken>,
+    oauth2: Option<AccessToken>,
 }
 
 impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential")
             .field("version", &self.version)
+            .field("injection", &self.injection)
             .field("oauth2", &self.oauth2)
             .finish_non_exhaustive()
     }
 }
 
-impl std::ops::Deref for Credential {
-    type Target = [u8];
+impl Credential {
+    /// The injection this credential goes out with.
+    pub fn injection(&self) -> &Injection {
+        &self.injection
+    }
 
-    fn deref(&self) -> &[u8] {
-        &self.secret
+    /// Injects the credential into the canonical request: the request to send, the needles to scrub
+    /// from its answer (every encoding of the secret, the injected value and, for OAuth2, the
+    /// refresh token and client secret), and what stays once the plaintext is gone. The plaintext
+    /// is wiped here.
+    pub fn inject(
+        self,
+        integration: &IntegrationRecord,
+        canonical: &CanonicalRequest,
+    ) -> Result<(OutgoingRequest, Needles, CredentialUse), ApiError> {
+        let (outgoing, mut needles) =
+            OutgoingRequest::from_canonical(canonical, &self.injection, &self.secret).map_err(|e| {
+                tracing::error!(integration_id = %integration.integration_id, detail = %e, "The secret cannot be injected.");
+                ApiError::new(
+                    ErrorCode::IntegrationSecretUnavailable,
+                    format!(
+                        "the secret of integration {} cannot be injected as configured; an admin must write it again",
+                        integration.integration_id
+                    ),
+                )
+            })?;
+        let Credential { oauth2, version, .. } = self;
+        if let Some(token) = &oauth2 {
+            needles.extend(token.needles().iter().cloned());
+        }
+        Ok((outgoing, needles, CredentialUse { integration: integration.clone(), version, oauth2 }))
+    }
+}
+
+/// A credential after injection: no plaintext, only the bookkeeping the rest of the call needs.
+#[derive(Debug)]
+pub struct CredentialUse {
+    integration: IntegrationRecord,
+    /// The secret version sent (keys the scrubber cache).
+    pub version: u64,
+    oauth2: Option<AccessToken>,
+}
+
+impl CredentialUse {
+    /// Metadata of the write-ahead `execute` event: for OAuth2, whether this call refreshed the
+    /// access token (`token_refreshed`).
+    pub fn audit_metadata(&self) -> Vec<(&'static str, Value)> {
+        match &self.oauth2 {
+            Some(token) => vec![("token_refreshed", token.refreshed.into())],
+            None => Vec::new(),
+        }
+    }
+
+    /// The upstream answered with `status`: a 401 drops a cached OAuth2 access token (the next call
+    /// refreshes); the call is not retried. Nothing to do for other credentials.
+    pub async fn upstream_status(&self, state: &AppState, status: u16) {
+        if status == 401
+            && let Some(token) = &self.oauth2
+        {
+            oauth2::drop_access_token(state, &self.integration, token).await;
+        }
     }
 }
 
@@ -79,8 +144,8 @@ pub async fn load(
     // The injection is part of the binding: a secret is never sent in a way nobody who entered it
     // chose (a PATCH of the injection or the pin, a template version with another default). OAuth2
     // secrets always go out as `Authorization: Bearer <access token>`.
-    let oauth2 = crate::oauth2::is_oauth2(&record.secret_type);
-    let expected = if oauth2 { crate::oauth2::bearer_injection() } else { injection.clone() };
+    let oauth2 = oauth2::is_oauth2(&record.secret_type);
+    let expected = if oauth2 { oauth2::bearer_injection() } else { injection.clone() };
     let bound = record.bound_injection.as_ref().and_then(|value| Injection::from_json(value).ok());
     if bound.as_ref() != Some(&expected) {
         return Err(ApiError::new(
@@ -93,11 +158,11 @@ pub async fn load(
         ));
     }
     if oauth2 {
-        let token = crate::oauth2::access_token(state, integration, &record)
+        let token = oauth2::access_token(state, integration, &record)
             .await
             .map_err(|error| error.to_api(&integration.integration_id))?;
         let secret = Zeroizing::new(token.secret().to_vec());
-        return Ok(Credential { secret, version: record.version, oauth2: Some(token) });
+        return Ok(Credential { secret, injection: expected, version: record.version, oauth2: Some(token) });
     }
     if record.secret_type != "api_key" {
         return Err(unavailable(integration, "its secret type is not supported"));
@@ -109,5 +174,5 @@ pub async fn load(
             "The integration secret could not be decrypted.");
         unavailable(integration, "it could not be decrypted")
     })?;
-    Ok(Credential { secret, version: record.version, oauth2: None })
+    Ok(Credential { secret, injection: expected, version: record.version, oauth2: None })
 }

@@ -7,11 +7,24 @@ use serde_json::{Value, json};
 use steward_canon::{CanonicalRequest, RiskTier};
 use steward_crypto::HmacKey;
 use steward_store::audit::{Actor, AuditEvent, Destination, EventType};
+use steward_types::ErrorCode;
 use zeroize::Zeroizing;
 
 use crate::http::RequestContext;
-use crate::routes::data_plane::MtlsPrincipal;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::identity::MtlsPrincipal;
+
+/// Failures that are not a decision about this workload (the store, Redis or the audit log itself
+/// failing) are logged and counted, not audited.
+pub fn is_decision(code: ErrorCode) -> bool {
+    !matches!(
+        code,
+        ErrorCode::StorageUnavailable
+            | ErrorCode::CoordinationUnavailable
+            | ErrorCode::AuditWriteFailed
+            | ErrorCode::InternalError
+    )
+}
 
 /// Header values kept readable in stored descriptors.
 const READABLE_HEADERS: [&str; 2] = ["content-type", "accept"];
