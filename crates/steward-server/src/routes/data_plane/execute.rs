@@ -179,3 +179,108 @@ fn replay(stored: &StoredResponse, correlation_id: &str) -> Response {
     response.headers_mut().insert(replayed.0, replayed.1);
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use axum::body::to_bytes;
+    use axum::http::header;
+    use serde_json::Value;
+    use steward_store::governance::{ApprovalRecord, StoredApprovalState};
+    use steward_types::{ApprovalId, Timestamp};
+
+    use super::*;
+    use crate::http::error::PendingErrorBody;
+    use crate::services::execute::idempotency::StoredError;
+
+    /// The error code the edge middleware will render into the body.
+    fn code(response: &Response) -> ErrorCode {
+        response.extensions().get::<PendingErrorBody>().unwrap().code
+    }
+
+    async fn body(response: Response) -> Value {
+        serde_json::from_slice(&to_bytes(response.into_body(), 1 << 20).await.unwrap()).unwrap()
+    }
+
+    fn approval() -> ApprovalRecord {
+        let now = Timestamp::from_unix_seconds(1_700_000_000).unwrap();
+        ApprovalRecord {
+            approval_id: ApprovalId::parse("apr_unit").unwrap(),
+            tenant_id: "t_unit".into(),
+            workload_id: "w_unit".into(),
+            integration_id: "i_unit".into(),
+            digest: "d".into(),
+            descriptor: json!({"action_group": "send", "risk_tier": "high", "method": "POST",
+                "canonical_url": "https://api.example.com/v1/send?x=1"}),
+            preview: None,
+            proposed_rule: json!({}),
+            state: StoredApprovalState::Pending,
+            mode: None,
+            policy_id: None,
+            reason: None,
+            decided_by: None,
+            created_at: now,
+            expires_at: now.plus_seconds(300),
+            decided_at: None,
+            consumed_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approval_is_202_with_the_summary_and_the_current_correlation_id() {
+        let response = render(Outcome::ApprovalRequired { approval: approval(), created: true }, "corr-1");
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body = body(response).await;
+        assert_eq!(body["status"], "approval_required");
+        assert_eq!(body["approval_id"], "apr_unit");
+        assert_eq!(body["correlation_id"], "corr-1");
+        assert_eq!(body["summary"]["destination_host"], "api.example.com");
+        assert_eq!(body["summary"]["path"], "/v1/send");
+    }
+
+    #[tokio::test]
+    async fn throttled_is_429_with_retry_after() {
+        let response = render(Outcome::Throttled { retry_after_seconds: 7 }, "corr-1");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        assert_eq!(code(&response), ErrorCode::PolicyRateLimited);
+    }
+
+    #[tokio::test]
+    async fn a_replay_keeps_the_stored_status_and_takes_the_current_correlation_id() {
+        let stored = StoredResponse {
+            status: 200,
+            correlation_id: "corr-original".into(),
+            body: Some(json!({"status": "executed", "correlation_id": "corr-original"})),
+            error: None,
+        };
+        let response = render(Outcome::Replayed(stored), "corr-now");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[REPLAYED_HEADER], "true");
+        assert_eq!(body(response).await["correlation_id"], "corr-now");
+
+        let failed = StoredResponse {
+            status: 504,
+            correlation_id: "corr-original".into(),
+            body: None,
+            error: Some(StoredError { code: "upstream_timeout".into(), message: "slow".into() }),
+        };
+        let response = render(Outcome::Replayed(failed), "corr-now");
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(response.headers()[REPLAYED_HEADER], "true");
+        assert_eq!(code(&response), ErrorCode::UpstreamTimeout);
+    }
+
+    #[tokio::test]
+    async fn refusals_render_their_own_status_and_code() {
+        let denied = ApiError::new(ErrorCode::PolicyDefaultDeny, "no rule allows this");
+        let response = render(Outcome::Denied(denied), "corr-1");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(code(&response), ErrorCode::PolicyDefaultDeny);
+        let refused = ApiError::new(ErrorCode::IntegrationNotFound, "no such integration");
+        let response = render(Outcome::Refused(refused), "corr-1");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert_eq!(code(&response), ErrorCode::IntegrationNotFound);
+    }
+}

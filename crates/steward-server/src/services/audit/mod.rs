@@ -156,3 +156,30 @@ impl EventBase<'_> {
         event
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_not_audited_and_every_decision_is() {
+        for outage in [
+            ErrorCode::StorageUnavailable,
+            ErrorCode::CoordinationUnavailable,
+            ErrorCode::AuditWriteFailed,
+            ErrorCode::InternalError,
+        ] {
+            assert!(!is_decision(outage), "{outage:?} is an outage, not a decision");
+        }
+        for decision in [
+            ErrorCode::PolicyDefaultDeny,
+            ErrorCode::IntegrationNotFound,
+            ErrorCode::RequestHostNotAllowed,
+            ErrorCode::IntegrationSecretUnavailable,
+            ErrorCode::ResolvedIpDeniedLoopback,
+            ErrorCode::DpopMissing,
+        ] {
+            assert!(is_decision(decision), "{decision:?} is a decision about the workload");
+        }
+    }
+}

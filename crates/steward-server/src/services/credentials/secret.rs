@@ -176,3 +176,108 @@ pub async fn load(
     })?;
     Ok(Credential { secret, injection: expected, version: record.version, oauth2: None })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde_json::json;
+    use steward_canon::{CanonContext, ExecuteRequest, HeaderField, Method, Template, canonicalize};
+    use steward_types::{IntegrationId, TenantId, Timestamp, WorkloadId};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"sk-test-0123456789";
+
+    fn template() -> Template {
+        Template::from_json(&json!({
+            "template_id": "tpl_unit", "version": 1, "provider": "unit",
+            "allowed_schemes": ["https"], "allowed_ports": [443], "allowed_hosts": ["api.example.com"],
+            "redirect_policy": {"mode": "deny"},
+            "path_groups": [{
+                "group_id": "responses", "risk_tier": "low", "approval_mode": "none",
+                "methods": ["POST"], "path_patterns": ["^/v1/responses$"], "query_allowlist": [],
+                "header_forward_allowlist": ["content-type"],
+                "body_policy": {"max_bytes": 1024, "content_types": ["application/json"]}
+            }]
+        }))
+        .unwrap()
+    }
+
+    fn integration() -> IntegrationRecord {
+        let now = Timestamp::from_unix_seconds(1_700_000_000).unwrap();
+        IntegrationRecord {
+            integration_id: IntegrationId::parse("i_unit").unwrap(),
+            tenant_id: TenantId::parse("t_unit").unwrap(),
+            name: "unit".into(),
+            provider: "unit".into(),
+            template_owner: "global".into(),
+            template_id: "tpl_unit".into(),
+            template_version: None,
+            injection: None,
+            enabled: true,
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            secret_version: 3,
+            secret_updated_at: Some(now),
+            bound_hosts: vec!["api.example.com".into()],
+            bound_injection: None,
+        }
+    }
+
+    fn canonical(injection: &Injection) -> CanonicalRequest {
+        let request = ExecuteRequest {
+            method: Method::Post,
+            url: "https://api.example.com/v1/responses".into(),
+            headers: vec![HeaderField::new("content-type", "application/json")],
+            body_base64: Some(STANDARD.encode(b"{}")),
+        };
+        let ctx = CanonContext::new(
+            TenantId::parse("t_unit").unwrap(),
+            WorkloadId::parse("w_unit").unwrap(),
+            IntegrationId::parse("i_unit").unwrap(),
+            1024,
+        )
+        .with_integration_injection(Some(injection.clone()));
+        canonicalize(&request, &template(), &ctx).unwrap()
+    }
+
+    fn credential(injection: Injection) -> Credential {
+        Credential { secret: Zeroizing::new(SECRET.to_vec()), injection, version: 3, oauth2: None }
+    }
+
+    fn has_needle(needles: &Needles, value: &[u8]) -> bool {
+        needles.iter().any(|n| n.as_slice() == value)
+    }
+
+    #[test]
+    fn header_injection_puts_the_secret_in_the_header_and_both_forms_in_the_needles() {
+        let injection = oauth2::bearer_injection();
+        let canonical = canonical(&injection);
+        let (outgoing, needles, used) = credential(injection).inject(&integration(), &canonical).unwrap();
+        assert!(format!("{outgoing:?}").contains("authorization"), "{outgoing:?}");
+        assert!(has_needle(&needles, SECRET), "the raw secret is a needle");
+        assert!(has_needle(&needles, b"Bearer sk-test-0123456789"), "the injected value is a needle");
+        assert_eq!(used.version, 3);
+        assert!(used.audit_metadata().is_empty(), "an API key adds no audit metadata");
+        assert!(!format!("{used:?}").contains("sk-test"), "no plaintext after injection: {used:?}");
+    }
+
+    #[test]
+    fn query_injection_keeps_the_secret_out_of_debug_and_in_the_needles() {
+        let injection = Injection::from_json(&json!({"type": "query", "name": "key"})).unwrap();
+        let canonical = canonical(&injection);
+        let (outgoing, needles, _) = credential(injection).inject(&integration(), &canonical).unwrap();
+        assert!(!format!("{outgoing:?}").contains("sk-test"), "Debug never shows the secret");
+        assert!(has_needle(&needles, SECRET));
+    }
+
+    #[test]
+    fn the_credential_debug_never_shows_the_secret() {
+        let shown = format!("{:?}", credential(oauth2::bearer_injection()));
+        assert!(!shown.contains("sk-test"), "{shown}");
+    }
+}

@@ -49,3 +49,6 @@ impl std::fmt::Debug for Egress {
         f.debug_struct("Egress").field("forwarder", &self.forwarder).finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,3 +87,25 @@ impl Executed {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_states_its_error_and_the_decision_label_follows_the_outcome() {
+        let throttled = Outcome::Throttled { retry_after_seconds: 3 };
+        assert_eq!(throttled.decision(), "throttled");
+        let error = throttled.error().unwrap_or_else(|| ApiError::internal("none"));
+        assert_eq!(error.code, ErrorCode::PolicyRateLimited);
+        assert!(error.headers.iter().any(|(name, value)| name == header::RETRY_AFTER && value == "3"));
+
+        let denied = Outcome::Denied(ApiError::new(ErrorCode::PolicyDeny, "denied by rule"));
+        assert_eq!(denied.decision(), "denied");
+        assert_eq!(denied.error().map(|e| e.code), Some(ErrorCode::PolicyDeny));
+
+        let failed = Outcome::UpstreamFailed(ApiError::new(ErrorCode::UpstreamTimeout, "slow"));
+        assert_eq!(failed.decision(), "allowed", "the call was allowed and sent");
+        assert_eq!(failed.error().map(|e| e.code), Some(ErrorCode::UpstreamTimeout));
+    }
+}
