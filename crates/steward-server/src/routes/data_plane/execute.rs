@@ -229,7 +229,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_approval_is_202_with_the_summary_and_the_current_correlation_id() {
-        let response = render(Outcome::ApprovalRequired { approval: approval(), created: true }, "corr-1");
+        let response =
+            render(Outcome::ApprovalRequired { approval: Box::new(approval()), created: true }, "corr-1");
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         let body = body(response).await;
         assert_eq!(body["status"], "approval_required");

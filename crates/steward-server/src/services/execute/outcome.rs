@@ -23,7 +23,7 @@ pub enum Outcome {
     /// Policy denied (step 8): `execute` denied (and `violation` for `policy_deny`) written.
     Denied(ApiError),
     /// A person must approve first (step 8): the pending approval (new when `created`).
-    ApprovalRequired { approval: ApprovalRecord, created: bool },
+    ApprovalRequired { approval: Box<ApprovalRecord>, created: bool },
     /// An empty rate-limit bucket (step 8): `execute` throttled written.
     Throttled { retry_after_seconds: u64 },
     /// Sent, but no answer came (timeout, broken connection, refused redirect, …); the

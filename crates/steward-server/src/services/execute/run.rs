@@ -65,7 +65,7 @@ struct Trail {
 #[derive(Debug)]
 pub enum Step {
     /// Steps 2–12 passed: the write-ahead event is durable; send [`Prepared::wire`].
-    Ready(Prepared),
+    Ready(Box<Prepared>),
     /// The request ended before anything was sent.
     Done(Outcome),
 }
@@ -194,7 +194,7 @@ impl<'a> Execution<'a> {
     /// Steps 2–16 with a buffered answer.
     pub async fn run(&mut self, input: ExecuteInput) -> Outcome {
         match self.prepare(input).await {
-            Step::Ready(prepared) => self.send_buffered(prepared).await,
+            Step::Ready(prepared) => self.send_buffered(*prepared).await,
             Step::Done(outcome) => outcome,
         }
     }
@@ -219,7 +219,7 @@ impl<'a> Execution<'a> {
     /// Steps 2 (the idempotency key) – 12.
     pub async fn prepare(&mut self, input: ExecuteInput) -> Step {
         match self.steps(input).await {
-            Ok(prepared) => Step::Ready(prepared),
+            Ok(prepared) => Step::Ready(Box::new(prepared)),
             Err(Stop::Done(outcome)) => Step::Done(outcome),
             Err(Stop::Refuse(error)) => Step::Done(self.refuse(error).await),
         }
@@ -597,7 +597,7 @@ impl<'a> Execution<'a> {
             metrics::counter!("steward_approvals_created_total").increment(1);
             webhook::notify_approval_created(self.state, &approval);
         }
-        Stop::Done(Outcome::ApprovalRequired { approval, created })
+        Stop::Done(Outcome::ApprovalRequired { approval: Box::new(approval), created })
     }
 
     /// Throttled: `execute` throttled.

@@ -237,7 +237,7 @@ async fn prepare_stops_after_the_write_ahead_audit_with_the_credential_injected(
     assert!(needles.iter().any(|n| n.as_slice() == SECRET.as_bytes()), "the secret is a needle");
     assert!(!format!("{:?}", prepared.wire).contains(SECRET), "Debug never shows the secret");
     // A caller that sent the request itself completes it (no idempotency key: nothing stored).
-    let super::Prepared { wire, pending } = prepared;
+    let super::Prepared { wire, pending } = *prepared;
     drop(wire);
     execution.complete(pending, None).await;
 }
