@@ -18,8 +18,8 @@ use steward_types::{SharedClock, SigningKeyId, TokenId};
 use crate::config::{self, InitChoices, LoadedConfig, PublicBaseUrl, StorageBackend};
 use crate::exit::{ExitCode, StartupError};
 use crate::files;
-use crate::routes::ADMIN_TOKEN_PREFIX;
 use crate::services::credentials::envelope::{ca_key_context, open_record, seal_record, signing_key_context};
+use crate::services::identity::admin::ADMIN_TOKEN_PREFIX;
 use crate::startup::{Environment, open_store};
 
 /// What `steward init` was asked to do.

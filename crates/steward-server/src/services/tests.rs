@@ -8,7 +8,8 @@ fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
 
-/// Every `.rs` file under `dir` (or `dir` itself when it is a file).
+/// Every `.rs` file under `dir` (or `dir` itself when it is a file), without unit-test files
+/// (`tests.rs`): test fixtures may wire the whole process (`init`, `prepare`).
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -17,7 +18,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
             for entry in std::fs::read_dir(&path).unwrap() {
                 stack.push(entry.unwrap().path());
             }
-        } else if path.is_file() && path.extension().is_some_and(|e| e == "rs") {
+        } else if path.is_file()
+            && path.extension().is_some_and(|e| e == "rs")
+            && path.file_name().is_some_and(|n| n != "tests.rs")
+        {
             files.push(path);
         }
     }
