@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use super::catalog_secrets::{Binding, parse_secret, seal_secret};
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// An integration as the admin API shows it: never a secret.
 #[derive(Debug, Serialize, ToSchema)]
