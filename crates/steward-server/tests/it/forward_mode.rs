@@ -66,6 +66,7 @@ fn template(tenant: &str, port: u16) -> Value {
                 "path_patterns": ["^/v1/items(/[^/]+)?$"], "query_allowlist": ["q", "limit"],
                 "header_forward_allowlist": ["accept"],
                 "response_header_allowlist": ["content-type"],
+                "constraints": {"allow_encoded_slashes": true},
             },
             {
                 "group_id": "items_delete", "risk_tier": "high", "approval_mode": "none", "methods": ["DELETE"],
