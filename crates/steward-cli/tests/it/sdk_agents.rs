@@ -473,6 +473,23 @@ async fn python_openai_sdk_through_steward_run() {
     assert_clean(&received_since(&f.fake, before, 1)[0], "openai");
     f.forward_result("openai_chat_completions", 5, true, "complete").await;
 
+    // The agent stopped mid-stream: `steward run` passes SIGTERM on and exits as the script did
+    // (128 + 15); Steward notices the closed stream although the provider is still silent.
+    let mut stopped = f.spawn(
+        &[],
+        &python,
+        py,
+        &[("SCENARIO", "chat_stream"), ("MODEL", models::GATED), ("ANNOUNCE_FIRST_DELTA", "1")],
+    );
+    stopped.wait_for_line("first_delta").await;
+    let pid = stopped.child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = stopped.finish().await;
+    assert_eq!(stopped.code, Some(143), "{stopped:#?}");
+    let result = f.forward_result("openai_chat_completions", 6, true, "client_closed").await;
+    assert!(result["metadata"]["usage"].is_null(), "{result}");
+    assert_eq!(f.fake.count(), before + 2);
+
     // The provider's own error reaches the SDK as it is: a RateLimitError, no steward-error.
     let limited = f.sdk(&python, py, "chat", Some(&models::error(429))).await;
     let error = limited.error();
@@ -480,8 +497,8 @@ async fn python_openai_sdk_through_steward_run() {
     assert_eq!(error["code"], "rate_limit_exceeded");
     assert_eq!(error["retry_after"], "1");
     assert!(error["steward_error"].is_null(), "{error}");
-    assert_eq!(f.fake.count(), before + 2);
-    let results = f.events("execute_result", "openai_chat_completions", 6).await;
+    assert_eq!(f.fake.count(), before + 3);
+    let results = f.events("execute_result", "openai_chat_completions", 7).await;
     assert_eq!(results[0]["upstream_status_code"], 429, "{}", results[0]);
 
     // Steward's refusal (a deny rule for this model) reaches the SDK as a 403 with Steward's code.
@@ -496,7 +513,7 @@ async fn python_openai_sdk_through_steward_run() {
     // The OpenAI SDK keeps the inner `error` object as the error's body.
     assert_eq!(error["body"]["code"], "policy_deny", "{error}");
     assert!(error["body"]["correlation_id"].is_string(), "{error}");
-    assert_eq!(f.fake.count(), before + 2, "a refused call never reaches the provider");
+    assert_eq!(f.fake.count(), before + 3, "a refused call never reaches the provider");
     f.stop();
 }
 
