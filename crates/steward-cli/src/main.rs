@@ -13,6 +13,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod admin;
 mod dev;
 mod doctor;
+mod gateway;
+mod run;
+mod mcp;
 mod server_commands;
 mod urls;
 mod workload;
@@ -74,6 +77,13 @@ enum Command {
     Call(Box<workload::CallArgs>),
     /// Workload side: fetch this workload's manifest, verify it against the keyset, print it.
     Manifest(workload::ManifestArgs),
+    /// Workload side: the local base-URL endpoint for SDKs and agents (loopback HTTP → forward mode).
+    Gateway(Box<gateway::GatewayArgs>),
+    /// Workload side: run a command with a gateway and the SDK environment (OPENAI_BASE_URL, …).
+    Run(Box<run::RunArgs>),
+    /// Workload side: an MCP server (stdio or Streamable HTTP) whose tools are the action groups
+    /// this workload may call through Steward.
+    Mcp(Box<mcp::McpArgs>),
     /// Key management.
     Keys {
         #[command(subcommand)]
@@ -120,7 +130,10 @@ fn main() -> std::process::ExitCode {
         Command::Enroll(args) => return runtime.block_on(workload::enroll(args)),
         Command::Call(args) => return runtime.block_on(workload::call(*args)),
         Command::Manifest(args) => return runtime.block_on(workload::manifest(args)),
+        Command::Mcp(args) => return runtime.block_on(mcp::run(*args)),
         Command::Doctor(args) => return runtime.block_on(doctor::run(args)),
+        Command::Gateway(args) => return runtime.block_on(gateway::run(*args)),
+        Command::Run(args) => return runtime.block_on(run::run(*args)),
         Command::Dev(command) => return runtime.block_on(dev::run(command)),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "steward", &mut std::io::stdout());
@@ -156,7 +169,10 @@ fn main() -> std::process::ExitCode {
             | Command::Enroll(_)
             | Command::Call(_)
             | Command::Manifest(_)
+            | Command::Mcp(_)
             | Command::Doctor(_)
+            | Command::Gateway(_)
+            | Command::Run(_)
             | Command::Dev(_)
             | Command::Completions { .. } => Ok(()),
         }

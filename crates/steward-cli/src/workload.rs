@@ -140,7 +140,7 @@ pub struct ManifestArgs {
     dpop: bool,
 }
 
-fn broker_failure(error: &ClientError, broker: Option<&BrokerUrl>) -> ExitCode {
+pub(crate) fn broker_failure(error: &ClientError, broker: Option<&BrokerUrl>) -> ExitCode {
     match error {
         ClientError::Broker { code, message, correlation_id, .. } => {
             eprintln!("steward: {code}: {message}");
@@ -164,7 +164,7 @@ fn broker_failure(error: &ClientError, broker: Option<&BrokerUrl>) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn usage(message: &str) -> ExitCode {
+pub(crate) fn usage(message: &str) -> ExitCode {
     eprintln!("steward: {message}");
     ExitCode::from(2)
 }

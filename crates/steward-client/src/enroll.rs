@@ -83,3 +83,47 @@ pub async fn enroll(
     };
     Ok((identity, enrolled))
 }
+
+#[derive(Serialize)]
+struct RenewBody<'a> {
+    csr_pem: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_ttl_seconds: Option<u64>,
+}
+
+/// `POST /v1/enroll/renew` with the current certificate, then writes the new `workload.crt` (and
+/// `ca.crt` when it changed) into the identity directory atomically (a temporary file renamed over
+/// the old one), so a process reading the directory sees the old certificate or the new one, never
+/// half of one. The key is kept: the CSR is made with the current key, so the key and certificate
+/// never change in two steps. Returns the reloaded identity and Steward's answer.
+pub async fn renew(
+    client: &crate::BrokerClient,
+    identity: &Identity,
+    requested_ttl_seconds: Option<u64>,
+) -> Result<(Identity, Enrolled), ClientError> {
+    let key = KeyPair::from_pem(&identity.key_pem)
+        .map_err(|e| ClientError::Identity(format!("{KEY_FILE}: {e}")))?;
+    let params =
+        CertificateParams::new(Vec::<String>::new()).map_err(|e| ClientError::Identity(e.to_string()))?;
+    let csr = params.serialize_request(&key).map_err(|e| ClientError::Identity(e.to_string()))?;
+    let csr_pem = csr.pem().map_err(|e| ClientError::Identity(e.to_string()))?;
+    let body = RenewBody { csr_pem: &csr_pem, requested_ttl_seconds };
+    let (_, enrolled): (u16, Enrolled) = client.post_json_mtls("/v1/enroll/renew", &body).await?;
+    write_atomically(&identity.dir.join(CERT_FILE), &enrolled.client_cert_pem)?;
+    if enrolled.ca_pem != identity.ca_pem {
+        write_atomically(&identity.dir.join(CA_FILE), &enrolled.ca_pem)?;
+    }
+    Ok((Identity::load(&identity.dir)?, enrolled))
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<(), ClientError> {
+    let error = |e: std::io::Error| ClientError::Identity(format!("{}: {e}", path.display()));
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let temporary = std::path::PathBuf::from(temporary);
+    std::fs::write(&temporary, text).map_err(error)?;
+    std::fs::rename(&temporary, path).map_err(|e| {
+        let _ = std::fs::remove_file(&temporary);
+        error(e)
+    })
+}

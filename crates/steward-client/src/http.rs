@@ -13,7 +13,21 @@ use crate::ClientError;
 
 pub(crate) fn build(ca_pem: &str, client: Option<(&str, &str)>) -> Result<reqwest::Client, ClientError> {
     let roots = add_pem_roots(RootCertStore::empty(), ca_pem, "CA certificate")?;
-    with_roots(roots, client, Duration::from_secs(60))
+    with_roots(roots, client, Timeout::Total(Duration::from_secs(60)))
+}
+
+/// The client for forward mode: no bound on the whole exchange (a stream may last as long as the
+/// broker allows, `egress.max_stream_seconds`), only on the gap between two reads — longer than the
+/// broker's own `egress.stream_idle_timeout_ms`, so the broker decides and says why.
+pub(crate) fn build_streaming(ca_pem: &str, client: (&str, &str)) -> Result<reqwest::Client, ClientError> {
+    let roots = add_pem_roots(RootCertStore::empty(), ca_pem, "CA certificate")?;
+    with_roots(roots, Some(client), Timeout::BetweenReads(Duration::from_secs(300)))
+}
+
+#[derive(Clone, Copy)]
+enum Timeout {
+    Total(Duration),
+    BetweenReads(Duration),
 }
 
 /// The operator's client (`steward admin` towards the admin listener): plain HTTP, or HTTPS trusting
@@ -29,7 +43,7 @@ pub fn operator_client(
     if let Some(pem) = extra_roots_pem {
         roots = add_pem_roots(roots, pem, "--ca-file")?;
     }
-    with_roots(roots, None, timeout)
+    with_roots(roots, None, Timeout::Total(timeout))
 }
 
 fn add_pem_roots(mut roots: RootCertStore, pem: &str, what: &str) -> Result<RootCertStore, ClientError> {
@@ -48,7 +62,7 @@ fn add_pem_roots(mut roots: RootCertStore, pem: &str, what: &str) -> Result<Root
 fn with_roots(
     roots: RootCertStore,
     client: Option<(&str, &str)>,
-    timeout: Duration,
+    timeout: Timeout,
 ) -> Result<reqwest::Client, ClientError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -66,12 +80,13 @@ fn with_roots(
         }
         None => builder.with_no_client_auth(),
     };
-    reqwest::Client::builder()
-        .use_preconfigured_tls(config)
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(timeout)
-        .build()
-        .map_err(|e| ClientError::Transport(e.to_string()))
+    let builder =
+        reqwest::Client::builder().use_preconfigured_tls(config).connect_timeout(Duration::from_secs(10));
+    let builder = match timeout {
+        Timeout::Total(limit) => builder.timeout(limit),
+        Timeout::BetweenReads(limit) => builder.read_timeout(limit),
+    };
+    builder.build().map_err(|e| ClientError::Transport(e.to_string()))
 }
 
 #[derive(Deserialize)]

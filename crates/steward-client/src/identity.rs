@@ -121,4 +121,17 @@ impl Identity {
         }
         Err(ClientError::Identity("the workload certificate has no workload URI SAN".into()))
     }
+
+    /// The certificate's validity period, `(not_before, not_after)` in Unix seconds.
+    pub fn certificate_validity(&self) -> Result<(i64, i64), ClientError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let der = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .map_err(|e| ClientError::Identity(format!("workload certificate: {e}")))?;
+        let (_, cert) = X509Certificate::from_der(der.as_ref())
+            .map_err(|e| ClientError::Identity(format!("workload certificate: {e}")))?;
+        let validity = cert.validity();
+        Ok((validity.not_before.timestamp(), validity.not_after.timestamp()))
+    }
 }

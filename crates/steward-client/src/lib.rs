@@ -9,6 +9,7 @@
 
 mod error;
 mod execute;
+mod forward;
 mod http;
 mod identity;
 mod manifest;
@@ -21,6 +22,7 @@ pub use execute::{
     ApprovalStatus, ApprovalSummary, ClientContext, ExecuteCall, ExecuteOutcome, ExecuteRequest,
     ExecutedResponse, HeaderField,
 };
+pub use forward::{BodyStream, ByteStream, ForwardBody, ForwardResponse, ForwardTarget, has_dot_segment};
 pub use http::operator_client;
 pub use identity::{BROKER_URL_FILE, Identity, KeyType, read_broker_url};
 pub use manifest::{Manifest, ManifestGroup, MatchRule, verify_manifest};

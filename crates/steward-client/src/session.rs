@@ -58,6 +58,8 @@ pub struct HealthProbe {
 pub struct BrokerClient {
     base_url: String,
     http: reqwest::Client,
+    /// Forward mode's client: same identity, no bound on the whole exchange (`http::build_streaming`).
+    pub(crate) stream_http: reqwest::Client,
     dpop: Option<DpopKey>,
     session: Mutex<Option<SessionInfo>>,
 }
@@ -75,15 +77,27 @@ impl BrokerClient {
     /// `broker_url` is Steward's `public_base_url`; `dpop` binds sessions to that key.
     pub fn new(broker_url: &str, identity: &Identity, dpop: Option<DpopKey>) -> Result<Self, ClientError> {
         let http = http::build(&identity.ca_pem, Some((&identity.cert_pem, &identity.key_pem)))?;
+        let stream_http = http::build_streaming(&identity.ca_pem, (&identity.cert_pem, &identity.key_pem))?;
         Ok(Self {
             base_url: broker_url.trim_end_matches('/').to_owned(),
             http,
+            stream_http,
             dpop,
             session: Mutex::new(None),
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The broker URL this client talks to (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Whether sessions of this client are DPoP-bound.
+    pub fn has_dpop(&self) -> bool {
+        self.dpop.is_some()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
 
@@ -164,12 +178,27 @@ impl BrokerClient {
         method: reqwest::Method,
         path: &str,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
+        self.authorized_on(&self.http, method, path, None).await
+    }
+
+    /// [`Self::authorized`] on a given client; `query` (raw, without `?`) is appended to the URL but
+    /// is not part of the DPoP `htu`.
+    pub(crate) async fn authorized_on(
+        &self,
+        http: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
         let session = self.session().await?;
         let bound = session.dpop_jkt.is_some();
         let scheme = if bound { "DPoP" } else { "Bearer" };
-        let mut request = self
-            .http
-            .request(method.clone(), self.url(path))
+        let url = match query {
+            Some(query) => format!("{}?{query}", self.url(path)),
+            None => self.url(path),
+        };
+        let mut request = http
+            .request(method.clone(), url)
             .header("authorization", format!("{scheme} {}", session.token.as_str()));
         if bound && let Some(proof) = self.proof(method.as_str(), path, Some(&session.token))? {
             request = request.header("dpop", proof);
@@ -247,6 +276,16 @@ impl BrokerClient {
     pub(crate) async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         let response = self.authorized(reqwest::Method::GET, path).await?.send().await?;
         http::read_json(response).await.map(|(_, value)| value)
+    }
+
+    /// A JSON POST with only the client certificate (certificate renewal).
+    pub(crate) async fn post_json_mtls<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<(u16, T), ClientError> {
+        let response = self.http.post(self.url(path)).json(body).send().await?;
+        http::read_json(response).await
     }
 
     /// A GET with only the client certificate (the keyset).

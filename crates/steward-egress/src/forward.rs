@@ -5,10 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONTENT_LENGTH, HOST};
 use http::{HeaderName, HeaderValue, Request};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
@@ -22,8 +22,9 @@ use crate::guard::ValidatedTarget;
 use steward_canon::{CanonicalRequest, Injection};
 
 use crate::inject::{Needles, SecretHeaders, apply_injection};
-use crate::pool::{Conn, Pool, PoolKey};
-use crate::response::{check_head, filter_headers};
+use crate::pool::{Conn, ConnTask, Pool, PoolKey};
+use crate::response::{HeadRules, check_head, filter_headers, is_streaming_media_type, response_media_type};
+use crate::stream::{ResponseBody, StreamLimits, StreamingResponse};
 use crate::tls;
 
 /// The forwarder's limits and trust: `egress.*` of the configuration.
@@ -141,7 +142,7 @@ pub struct ForwardOutcome {
 pub struct Forwarder {
     settings: ForwarderSettings,
     tls: Arc<rustls::ClientConfig>,
-    pool: Pool,
+    pool: Arc<Pool>,
 }
 
 impl Forwarder {
@@ -149,7 +150,7 @@ impl Forwarder {
     /// error) and an empty pool.
     pub fn new(settings: ForwarderSettings) -> Result<Self, EgressError> {
         let tls = tls::client_config(&settings.extra_ca_pems)?;
-        let pool = Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_key);
+        let pool = Arc::new(Pool::new(settings.pool_idle_timeout, settings.pool_max_idle_per_key));
         Ok(Self { settings, tls, pool })
     }
 
@@ -159,8 +160,9 @@ impl Forwarder {
     }
 
     /// Sends `request` to one of `target`'s validated addresses (never resolving again), with SNI and
-    /// `host` set to the canonical host, and reads the answer under the limits. `response_allowlist`
-    /// is the group's `response_header_allowlist`.
+    /// `host` set to the canonical host, and reads the whole answer under the limits (execute mode:
+    /// streaming media types refused, `max_response_bytes`, `total_timeout` to the last byte).
+    /// `response_allowlist` is the group's `response_header_allowlist`.
     pub async fn forward(
         &self,
         target: &ValidatedTarget,
@@ -168,34 +170,88 @@ impl Forwarder {
         response_allowlist: &[String],
     ) -> Result<ForwardOutcome, EgressError> {
         let started = Instant::now();
-        match tokio::time::timeout(
-            self.settings.total_timeout,
-            self.exchange(target, request, response_allowlist, started),
-        )
-        .await
-        {
+        let total = self.settings.total_timeout;
+        // The buffered forward is the streamed one read to its end; the whole exchange is bounded by
+        // the total timeout, so the body's own timers are set to it too.
+        let limits = StreamLimits {
+            max_bytes: self.settings.max_response_bytes,
+            idle_timeout: total,
+            max_duration: total,
+        };
+        let exchange = async {
+            let head =
+                self.open(target, request, response_allowlist, limits, HeadRules::Buffered, started).await?;
+            let body = head.body.collect().await?;
+            Ok(ForwardOutcome {
+                status: head.status,
+                headers: head.headers,
+                body,
+                resolved_ip: head.resolved_ip,
+                latency: started.elapsed(),
+            })
+        };
+        match tokio::time::timeout(total, exchange).await {
             Ok(result) => result,
             Err(_) => Err(EgressError::TotalTimeout { host: target.host().to_owned() }),
         }
     }
 
-    async fn exchange(
+    /// Like [`forward`](Self::forward), but returns as soon as the response head is in (within
+    /// `total_timeout`) with a body to pull chunk by chunk under `limits` (forward mode,
+    /// `gateway.md` §1): streaming media types are accepted, a declared `content-length` above
+    /// `limits.max_bytes` is refused, encodings and redirects are refused as in execute mode.
+    pub async fn forward_stream(
         &self,
         target: &ValidatedTarget,
         request: &OutgoingRequest,
         response_allowlist: &[String],
+        limits: StreamLimits,
+    ) -> Result<StreamingResponse, EgressError> {
+        let started = Instant::now();
+        let head = self.open(target, request, response_allowlist, limits, HeadRules::Streaming, started);
+        match tokio::time::timeout(self.settings.total_timeout, head).await {
+            Ok(result) => result,
+            Err(_) => Err(EgressError::TotalTimeout { host: target.host().to_owned() }),
+        }
+    }
+
+    /// Sends the request and checks the response head; the body is left to read.
+    async fn open(
+        &self,
+        target: &ValidatedTarget,
+        request: &OutgoingRequest,
+        response_allowlist: &[String],
+        limits: StreamLimits,
+        rules: HeadRules,
         started: Instant,
-    ) -> Result<ForwardOutcome, EgressError> {
-        let host = target.host();
+    ) -> Result<StreamingResponse, EgressError> {
         let (conn, response) = self.send_pooled(target, request).await?;
         let status = response.status().as_u16();
-        let max = self.settings.max_response_bytes;
-        check_head(status, response.headers(), max)?;
+        if let Err(refused) = check_head(status, response.headers(), limits.max_bytes, rules) {
+            // Its body is never read: the connection cannot be reused.
+            conn.close();
+            return Err(refused);
+        }
         let headers = filter_headers(response.headers(), response_allowlist);
-        let body = read_body(response.into_body(), max, host).await?;
+        let media_type = response_media_type(response.headers());
+        let stream = media_type.as_deref().is_some_and(is_streaming_media_type);
         let resolved_ip = conn.key.addr;
-        self.pool.checkin(conn);
-        Ok(ForwardOutcome { status, headers, body, resolved_ip, latency: started.elapsed() })
+        let body = ResponseBody::new(
+            response.into_body(),
+            conn,
+            self.pool.clone(),
+            limits,
+            tokio::time::Instant::from_std(started),
+        );
+        Ok(StreamingResponse {
+            status,
+            headers,
+            resolved_ip,
+            media_type,
+            stream,
+            head_latency: started.elapsed(),
+            body,
+        })
     }
 
     /// Sends on a pooled connection when one is idle (retrying once on a fresh connection if the
@@ -276,12 +332,17 @@ impl Forwarder {
                 .await
                 .map_err(|_| timed_out())?
                 .map_err(|e| network(host, &format!("HTTP/1.1 handshake: {e}")))?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "Upstream connection ended with an error.");
             }
-        });
-        Ok(Conn { key: PoolKey { host: host.to_owned(), port: target.port(), addr }, sender })
+        })
+        .abort_handle();
+        Ok(Conn {
+            key: PoolKey { host: host.to_owned(), port: target.port(), addr },
+            sender,
+            task: ConnTask(task),
+        })
     }
 }
 
@@ -346,21 +407,6 @@ fn build(target: &ValidatedTarget, request: &OutgoingRequest) -> Result<Request<
         headers.insert(CONTENT_LENGTH, HeaderValue::from(request.body.len()));
     }
     builder.body(Full::new(request.body.clone())).map_err(|e| invalid(format!("request: {e}")))
-}
-
-/// Reads the whole body, failing as soon as it passes `max` bytes.
-async fn read_body(mut body: Incoming, max: u64, host: &str) -> Result<Bytes, EgressError> {
-    let mut out = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| network(host, &format!("reading the response body: {e}")))?;
-        if let Ok(data) = frame.into_data() {
-            if (out.len() as u64).saturating_add(data.len() as u64) > max {
-                return Err(EgressError::ResponseTooLarge { limit: max });
-            }
-            out.extend_from_slice(&data);
-        }
-    }
-    Ok(out.freeze())
 }
 
 fn network(host: &str, reason: &str) -> EgressError {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::client::conn::http1::SendRequest;
+use tokio::task::AbortHandle;
 
 /// Pool key: the canonical host (SNI and `host`), the port and the address connected to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,11 +27,34 @@ pub(crate) struct PoolKey {
 pub(crate) struct Conn {
     pub(crate) key: PoolKey,
     pub(crate) sender: SendRequest<Full<Bytes>>,
+    pub(crate) task: ConnTask,
+}
+
+impl Conn {
+    /// Closes the connection now (a response not read to its end, a refused head): the same as
+    /// dropping it, said out loud.
+    pub(crate) fn close(self) {
+        drop(self);
+    }
+}
+
+/// The task driving one connection. Dropping it aborts the task, which drops the socket and so
+/// closes the connection at once: a connection that is neither in use nor idle in the pool (a
+/// response abandoned before its end, a refused head, a timed-out call, an expired or evicted idle
+/// entry) never lingers half-read, whatever hyper would do with it on its own.
+#[derive(Debug)]
+pub(crate) struct ConnTask(pub(crate) AbortHandle);
+
+impl Drop for ConnTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<Full<Bytes>>,
+    task: ConnTask,
     since: Instant,
 }
 
@@ -71,7 +95,7 @@ impl Pool {
             let Some(list) = idle.by_key.get_mut(&key) else { continue };
             while let Some(entry) = list.pop() {
                 if now.duration_since(entry.since) < self.idle_timeout && !entry.sender.is_closed() {
-                    return Some(Conn { key, sender: entry.sender });
+                    return Some(Conn { key, sender: entry.sender, task: entry.task });
                 }
             }
         }
@@ -101,7 +125,7 @@ impl Pool {
         if list.len() >= self.max_idle_per_key {
             list.remove(0);
         }
-        list.push(Idle { sender: conn.sender, since: now });
+        list.push(Idle { sender: conn.sender, task: conn.task, since: now });
     }
 
     /// Number of idle connections (for tests and metrics).

@@ -10,8 +10,23 @@ use crate::error::EgressError;
 /// Redirect statuses that are never followed (304 is not a redirect and passes through).
 const REDIRECTS: &[u16] = &[301, 302, 303, 307, 308];
 
-/// Checks the status and headers before the body is read.
-pub(crate) fn check_head(status: u16, headers: &HeaderMap, max_bytes: u64) -> Result<(), EgressError> {
+/// Which answers a forward accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeadRules {
+    /// Execute mode: the body is read whole, so streaming media types are refused.
+    Buffered,
+    /// Forward mode: any media type; the body is streamed.
+    Streaming,
+}
+
+/// Checks the status and headers before the body is read: redirects, encodings (both modes),
+/// streaming media types (buffered only) and a declared length above `max_bytes`.
+pub(crate) fn check_head(
+    status: u16,
+    headers: &HeaderMap,
+    max_bytes: u64,
+    rules: HeadRules,
+) -> Result<(), EgressError> {
     if REDIRECTS.contains(&status) {
         return Err(EgressError::Redirect { status });
     }
@@ -29,10 +44,12 @@ pub(crate) fn check_head(status: u16, headers: &HeaderMap, max_bytes: u64) -> Re
     if !chunked_once {
         return Err(EgressError::EncodingNotSupported { header: "transfer-encoding", allowed: "chunked" });
     }
-    for value in headers.get_all(CONTENT_TYPE) {
-        let media = media_type(&String::from_utf8_lossy(value.as_bytes()));
-        if let Some(streaming) = STREAMING_MEDIA_TYPES.iter().find(|t| **t == media) {
-            return Err(EgressError::StreamingNotSupported { media_type: streaming });
+    if rules == HeadRules::Buffered {
+        for value in headers.get_all(CONTENT_TYPE) {
+            let media = media_type(&String::from_utf8_lossy(value.as_bytes()));
+            if let Some(streaming) = STREAMING_MEDIA_TYPES.iter().find(|t| **t == media) {
+                return Err(EgressError::StreamingNotSupported { media_type: streaming });
+            }
         }
     }
     for value in headers.get_all(CONTENT_LENGTH) {
@@ -42,6 +59,19 @@ pub(crate) fn check_head(status: u16, headers: &HeaderMap, max_bytes: u64) -> Re
         }
     }
     Ok(())
+}
+
+/// The media type of the answer's first `content-type` (lowercase, without parameters).
+pub(crate) fn response_media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(CONTENT_TYPE)?;
+    let media = media_type(&String::from_utf8_lossy(value.as_bytes()));
+    (!media.is_empty()).then_some(media)
+}
+
+/// Whether `media` (lowercase, without parameters) is `text/event-stream` or
+/// `application/x-ndjson`.
+pub fn is_streaming_media_type(media: &str) -> bool {
+    STREAMING_MEDIA_TYPES.contains(&media)
 }
 
 /// The non-empty, comma-separated codings of every `name` header, trimmed (a value that is not
@@ -57,7 +87,7 @@ fn codings<'h>(headers: &'h HeaderMap, name: HeaderName) -> impl Iterator<Item =
 
 /// The headers returned to the workload: lowercase names in upstream order with duplicates kept;
 /// hop-by-hop headers (and every header `connection` names) and `set-cookie` removed; everything else
-/// only when `allowlist` names it (case-insensitively).
+/// only when `allowlist` admits it (exact names case-insensitively, `name-*` prefix entries).
 pub(crate) fn filter_headers(headers: &HeaderMap, allowlist: &[String]) -> Vec<(String, String)> {
     let named_by_connection: Vec<String> = headers
         .get_all(CONNECTION)
@@ -79,7 +109,7 @@ pub(crate) fn filter_headers(headers: &HeaderMap, allowlist: &[String]) -> Vec<(
             || named_by_connection.iter().any(|n| n == name)
             || name == "set-cookie"
             || name == "set-cookie2"
-            || !allowlist.iter().any(|a| a.eq_ignore_ascii_case(name))
+            || !steward_canon::entries_allow(allowlist, name)
         {
             continue;
         }
@@ -104,7 +134,7 @@ mod tests {
     }
 
     fn head(status: u16, pairs: &[(&'static str, &'static str)]) -> Option<ErrorCode> {
-        check_head(status, &map(pairs), 100).err().map(|e| e.code())
+        check_head(status, &map(pairs), 100, HeadRules::Buffered).err().map(|e| e.code())
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! `STEWARD_TEST_POSTGRES_URL` and `STEWARD_TEST_REDIS_URL` (defaults: the local services) and fail,
 //! never skip, when those cannot be reached.
 
+pub mod clients;
 pub mod dns;
+pub mod fake_provider;
 pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
+pub mod stream_upstream;
 pub mod upstream;
 
 pub use faults::{PrivatePostgres, PrivateRedis};

@@ -21,6 +21,9 @@ use std::collections::HashSet;
 
 use zeroize::Zeroizing;
 
+/// The longest unit (`\u0025XX`).
+pub(super) const MAX_UNIT_LEN: usize = 8;
+
 /// Every unit that spells `byte` (see the module documentation), each at most 8 bytes long.
 pub(super) fn spellings(byte: u8) -> Vec<Vec<u8>> {
     let mut out: Vec<Vec<u8>> = vec![vec![byte]];
@@ -113,6 +116,61 @@ pub(super) fn longest_match(needle: &[u8], text: &[u8], start: usize) -> Option<
         }
     }
     best
+}
+
+/// Whether `text[start..]` (to its end) is a proper prefix of some spelling of `needle`: the text
+/// runs out before the spelling does, so more text could still complete (or lengthen) a match.
+pub(super) fn is_partial(needle: &[u8], text: &[u8], start: usize) -> bool {
+    let mut pending: Vec<(usize, usize)> = Vec::new();
+    let mut seen: Option<HashSet<(usize, usize)>> = None;
+    let mut state = Some((0usize, start));
+    while let Some((i, pos)) = state {
+        state = None;
+        // A path that spelled the whole needle inside the text is a complete match, not a partial.
+        if let Some(&want) = needle.get(i) {
+            if pos >= text.len() || partial_unit(&text[pos..], want) {
+                return true;
+            }
+            let lengths = unit_lengths(text, pos, want);
+            if lengths.len() > 1 && seen.is_none() {
+                seen = Some(HashSet::new());
+            }
+            for len in lengths.iter() {
+                let next = (i + 1, pos + len);
+                if let Some(seen) = seen.as_mut()
+                    && !seen.insert(next)
+                {
+                    continue;
+                }
+                if state.is_none() {
+                    state = Some(next);
+                } else {
+                    pending.push(next);
+                }
+            }
+        }
+        if state.is_none() {
+            state = pending.pop();
+        }
+    }
+    false
+}
+
+/// Whether `rest` (not empty, running to the end of the text) is a proper prefix of a unit that
+/// spells `want`. Only escapes are longer than one byte: `%X`, a lone `\`, `\u00X…`, `\u0025X…`.
+fn partial_unit(rest: &[u8], want: u8) -> bool {
+    let digits_match = |digits: &[u8], expected: &[u8]| {
+        digits.len() < expected.len() && digits.iter().zip(expected).all(|(d, e)| hex_value(*d) == Some(*e))
+    };
+    let (hi, lo) = (want >> 4, want & 0xf);
+    match rest {
+        [b'%', digits @ ..] => digits_match(digits, &[hi, lo]),
+        [b'\\'] => true,
+        [b'\\', b'u', digits @ ..] => {
+            digits_match(digits, &[0, 0, hi, lo]) || digits_match(digits, &[0, 0, 2, 5, hi, lo])
+        }
+        _ => false,
+    }
 }
 
 /// An anchor: bytes every match of some spelling contains, and where (the offset from the start of

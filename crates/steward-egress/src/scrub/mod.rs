@@ -19,6 +19,9 @@
 //! only the anchors.
 
 mod decode;
+mod stream;
+
+pub use stream::StreamScrubber;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use base64::Engine as _;
@@ -59,6 +62,15 @@ struct Inner {
     anchors: AhoCorasick,
     /// What to try where each anchor (by pattern id) is found.
     tasks: Vec<Vec<Task>>,
+    /// The longest text any match can span: 8 bytes per needle byte (`\u0025XX`) or a fixed form's
+    /// length. A streaming scrubber never holds back this many bytes.
+    max_span: usize,
+    /// Whether a replacement can complete a new match (a needle holds `[` or `]`, or is a piece of
+    /// `REDACTED`): only then are later passes ever needed.
+    rescan: bool,
+    /// The bytes a spelling of a needle or a fixed form can start with: a quick test before the
+    /// streaming scrubber asks whether a tail could still become a match.
+    first_bytes: [bool; 256],
 }
 
 /// A matcher to run where an anchor is found, `offset` bytes before it.
@@ -147,7 +159,31 @@ impl Scrubber {
                 all
             })
             .collect();
-        Ok(Self { inner: Some(Inner { needles: kept, forms, anchors, tasks }) })
+        let max_span = kept
+            .iter()
+            .map(|n| n.len() * decode::MAX_UNIT_LEN)
+            .chain(forms.iter().map(|f| f.len()))
+            .max()
+            .unwrap_or(0);
+        // A later pass finds something only in a match that overlaps an inserted `[REDACTED]`; the
+        // replacement's bytes can only be matched as themselves (no escape contains `[` or `]`, and
+        // hex and base64 forms contain neither), so such a match contains `[` or `]` or lies inside
+        // `REDACTED`.
+        let rescan = kept.iter().chain(forms.iter()).any(|p| {
+            p.contains(&b'[') || p.contains(&b']') || REDACTED.windows(p.len()).any(|w| w == p.as_slice())
+        });
+        let mut first_bytes = [false; 256];
+        for needle in &kept {
+            for spelling in decode::spellings(needle[0]) {
+                first_bytes[usize::from(spelling[0])] = true;
+            }
+        }
+        for form in &forms {
+            first_bytes[usize::from(form[0])] = true;
+        }
+        Ok(Self {
+            inner: Some(Inner { needles: kept, forms, anchors, tasks, max_span, rescan, first_bytes }),
+        })
     }
 
     /// The scrubbed copy of `data`, or `None` when nothing matched.
@@ -199,6 +235,21 @@ impl Scrubber {
 impl Inner {
     /// Every match in `data` as `(start, end)`, sorted, overlapping ones merged.
     fn spans(&self, data: &[u8]) -> Vec<(usize, usize)> {
+        let mut found_spans = self.matches(data);
+        // Anchors at an offset can report a match after one that starts later.
+        found_spans.sort_unstable();
+        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(found_spans.len());
+        for (start, end) in found_spans {
+            match spans.last_mut() {
+                Some((_, last_end)) if start < *last_end => *last_end = (*last_end).max(end),
+                _ => spans.push((start, end)),
+            }
+        }
+        spans
+    }
+
+    /// Every match in `data` as `(start, end)`, the longest from each start and anchor, unsorted.
+    fn matches(&self, data: &[u8]) -> Vec<(usize, usize)> {
         let mut found_spans: Vec<(usize, usize)> = Vec::new();
         let mut at = 0;
         // The automaton reports one anchor per position (the tasks of all anchors found there are
@@ -223,16 +274,27 @@ impl Inner {
                 break;
             }
         }
-        // Anchors at an offset can report a match after one that starts later.
-        found_spans.sort_unstable();
-        let mut spans: Vec<(usize, usize)> = Vec::with_capacity(found_spans.len());
-        for (start, end) in found_spans {
-            match spans.last_mut() {
-                Some((_, last_end)) if start < *last_end => *last_end = (*last_end).max(end),
-                _ => spans.push((start, end)),
-            }
+        found_spans
+    }
+
+    /// Whether `data[start..]` is a proper prefix of some spelling of a needle or of a fixed form:
+    /// more text could still make (or lengthen) a match that starts at `start`.
+    fn is_partial(&self, data: &[u8], start: usize) -> bool {
+        let rest = &data[start..];
+        match rest.first() {
+            Some(&first) if self.first_bytes[usize::from(first)] => {}
+            _ => return false,
         }
-        spans
+        self.forms.iter().any(|form| form.len() > rest.len() && form.starts_with(rest))
+            || self.needles.iter().any(|needle| decode::is_partial(needle, data, start))
+    }
+
+    /// The first position from which more text could still make or lengthen a match (`data.len()`
+    /// when none): everything before it is decided. Never more than `max_span - 1` bytes from the
+    /// end, since no spelling is longer than `max_span`.
+    fn first_undecided(&self, data: &[u8]) -> usize {
+        let from = data.len().saturating_sub(self.max_span.saturating_sub(1));
+        (from..data.len()).find(|&start| self.is_partial(data, start)).unwrap_or(data.len())
     }
 }
 

@@ -9,3 +9,4 @@ mod pipeline;
 mod rebinding;
 mod resolver;
 mod scrubbing;
+mod streaming;

@@ -8,15 +8,14 @@ pub mod dpop_check;
 mod enroll;
 pub mod execute;
 pub mod forward;
-pub mod ip_allowlist;
 pub mod keyset;
 pub mod manifest;
 pub mod openapi;
-pub mod principal;
+mod principal;
 pub mod session;
 pub mod session_auth;
 
-pub use principal::MtlsPrincipal;
+pub use crate::services::identity::MtlsPrincipal;
 pub use session_auth::{ExecuteScope, ManifestReadScope, SessionPrincipal, SessionRejection};
 
 use axum::Router;
@@ -24,7 +23,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// Every data-plane route, and the OpenAPI document describing them: health, enrollment, sessions,
 /// manifests, the keyset, execute and approvals. Registering a handler here also documents it.
@@ -35,8 +34,8 @@ pub fn api(execute_body_limit: usize) -> (Router<AppState>, utoipa::openapi::Ope
     let (schemas, paths, execute) = routes!(execute::execute);
     let execute = execute.route_layer(axum::Extension(crate::http::BodyLimit(execute_body_limit)));
     let (router, mut document) = OpenApiRouter::with_openapi(openapi::DataPlaneDoc::openapi())
-        .routes(routes!(crate::health::healthz))
-        .routes(routes!(crate::health::readyz))
+        .routes(routes!(crate::routes::health::healthz))
+        .routes(routes!(crate::routes::health::readyz))
         .routes(routes!(enroll::enroll))
         .routes(routes!(enroll::renew))
         .routes(routes!(session::create_session))

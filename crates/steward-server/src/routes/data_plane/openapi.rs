@@ -184,7 +184,7 @@ pub struct ApprovalRequiredResponse {
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: steward_types::Timestamp,
     pub correlation_id: String,
-    pub summary: super::approvals::ApprovalSummary,
+    pub summary: crate::services::approvals::ApprovalSummary,
 }
 
 /// A signed routing manifest: which outbound calls the workload's interceptor sends through Steward.
