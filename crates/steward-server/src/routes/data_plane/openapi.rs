@@ -318,5 +318,5 @@ pub struct ForwardErrorDetail {
     pub expires_at: Option<steward_types::Timestamp>,
     /// `approval_required` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<super::approvals::ApprovalSummary>,
+    pub summary: Option<crate::services::approvals::ApprovalSummary>,
 }
