@@ -11,6 +11,16 @@ import openai
 SCENARIO = os.environ.get("SCENARIO", "chat")
 MODEL = os.environ.get("MODEL")
 PROMPT = os.environ.get("PROMPT", "Say hello.")
+# Text deltas of a stream as they arrive: reported as "streamed" when the stream fails midway.
+STREAMED = []
+
+
+def delta_arrived(text):
+    """Records a streamed text delta; with ANNOUNCE_FIRST_DELTA=1 the first one is also written to
+    stderr at once (one JSON line), so a test can see it arrive while the stream is still open."""
+    if not STREAMED and os.environ.get("ANNOUNCE_FIRST_DELTA") == "1":
+        print(json.dumps({"first_delta": text}), file=sys.stderr, flush=True)
+    STREAMED.append(text)
 
 
 def client() -> openai.OpenAI:
@@ -56,6 +66,7 @@ def chat_stream(c):
         ids.add(chunk.id)
         for choice in chunk.choices:
             if choice.delta.content:
+                delta_arrived(choice.delta.content)
                 content.append(choice.delta.content)
             finish = choice.finish_reason or finish
         if chunk.usage is not None:
@@ -87,6 +98,7 @@ def responses_stream(c):
     for event in stream:
         events.append(event.type)
         if event.type == "response.output_text.delta":
+            delta_arrived(event.delta)
             content.append(event.delta)
         elif event.type == "response.completed":
             final = event.response
@@ -147,8 +159,8 @@ def main() -> int:
             "steward_error": error.response.headers.get("steward-error"),
         }}))
         return 3
-    except openai.APIError as error:
-        print(json.dumps({"ok": False, "scenario": SCENARIO,
+    except Exception as error:  # noqa: BLE001 — APIConnectionError, or a stream cut while read (httpx)
+        print(json.dumps({"ok": False, "scenario": SCENARIO, "streamed": "".join(STREAMED),
                           "error": {"class": type(error).__name__, "message": str(error)}}))
         return 3
     print(json.dumps({"ok": True, "scenario": SCENARIO, **result}))

@@ -160,6 +160,14 @@ impl FakeProvider {
     /// Binds 127.0.0.1 on a free port and serves until the runtime ends. `openai_key` and
     /// `anthropic_key` are the credentials it accepts (what Steward injects).
     pub async fn start(openai_key: &str, anthropic_key: &str) -> Result<Self> {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), openai_key, anthropic_key).await
+    }
+
+    /// As [`Self::start`], on `addr` — e.g. a loopback address of its own on port 443, where the
+    /// built-in templates (`allowed_ports: [443]`) can reach it. A bind failure (address in use, no
+    /// permission for a port below 1024) is an [`std::io::Error`] (`error.downcast_ref`), so a caller
+    /// can try another address.
+    pub async fn start_on(addr: SocketAddr, openai_key: &str, anthropic_key: &str) -> Result<Self> {
         let ca = TestCa::new("fake LLM provider CA")?;
         let leaf = ca.server_cert(&PROVIDER_HOSTS)?;
         let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
@@ -177,7 +185,7 @@ impl FakeProvider {
         let dir = tempfile::tempdir()?;
         let ca_file = dir.path().join("fake-provider-ca.pem");
         std::fs::write(&ca_file, &ca.cert_pem)?;
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             openai_key: openai_key.to_owned(),

@@ -1,7 +1,7 @@
 //! `steward gateway` and `steward run` (`spec/gateway.md` §2) against a running `steward serve`: the
 //! real binary, a real enrolled workload identity, plain HTTP on loopback.
 //!
-//! The tests marked `needs server forward mode (issue 14)` exercise `/v1/forward/…` on the broker.
+//! The `forward_fixture` tests exercise `/v1/forward/…` on the broker.
 
 #![allow(clippy::unwrap_used)]
 
@@ -49,7 +49,8 @@ fn template(tenant: &str, id: &str, hosts: &[&str], port: u16) -> Value {
         "path_groups": [
             {"group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET"],
              "path_patterns": ["^/v1/items(/.*)?$"], "query_allowlist": ["q"],
-             "header_forward_allowlist": ["accept", "x-trace"]},
+             "header_forward_allowlist": ["accept", "x-trace"],
+             "constraints": {"allow_encoded_slashes": true}},
             {"group_id": "items_write", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
              "path_patterns": ["^/v1/items$"], "header_forward_allowlist": ["content-type"],
              "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]}}
@@ -599,7 +600,6 @@ async fn read_until(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>, ne
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server forward mode (issue 14)"]
 async fn server_sent_events_flow_through_one_by_one() {
     use tokio::io::AsyncWriteExt;
     let mut f = forward_fixture().await;
@@ -643,7 +643,6 @@ async fn server_sent_events_flow_through_one_by_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server forward mode (issue 14)"]
 async fn forward_keeps_the_raw_target_and_removes_the_local_token() {
     let mut f = forward_fixture().await;
     for dpop in [false, true] {
@@ -703,7 +702,6 @@ async fn forward_keeps_the_raw_target_and_removes_the_local_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs server forward mode (issue 14)"]
 async fn approval_wait_sends_the_request_again_once_approved() {
     let mut f = forward_fixture().await;
     let body = r#"{"name":"shoes"}"#;

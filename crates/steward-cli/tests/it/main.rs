@@ -16,5 +16,6 @@ mod init_race;
 mod mcp;
 mod multi_instance;
 mod readme_quickstart;
+mod sdk_agents;
 mod server_commands;
 mod workload_cli;

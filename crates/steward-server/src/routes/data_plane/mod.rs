@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod dpop_check;
 mod enroll;
 pub mod execute;
+pub mod forward;
 pub mod keyset;
 pub mod manifest;
 pub mod openapi;
@@ -43,8 +44,38 @@ pub fn api(execute_body_limit: usize) -> (Router<AppState>, utoipa::openapi::Ope
         .routes((schemas, paths, execute))
         .routes(routes!(approvals::approval))
         .split_for_parts();
+    let router =
+        forward::target::ROUTES.iter().fold(router, |router, path| router.route(path, forward_route()));
+    forward_document(&mut document);
     openapi::finish(&mut document);
     (router, document)
+}
+
+/// Forward mode (`/v1/forward/{*target}`, and the bare prefix): every execute method to one handler, anything else 405 in
+/// the forward shape. Registered by hand: the wildcard route is not the documented path (whose
+/// `{target}` spans several segments).
+fn forward_route() -> axum::routing::MethodRouter<AppState> {
+    use axum::routing::get;
+    use forward::route::{forward, method_fallback};
+    get(forward)
+        .head(forward)
+        .post(forward)
+        .put(forward)
+        .patch(forward)
+        .delete(forward)
+        .fallback(method_fallback)
+}
+
+/// Adds forward mode's operation and its error schemas to the document.
+fn forward_document(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::{PartialSchema, Path, ToSchema};
+    type Doc = forward::route::__path_forward;
+    document.paths.add_path_operation(Doc::path(), Doc::methods(), Doc::operation());
+    let components = document.components.get_or_insert_with(Default::default);
+    components.schemas.insert(openapi::ForwardError::name().into_owned(), openapi::ForwardError::schema());
+    components
+        .schemas
+        .insert(openapi::ForwardErrorDetail::name().into_owned(), openapi::ForwardErrorDetail::schema());
 }
 
 /// The data plane's OpenAPI document alone (for tests and tooling); the data plane listener serves it

@@ -59,6 +59,9 @@ struct Trail {
     canonical: Option<Arc<CanonicalRequest>>,
     /// The `once` approval this request consumed (step 7): a later failure still counts as consumed.
     consumed: Option<ApprovalId>,
+    /// What the surface adds to every event of the request (forward mode: the JSON-RPC method and
+    /// tool name of an MCP call).
+    metadata: Vec<(&'static str, Value)>,
 }
 
 /// Where [`Execution::prepare`] stopped.
@@ -189,6 +192,25 @@ impl<'a> Execution<'a> {
     /// The integration, once step 3 found it (for log fields).
     pub fn integration_id(&self) -> Option<&str> {
         self.trail.integration_id.as_deref()
+    }
+
+    /// Adds `key: value` to the metadata of every event this request writes from now on.
+    pub fn add_metadata(&mut self, key: &'static str, value: Value) {
+        self.trail.metadata.push((key, value));
+    }
+
+    /// Hands steps 15–16 of a call the surface sends itself to a [`Finisher`] that owns what they
+    /// need, so they can run after the surface has answered (forward mode: when the streamed body
+    /// ends).
+    pub fn finisher(self, pending: Pending) -> Finisher {
+        Finisher {
+            state: self.state.clone(),
+            context: self.context.clone(),
+            principal: self.principal.clone(),
+            mode: self.mode,
+            trail: self.trail,
+            pending,
+        }
     }
 
     /// Steps 2–16 with a buffered answer.
@@ -347,13 +369,21 @@ impl<'a> Execution<'a> {
         self.trail.integration_id = Some(integration.integration_id.to_string());
         let template = binding::template(state, &integration).await?;
         // 5. Canonicalization.
-        let ctx = CanonContext::new(
+        // Forward mode: the body limit is `data_plane.max_forward_body_bytes`, and answers stream.
+        let max_body = match self.mode {
+            Mode::Execute => state.config.egress.max_request_body_bytes,
+            Mode::Forward => state.config.data_plane.max_forward_body_bytes,
+        };
+        let mut ctx = CanonContext::new(
             self.principal.tenant_id.clone(),
             self.principal.workload_id.clone(),
             integration.integration_id.clone(),
-            state.config.egress.max_request_body_bytes,
+            max_body,
         )
         .with_integration_injection(binding::injection(&integration)?);
+        if self.mode == Mode::Forward {
+            ctx = ctx.allowing_streaming();
+        }
         let request = ExecuteRequest { method, url, headers, body_base64: body.into_base64() };
         let canonical = Arc::new(
             canonicalize(&request, &template, &ctx).map_err(|e| ApiError::new(e.code(), e.message()))?,
@@ -492,6 +522,9 @@ impl<'a> Execution<'a> {
         if self.mode == Mode::Forward {
             event = event.with_metadata("mode", self.mode.as_str().into());
         }
+        for (key, value) in &self.trail.metadata {
+            event = event.with_metadata(*key, value.clone());
+        }
         event
     }
 
@@ -620,5 +653,27 @@ impl<'a> Execution<'a> {
             return Outcome::Refused(error);
         }
         Outcome::Throttled { retry_after_seconds }
+    }
+}
+
+/// Steps 15–16 of a call whose answer outlives the request handler (forward mode), with everything
+/// they need owned. [`Finisher::finish`] writes `execute_result` with the same fields and trail as
+/// [`Execution::record_result`], then releases what step 10 held.
+#[derive(Debug)]
+pub struct Finisher {
+    state: AppState,
+    context: RequestContext,
+    principal: MtlsPrincipal,
+    mode: Mode,
+    trail: Trail,
+    pending: Pending,
+}
+
+impl Finisher {
+    pub async fn finish(self, sent: Sent) {
+        let Finisher { state, context, principal, mode, trail, pending } = self;
+        let execution = Execution { state: &state, context: &context, principal: &principal, mode, trail };
+        execution.record_result(&pending, &sent).await;
+        execution.complete(pending, None).await;
     }
 }
