@@ -54,6 +54,8 @@ pub struct CanonContext {
     integration_id: IntegrationId,
     max_request_body_bytes: u64,
     integration_injection: Option<Injection>,
+    /// Forward mode streams answers: `text/event-stream` / `application/x-ndjson` are allowed.
+    streaming_allowed: bool,
 }
 
 impl CanonContext {
@@ -64,7 +66,21 @@ impl CanonContext {
         integration_id: IntegrationId,
         max_request_body_bytes: u64,
     ) -> Self {
-        Self { tenant_id, workload_id, integration_id, max_request_body_bytes, integration_injection: None }
+        Self {
+            tenant_id,
+            workload_id,
+            integration_id,
+            max_request_body_bytes,
+            integration_injection: None,
+            streaming_allowed: false,
+        }
+    }
+
+    /// Skips step 9: forward mode (`gateway.md` §1) streams answers, so an `accept` or
+    /// `content-type` naming a streaming media type is allowed.
+    pub fn allowing_streaming(mut self) -> Self {
+        self.streaming_allowed = true;
+        self
     }
 
     /// The integration's own injection, if it has one (else the template's default applies).
@@ -316,8 +332,10 @@ pub fn canonicalize(
         }
     };
     parts::check_body(&body, &input.headers, group, ctx.max_request_body_bytes)?;
-    // 9. Streaming.
-    parts::check_streaming(&input.headers)?;
+    // 9. Streaming (execute mode only).
+    if !ctx.streaming_allowed {
+        parts::check_streaming(&input.headers)?;
+    }
 
     let port_part = if port == default_port { String::new() } else { format!(":{port}") };
     let query_string = parts::serialize_query(&query);

@@ -282,6 +282,15 @@ fn streaming() {
 }
 
 #[test]
+fn streaming_is_allowed_in_forward_mode() {
+    let forward = ctx().allowing_streaming();
+    let request = with_headers(get("https://api.example.com/v1/items"), &[("accept", "text/event-stream")]);
+    assert!(canonicalize(&request, &template(), &forward).is_ok());
+    let request = post(b"data: x", &[("content-type", "text/event-stream")]);
+    assert!(canonicalize(&request, &template(), &forward).is_ok());
+}
+
+#[test]
 fn descriptor_and_digest() {
     let c = ok(&post(b"{}", &[("content-type", "application/json")]));
     let value = serde_json::to_value(c.descriptor()).unwrap();

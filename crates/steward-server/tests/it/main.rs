@@ -23,6 +23,7 @@ mod execute_egress;
 mod execute_forwarding;
 mod execute_idempotency;
 mod execute_policy;
+mod forward_mode;
 mod listener_limits;
 mod listeners;
 mod manifests;

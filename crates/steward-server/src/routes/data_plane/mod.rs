@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod dpop_check;
 mod enroll;
 pub mod execute;
+pub mod forward;
 pub mod ip_allowlist;
 pub mod keyset;
 pub mod manifest;

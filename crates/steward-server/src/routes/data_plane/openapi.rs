@@ -286,3 +286,37 @@ pub struct ReadinessChecks {
     /// `ok` or `error` in shared mode, `absent` in embedded mode.
     pub redis: String,
 }
+
+/// A refusal of Steward's own in forward mode (`/v1/forward/…`), in the shape the OpenAI and Anthropic
+/// SDKs parse; sent with `steward-error: <code>`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ForwardError {
+    /// `error`.
+    #[serde(rename = "type")]
+    #[schema(example = "error")]
+    pub kind: String,
+    pub error: ForwardErrorDetail,
+}
+
+/// The refusal: its code (twice, for both SDK families), a message and the correlation id; for
+/// `approval_required` also the approval.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct ForwardErrorDetail {
+    /// The code, e.g. `policy_deny`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The same code.
+    pub code: String,
+    pub message: String,
+    pub correlation_id: String,
+    /// `approval_required` only: `apr_…` (also in `steward-approval-id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    /// `approval_required` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<steward_types::Timestamp>,
+    /// `approval_required` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<super::approvals::ApprovalSummary>,
+}
