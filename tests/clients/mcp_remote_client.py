@@ -8,11 +8,12 @@ client scripts take their configuration, or as the first argument):
     MCP_PLAN=PLAN_JSON mcp_remote_client.py
 
 PLAN_JSON: {"url": "...", "token": "...", "mode": "auto" | "legacy", "ca_file"?: "...",
-            "calls": [{"tool": "...", "arguments": {...}}]}
+            "calls": [{"tool": "...", "arguments": {...}, "progress"?: true}]}
 
 Prints one JSON document on stdout:
     {"protocol_version", "negotiated_by", "tools": [names],
-     "results": [{"tool", "ok": true, "is_error", "structured", "text"}
+     "results": [{"tool", "ok": true, "is_error", "structured", "text",
+                  "progress": [{"progress", "message", "at_ms"}], "result_at_ms"}
                  | {"tool", "ok": false, "error": {"class", "code", "message"}}],
      "http": [{"method", "status", "content_type", "steward_error", "approval_id", "body"}]}
 "http" lists every HTTP answer the SDK got, in order; "body" is the parsed JSON of an answer with
@@ -25,10 +26,15 @@ import json
 import os
 import ssl
 import sys
+import time
 
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
+
+def ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
 async def main(plan: dict) -> dict:
@@ -69,8 +75,18 @@ async def main(plan: dict) -> dict:
         listed = await client.list_tools()
         report["tools"] = sorted(tool.name for tool in listed.tools)
         for step in plan.get("calls", []):
+            started = time.monotonic()
+            progress: list = []
+
+            async def on_progress(done, total, message, progress=progress, started=started):
+                progress.append({"progress": done, "message": message, "at_ms": ms_since(started)})
+
             try:
-                result = await client.call_tool(step["tool"], step.get("arguments", {}))
+                result = await client.call_tool(
+                    step["tool"],
+                    step.get("arguments", {}),
+                    progress_callback=on_progress if step.get("progress") else None,
+                )
             except Exception as error:  # the SDK's error for a JSON-RPC error or a refused POST
                 report["results"].append(
                     {
@@ -92,6 +108,8 @@ async def main(plan: dict) -> dict:
                     "is_error": bool(result.is_error),
                     "structured": result.structured_content,
                     "text": "\n".join(texts),
+                    "progress": progress,
+                    "result_at_ms": ms_since(started),
                 }
             )
     return report

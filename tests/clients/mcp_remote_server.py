@@ -16,16 +16,18 @@ Used by crates/steward-cli/tests/it/mcp_remote.rs. Configuration from the enviro
 
 Tools: `read_item(item_id)` → {"item_id", "name"}; `delete_repo(repo)` → {"deleted"} (destructive:
 the test denies it through Steward); `approve_me(note)` → {"note"} (the test puts it behind an
-approval). Answers are SSE (the SDK's default), so they cross Steward as streams.
+approval); `count_slowly(steps, delay_ms)` → {"steps"}, with a progress notification before each
+pause (the client sees them before the result only if every hop streams).
 """
 
+import asyncio
 import json
 import os
 import sys
 from typing import TypedDict
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -64,6 +66,20 @@ def delete_repo(repo: str) -> Deleted:
 @server.tool(description="Something a person must approve first.")
 def approve_me(note: str) -> Noted:
     return {"note": note}
+
+
+class Counted(TypedDict):
+    steps: int
+
+
+@server.tool(description="Counts slowly, reporting progress after each step.")
+async def count_slowly(steps: int, delay_ms: int, ctx: Context) -> Counted:
+    # Progress goes out on the call's SSE stream while the call is still running: a client sees it
+    # before the result only if every hop streams.
+    for step in range(1, steps + 1):
+        await ctx.report_progress(step, steps, f"step {step}")
+        await asyncio.sleep(delay_ms / 1000)
+    return {"steps": steps}
 
 
 def jsonrpc_of(body: bytes) -> tuple:

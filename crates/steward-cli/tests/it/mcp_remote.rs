@@ -332,22 +332,31 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
         .await;
     let gateway = Gateway::start(&f, &[]).await;
 
-    // The newest revision (stateless, JSON answers).
+    // The newest revision (stateless; JSON answers, SSE when the call sends progress first).
     let calls = json!([
         {"tool": "read_item", "arguments": {"item_id": "7"}},
         {"tool": "delete_repo", "arguments": {"repo": "steward"}},
         {"tool": "read_item", "arguments": {"item_id": "8"}},
+        {"tool": "count_slowly", "arguments": {"steps": 3, "delay_ms": 800}, "progress": true},
     ]);
     let report = gateway.client("auto", calls).await;
     assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
     assert_eq!(report["negotiated_by"], "discover");
-    assert_eq!(report["tools"], json!(["approve_me", "delete_repo", "read_item"]));
+    assert_eq!(report["tools"], json!(["approve_me", "count_slowly", "delete_repo", "read_item"]));
     for (index, id) in [(0, "7"), (2, "8")] {
         let read = result(&report, index, "read_item");
         assert_eq!(read["ok"], true, "{read}");
         assert_eq!(read["is_error"], false, "{read}");
         assert_eq!(read["structured"], json!({"item_id": id, "name": format!("item {id}")}));
     }
+    // Streamed, not buffered: each progress event reached the client as the server sent it, well
+    // before the result (a buffered answer would deliver them all at once, with the result).
+    let counted = result(&report, 3, "count_slowly");
+    assert_eq!(counted["structured"], json!({"steps": 3}), "{counted}");
+    let progress = counted["progress"].as_array().unwrap();
+    assert_eq!(progress.len(), 3, "{counted}");
+    let (first, done) = (progress[0]["at_ms"].as_u64().unwrap(), counted["result_at_ms"].as_u64().unwrap());
+    assert!(done >= first + 1200, "progress at {first} ms, result at {done} ms: {counted}");
     let denied = result(&report, 1, "delete_repo");
     assert_eq!(denied["ok"], false, "the SDK reports the refused POST as an error: {denied}");
     let refused = refusals(&report);
@@ -358,7 +367,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
 
     let requests = f.remote.requests();
     let tools: Vec<&str> = requests.iter().filter_map(|r| r["tool"].as_str()).collect();
-    assert_eq!(tools, ["read_item", "read_item"], "the denied call never reached the server");
+    assert_eq!(tools, ["read_item", "read_item", "count_slowly"], "the denied call never reached the server");
     assert!(requests.iter().any(|r| r["jsonrpc_method"] == "tools/list"));
     assert!(requests.iter().all(|r| r["host"] == format!("{HOST}:{}", f.remote.port)), "{requests:?}");
 
@@ -370,7 +379,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     let report = gateway.client("legacy", calls).await;
     assert_eq!(report["negotiated_by"], "initialize", "{report}");
     assert_eq!(report["protocol_version"], "2025-11-25");
-    assert_eq!(report["tools"], json!(["approve_me", "delete_repo", "read_item"]));
+    assert_eq!(report["tools"], json!(["approve_me", "count_slowly", "delete_repo", "read_item"]));
     let read = result(&report, 0, "read_item");
     assert_eq!(read["structured"], json!({"item_id": "9", "name": "item 9"}), "{read}");
     assert_eq!(result(&report, 1, "delete_repo")["ok"], false);
@@ -422,6 +431,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 3, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 2, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "allowed"), 0);
+    assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 1);
     assert_eq!(recorded("tools/list", None, "allowed"), 2, "{executes:#?}");
     assert_eq!(recorded("initialize", None, "allowed"), 1, "{executes:#?}");
     assert_eq!(recorded("server/discover", None, "allowed"), 1, "{executes:#?}");
@@ -430,12 +440,22 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     // The GET stream and the DELETE have no body: audited as forward calls without a method.
     let bodiless = executes.iter().filter(|e| e["metadata"]["jsonrpc_method"].is_null()).count();
     assert!(bodiless >= 2, "{executes:#?}");
-    // The SSE answers were streams.
+    // The SSE answers were streams; count_slowly's ran to its end.
+    let counting = executes.iter().find(|e| e["metadata"]["jsonrpc_tool_name"] == "count_slowly").unwrap();
+    let counted = events
+        .iter()
+        .find(|e| e["event_type"] == "execute_result" && e["correlation_id"] == counting["correlation_id"])
+        .unwrap();
+    assert_eq!(counted["metadata"]["stream"], true, "{counted}");
+    assert_eq!(counted["metadata"]["end"], "complete", "{counted}");
     let streamed = events
         .iter()
         .filter(|e| e["event_type"] == "execute_result" && e["metadata"]["stream"] == true)
         .count();
-    assert!(streamed >= 3, "initialize, tools/list and tools/call answered as SSE: {events:#?}");
+    assert!(
+        streamed >= 4,
+        "count_slowly, initialize, tools/list and tools/call answered as SSE: {events:#?}"
+    );
     assert_eq!(terminate(&mut f.server).code(), Some(0));
 }
 
