@@ -8,13 +8,14 @@ client scripts take their configuration, or as the first argument):
     MCP_PLAN=PLAN_JSON mcp_remote_client.py
 
 PLAN_JSON: {"url": "...", "token": "...", "mode": "auto" | "legacy", "ca_file"?: "...",
-            "calls": [{"tool": "...", "arguments": {...}, "progress"?: true}]}
+            "calls": [{"tool": "...", "arguments": {...}, "progress"?: true, "cancel_after_ms"?: N}]}
 
 Prints one JSON document on stdout:
     {"protocol_version", "negotiated_by", "tools": [names],
      "results": [{"tool", "ok": true, "is_error", "structured", "text",
                   "progress": [{"progress", "message", "at_ms"}], "result_at_ms"}
-                 | {"tool", "ok": false, "error": {"class", "code", "message"}}],
+                 | {"tool", "ok": false, "error": {"class", "code", "message"}}
+                 | {"tool", "ok": false, "cancelled": true, "progress"}],
      "http": [{"method", "status", "content_type", "steward_error", "approval_id", "body"}]}
 "http" lists every HTTP answer the SDK got, in order; "body" is the parsed JSON of an answer with
 status >= 400 (how a refusal looks on the wire; the SDK itself reports a non-JSON-RPC error body
@@ -81,12 +82,24 @@ async def main(plan: dict) -> dict:
             async def on_progress(done, total, message, progress=progress, started=started):
                 progress.append({"progress": done, "message": message, "at_ms": ms_since(started)})
 
+            call = client.call_tool(
+                step["tool"],
+                step.get("arguments", {}),
+                progress_callback=on_progress if step.get("progress") else None,
+            )
+            if "cancel_after_ms" in step:
+                # The caller gives up: at 2026-07-28 the SDK closes the call's response stream, which
+                # is the cancellation the server sees.
+                try:
+                    await asyncio.wait_for(call, step["cancel_after_ms"] / 1000)
+                except TimeoutError:
+                    report["results"].append(
+                        {"tool": step["tool"], "ok": False, "cancelled": True, "progress": progress}
+                    )
+                    continue
+                raise RuntimeError(f"{step['tool']} finished before it was cancelled")
             try:
-                result = await client.call_tool(
-                    step["tool"],
-                    step.get("arguments", {}),
-                    progress_callback=on_progress if step.get("progress") else None,
-                )
+                result = await call
             except Exception as error:  # the SDK's error for a JSON-RPC error or a refused POST
                 report["results"].append(
                     {

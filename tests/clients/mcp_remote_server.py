@@ -12,7 +12,8 @@ Used by crates/steward-cli/tests/it/mcp_remote.rs. Configuration from the enviro
     MCP_REQUEST_LOG   a file: one JSON line per HTTP request, appended *before* the token check:
                       {"method", "path", "authorization", "session", "protocol_version",
                        "jsonrpc_method", "tool", "status"} — so the test can assert which token
-                      the server saw, and that a denied tool never arrived
+                      the server saw, and that a denied tool never arrived; plus
+                      {"outcome": "finished" | "cancelled", "tool", "step"} when `count_slowly` ends
 
 Tools: `read_item(item_id)` → {"item_id", "name"}; `delete_repo(repo)` → {"deleted"} (destructive:
 the test denies it through Steward); `approve_me(note)` → {"note"} (the test puts it behind an
@@ -76,10 +77,23 @@ class Counted(TypedDict):
 async def count_slowly(steps: int, delay_ms: int, ctx: Context) -> Counted:
     # Progress goes out on the call's SSE stream while the call is still running: a client sees it
     # before the result only if every hop streams.
-    for step in range(1, steps + 1):
-        await ctx.report_progress(step, steps, f"step {step}")
-        await asyncio.sleep(delay_ms / 1000)
+    step = 0
+    try:
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}")
+            await asyncio.sleep(delay_ms / 1000)
+    except asyncio.CancelledError:
+        # The client closed the call's stream (its cancellation at 2026-07-28) and every hop passed
+        # that on.
+        append({"outcome": "cancelled", "tool": "count_slowly", "step": step})
+        raise
+    append({"outcome": "finished", "tool": "count_slowly", "step": step})
     return {"steps": steps}
+
+
+def append(record: dict) -> None:
+    with open(REQUEST_LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
 
 
 def jsonrpc_of(body: bytes) -> tuple:
@@ -128,8 +142,7 @@ class BearerAndRecord:
             "tool": tool,
             "status": None if authorized else 401,
         }
-        with open(REQUEST_LOG, "a", encoding="utf-8") as log:
-            log.write(json.dumps(record) + "\n")
+        append(record)
         if not authorized:
             await send(
                 {

@@ -74,8 +74,17 @@ impl RemoteServer {
         RemoteServer { child, port, log, ca_pem: ca.cert_pem }
     }
 
-    /// Every request the server got, in order (one JSON object per line).
+    /// Every request the server got, in order.
     fn requests(&self) -> Vec<Value> {
+        self.lines().into_iter().filter(|line| line.get("method").is_some()).collect()
+    }
+
+    /// How each `count_slowly` call ended (`finished` or `cancelled`, and at which step).
+    fn outcomes(&self) -> Vec<Value> {
+        self.lines().into_iter().filter(|line| line.get("outcome").is_some()).collect()
+    }
+
+    fn lines(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
     }
@@ -338,6 +347,8 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
         {"tool": "delete_repo", "arguments": {"repo": "steward"}},
         {"tool": "read_item", "arguments": {"item_id": "8"}},
         {"tool": "count_slowly", "arguments": {"steps": 3, "delay_ms": 800}, "progress": true},
+        {"tool": "count_slowly", "arguments": {"steps": 40, "delay_ms": 250}, "progress": true,
+         "cancel_after_ms": 2000},
     ]);
     let report = gateway.client("auto", calls).await;
     assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
@@ -357,6 +368,23 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(progress.len(), 3, "{counted}");
     let (first, done) = (progress[0]["at_ms"].as_u64().unwrap(), counted["result_at_ms"].as_u64().unwrap());
     assert!(done >= first + 1200, "progress at {first} ms, result at {done} ms: {counted}");
+    // The caller gave up on the second count: closing its stream reached the server, which stopped.
+    let cancelled = result(&report, 4, "count_slowly");
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
+    assert!(!cancelled["progress"].as_array().unwrap().is_empty(), "{cancelled}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.remote.outcomes().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the cancellation: {:?}",
+            f.remote.outcomes()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let outcomes = f.remote.outcomes();
+    assert_eq!(outcomes[0], json!({"outcome": "finished", "tool": "count_slowly", "step": 3}));
+    assert_eq!(outcomes[1]["outcome"], "cancelled", "{outcomes:?}");
+    assert!(outcomes[1]["step"].as_u64().unwrap() < 40, "{outcomes:?}");
     let denied = result(&report, 1, "delete_repo");
     assert_eq!(denied["ok"], false, "the SDK reports the refused POST as an error: {denied}");
     let refused = refusals(&report);
@@ -367,7 +395,11 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
 
     let requests = f.remote.requests();
     let tools: Vec<&str> = requests.iter().filter_map(|r| r["tool"].as_str()).collect();
-    assert_eq!(tools, ["read_item", "read_item", "count_slowly"], "the denied call never reached the server");
+    assert_eq!(
+        tools,
+        ["read_item", "read_item", "count_slowly", "count_slowly"],
+        "the denied call never reached the server"
+    );
     assert!(requests.iter().any(|r| r["jsonrpc_method"] == "tools/list"));
     assert!(requests.iter().all(|r| r["host"] == format!("{HOST}:{}", f.remote.port)), "{requests:?}");
 
@@ -431,7 +463,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 3, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 2, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "allowed"), 0);
-    assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 1);
+    assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 2);
     assert_eq!(recorded("tools/list", None, "allowed"), 2, "{executes:#?}");
     assert_eq!(recorded("initialize", None, "allowed"), 1, "{executes:#?}");
     assert_eq!(recorded("server/discover", None, "allowed"), 1, "{executes:#?}");
@@ -440,14 +472,23 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     // The GET stream and the DELETE have no body: audited as forward calls without a method.
     let bodiless = executes.iter().filter(|e| e["metadata"]["jsonrpc_method"].is_null()).count();
     assert!(bodiless >= 2, "{executes:#?}");
-    // The SSE answers were streams; count_slowly's ran to its end.
-    let counting = executes.iter().find(|e| e["metadata"]["jsonrpc_tool_name"] == "count_slowly").unwrap();
-    let counted = events
+    // The SSE answers were streams; the first count ran to its end, the second was closed by the
+    // client.
+    let counts: Vec<&Value> = executes
         .iter()
-        .find(|e| e["event_type"] == "execute_result" && e["correlation_id"] == counting["correlation_id"])
-        .unwrap();
-    assert_eq!(counted["metadata"]["stream"], true, "{counted}");
-    assert_eq!(counted["metadata"]["end"], "complete", "{counted}");
+        .filter(|e| e["metadata"]["jsonrpc_tool_name"] == "count_slowly")
+        .map(|execute| {
+            events
+                .iter()
+                .find(|e| {
+                    e["event_type"] == "execute_result" && e["correlation_id"] == execute["correlation_id"]
+                })
+                .unwrap()
+        })
+        .collect();
+    assert!(counts.iter().all(|r| r["metadata"]["stream"] == true), "{counts:#?}");
+    let ends: Vec<&Value> = counts.iter().map(|r| &r["metadata"]["end"]).collect();
+    assert_eq!(ends, [&json!("complete"), &json!("client_closed")], "{counts:#?}");
     let streamed = events
         .iter()
         .filter(|e| e["event_type"] == "execute_result" && e["metadata"]["stream"] == true)
