@@ -1,8 +1,9 @@
 //! A remote MCP server through `steward gateway` (`spec/mcp.md` §2): a real MCP server built on the
 //! official Python SDK (Streamable HTTP behind TLS, a bearer token, `tests/clients/mcp_remote_server.py`),
 //! a real `steward serve` holding that token as the integration secret, `steward gateway`, and the
-//! Python SDK's client (`tests/clients/mcp_remote_client.py`) pointed at the gateway with the gateway
-//! token. Per-tool policy comes from `body_json` constraints on `/method` and `/params/name`.
+//! Python SDK's client (`tests/clients/mcp_remote_client.py`; the TypeScript SDK's too) pointed at the
+//! gateway with the gateway token. Per-tool policy comes from `body_json` constraints on `/method` and
+//! `/params/name`.
 
 // Helpers panic on anything unexpected: that is how a test fails.
 #![allow(clippy::unwrap_used)]
@@ -274,6 +275,28 @@ impl Gateway {
         run.json
     }
 
+    /// `tests/clients/mcp_http_client.mjs` (the TypeScript SDK) with these calls; its JSON report.
+    async fn typescript_client(&self, calls: Value) -> Value {
+        let node = clients::node().unwrap_or_else(|e| panic!("{e}"));
+        let plan = json!({"url": self.url, "token": self.token, "calls": calls}).to_string();
+        let output = tokio::time::timeout(
+            Duration::from_secs(120),
+            tokio::process::Command::new(node)
+                .arg(clients::script("mcp_http_client.mjs"))
+                .arg(plan)
+                .current_dir(clients::clients_dir())
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the TypeScript client did not finish in 120 s")
+        .unwrap();
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "the TypeScript client failed: {err}\n{}", self.logs());
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {err}"))
+    }
+
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -321,10 +344,12 @@ fn assert_only_the_secret_reached_the_server(remote: &RemoteServer, gateway_toke
 }
 
 /// Tools listed and called through Steward in both eras of the protocol (2026-07-28 stateless, and
-/// the `initialize` handshake with its session, SSE answers, GET stream and DELETE); the server sees
-/// only the injected secret; a deny rule constrained to `delete_repo` stops that tool (403
-/// `policy_deny` in the nested shape, nothing reaches the server) while `read_item` still works; the
-/// audit records the JSON-RPC method and tool name of every request.
+/// the `initialize` handshake with its session, SSE answers, GET stream and DELETE; the TypeScript
+/// SDK as well); SSE answers are streamed (progress arrives before the result) and a call the client
+/// cancels stops at the server; the server sees only the injected secret; a deny rule constrained to
+/// `delete_repo` stops that tool (403 `policy_deny` in the nested shape, nothing reaches the server)
+/// while `read_item` still works; the audit records the JSON-RPC method and tool name of every
+/// request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_tool_deny() {
     let mut f = Fixture::start("none").await;
@@ -438,6 +463,14 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert!(methods.contains(&"GET") && methods.last() == Some(&"DELETE"), "{methods:?}");
     assert!(session_requests.iter().all(|r| r["tool"] != "delete_repo"));
 
+    // The TypeScript SDK (2025-11-25, with a session) through the same gateway.
+    let report =
+        gateway.typescript_client(json!([{"tool": "read_item", "arguments": {"item_id": "10"}}])).await;
+    assert_eq!(report["protocol_version"], "2025-11-25", "{report}");
+    assert_eq!(report["session_id"], "present", "{report}");
+    assert_eq!(report["tools"].as_array().unwrap().len(), 4, "{report}");
+    assert_eq!(report["results"][0]["structured"], json!({"item_id": "10", "name": "item 10"}), "{report}");
+
     assert_only_the_secret_reached_the_server(&f.remote, &gateway.token);
     let logs = gateway.stop();
     assert!(!logs.contains(SECRET) && !logs.contains("mcp-remote-secret"), "no secret in the gateway log");
@@ -460,12 +493,12 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
             })
             .count()
     };
-    assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 3, "{executes:#?}");
+    assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 4, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 2, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "allowed"), 0);
     assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 2);
-    assert_eq!(recorded("tools/list", None, "allowed"), 2, "{executes:#?}");
-    assert_eq!(recorded("initialize", None, "allowed"), 1, "{executes:#?}");
+    assert_eq!(recorded("tools/list", None, "allowed"), 3, "{executes:#?}");
+    assert_eq!(recorded("initialize", None, "allowed"), 2, "{executes:#?}");
     assert_eq!(recorded("server/discover", None, "allowed"), 1, "{executes:#?}");
     let denied: Vec<&&Value> = executes.iter().filter(|e| e["decision"] == "denied").collect();
     assert!(denied.iter().all(|e| e["reason_code"] == "policy_deny"), "{denied:#?}");
