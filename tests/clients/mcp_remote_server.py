@@ -18,7 +18,8 @@ Used by crates/steward-cli/tests/it/mcp_remote.rs. Configuration from the enviro
 Tools: `read_item(item_id)` → {"item_id", "name"}; `delete_repo(repo)` → {"deleted"} (destructive:
 the test denies it through Steward); `approve_me(note)` → {"note"} (the test puts it behind an
 approval); `count_slowly(steps, delay_ms)` → {"steps"}, with a progress notification before each
-pause (the client sees them before the result only if every hop streams).
+pause (the client sees them before the result only if every hop streams); `echo_token()` →
+{"token": MCP_TOKEN}, a server that echoes its credential (Steward must scrub it).
 """
 
 import asyncio
@@ -67,6 +68,15 @@ def delete_repo(repo: str) -> Deleted:
 @server.tool(description="Something a person must approve first.")
 def approve_me(note: str) -> Noted:
     return {"note": note}
+
+
+class Token(TypedDict):
+    token: str
+
+
+@server.tool(description="Echoes the bearer token this server expects (a careless server).")
+def echo_token() -> Token:
+    return {"token": TOKEN}
 
 
 class Counted(TypedDict):

@@ -346,10 +346,10 @@ fn assert_only_the_secret_reached_the_server(remote: &RemoteServer, gateway_toke
 /// Tools listed and called through Steward in both eras of the protocol (2026-07-28 stateless, and
 /// the `initialize` handshake with its session, SSE answers, GET stream and DELETE; the TypeScript
 /// SDK as well); SSE answers are streamed (progress arrives before the result) and a call the client
-/// cancels stops at the server; the server sees only the injected secret; a deny rule constrained to
-/// `delete_repo` stops that tool (403 `policy_deny` in the nested shape, nothing reaches the server)
-/// while `read_item` still works; the audit records the JSON-RPC method and tool name of every
-/// request.
+/// cancels stops at the server; the server sees only the injected secret, and a server that echoes it
+/// gets it scrubbed; a deny rule constrained to `delete_repo` stops that tool (403 `policy_deny` in
+/// the nested shape, nothing reaches the server) while `read_item` still works; the audit records the
+/// JSON-RPC method and tool name of every request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_tool_deny() {
     let mut f = Fixture::start("none").await;
@@ -374,11 +374,15 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
         {"tool": "count_slowly", "arguments": {"steps": 3, "delay_ms": 800}, "progress": true},
         {"tool": "count_slowly", "arguments": {"steps": 40, "delay_ms": 250}, "progress": true,
          "cancel_after_ms": 2000},
+        {"tool": "echo_token"},
     ]);
     let report = gateway.client("auto", calls).await;
     assert_eq!(report["protocol_version"], "2026-07-28", "{report}");
     assert_eq!(report["negotiated_by"], "discover");
-    assert_eq!(report["tools"], json!(["approve_me", "count_slowly", "delete_repo", "read_item"]));
+    assert_eq!(
+        report["tools"],
+        json!(["approve_me", "count_slowly", "delete_repo", "echo_token", "read_item"])
+    );
     for (index, id) in [(0, "7"), (2, "8")] {
         let read = result(&report, index, "read_item");
         assert_eq!(read["ok"], true, "{read}");
@@ -410,6 +414,10 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(outcomes[0], json!({"outcome": "finished", "tool": "count_slowly", "step": 3}));
     assert_eq!(outcomes[1]["outcome"], "cancelled", "{outcomes:?}");
     assert!(outcomes[1]["step"].as_u64().unwrap() < 40, "{outcomes:?}");
+    // A server that echoes its token: Steward scrubs it from the stream.
+    let echoed = result(&report, 5, "echo_token");
+    assert_eq!(echoed["structured"], json!({"token": "[REDACTED]"}), "{echoed}");
+    assert!(!report.to_string().contains(SECRET), "the secret reached the client: {report}");
     let denied = result(&report, 1, "delete_repo");
     assert_eq!(denied["ok"], false, "the SDK reports the refused POST as an error: {denied}");
     let refused = refusals(&report);
@@ -422,7 +430,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     let tools: Vec<&str> = requests.iter().filter_map(|r| r["tool"].as_str()).collect();
     assert_eq!(
         tools,
-        ["read_item", "read_item", "count_slowly", "count_slowly"],
+        ["read_item", "read_item", "count_slowly", "count_slowly", "echo_token"],
         "the denied call never reached the server"
     );
     assert!(requests.iter().any(|r| r["jsonrpc_method"] == "tools/list"));
@@ -436,7 +444,10 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     let report = gateway.client("legacy", calls).await;
     assert_eq!(report["negotiated_by"], "initialize", "{report}");
     assert_eq!(report["protocol_version"], "2025-11-25");
-    assert_eq!(report["tools"], json!(["approve_me", "count_slowly", "delete_repo", "read_item"]));
+    assert_eq!(
+        report["tools"],
+        json!(["approve_me", "count_slowly", "delete_repo", "echo_token", "read_item"])
+    );
     let read = result(&report, 0, "read_item");
     assert_eq!(read["structured"], json!({"item_id": "9", "name": "item 9"}), "{read}");
     assert_eq!(result(&report, 1, "delete_repo")["ok"], false);
@@ -468,7 +479,7 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
         gateway.typescript_client(json!([{"tool": "read_item", "arguments": {"item_id": "10"}}])).await;
     assert_eq!(report["protocol_version"], "2025-11-25", "{report}");
     assert_eq!(report["session_id"], "present", "{report}");
-    assert_eq!(report["tools"].as_array().unwrap().len(), 4, "{report}");
+    assert_eq!(report["tools"].as_array().unwrap().len(), 5, "{report}");
     assert_eq!(report["results"][0]["structured"], json!({"item_id": "10", "name": "item 10"}), "{report}");
 
     assert_only_the_secret_reached_the_server(&f.remote, &gateway.token);
@@ -497,6 +508,12 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 2, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "allowed"), 0);
     assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 2);
+    let echo = executes.iter().find(|e| e["metadata"]["jsonrpc_tool_name"] == "echo_token").unwrap();
+    let echo_result = events
+        .iter()
+        .find(|e| e["event_type"] == "execute_result" && e["correlation_id"] == echo["correlation_id"])
+        .unwrap();
+    assert_eq!(echo_result["metadata"]["secret_scrubbed"], true, "{echo_result}");
     assert_eq!(recorded("tools/list", None, "allowed"), 3, "{executes:#?}");
     assert_eq!(recorded("initialize", None, "allowed"), 2, "{executes:#?}");
     assert_eq!(recorded("server/discover", None, "allowed"), 1, "{executes:#?}");
