@@ -351,7 +351,7 @@ fn audit_append(c: &mut Criterion) {
 
 fn scrubber(c: &mut Criterion) {
     use steward_egress::Scrubber;
-    use steward_server::pipeline::cache::ScrubberCache;
+    use steward_server::services::execute::cache::ScrubberCache;
     let needles = bench_needles();
     let mut group = c.benchmark_group("scrubber");
     group.bench_function("new", |b| b.iter(|| Scrubber::new(black_box(&needles)).unwrap()));

@@ -32,9 +32,31 @@ pub fn is_hop_by_hop(lower: &str) -> bool {
     HOP_BY_HOP.contains(&lower)
 }
 
+/// Names a template may never allowlist: these plus [`HOP_BY_HOP`]. A prefix entry admitting any of
+/// them is refused too.
+const NEVER_ALLOWLISTABLE_OWN: &[&str] = &["authorization", "cookie", "host", "dpop", "accept-encoding"];
+
+/// Every name a template may never allowlist, exact or through a prefix entry.
+pub(crate) const NEVER_ALLOWLISTABLE: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "dpop",
+    "accept-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
 /// Names a template may never allowlist (lowercase input).
 pub(crate) fn never_allowlistable(lower: &str) -> bool {
-    matches!(lower, "authorization" | "cookie" | "host" | "dpop" | "accept-encoding") || is_hop_by_hop(lower)
+    NEVER_ALLOWLISTABLE_OWN.contains(&lower) || is_hop_by_hop(lower)
 }
 
 /// Names never forwarded upstream even when allowlisted (lowercase input).
@@ -113,6 +135,11 @@ mod tests {
         assert!(never_allowlistable("upgrade"));
         assert!(!never_allowlistable("content-length"));
         assert!(never_injectable("x-steward-x"));
+        // The full list is exactly the two sets together.
+        for name in NEVER_ALLOWLISTABLE {
+            assert!(never_allowlistable(name), "{name}");
+        }
+        assert_eq!(NEVER_ALLOWLISTABLE.len(), NEVER_ALLOWLISTABLE_OWN.len() + HOP_BY_HOP.len());
         assert!(!never_injectable("authorization"));
     }
 }

@@ -28,6 +28,6 @@ pub use error::{CanonError, TemplateError};
 pub use host::normalize_host;
 pub use method::Method;
 pub use template::{
-    ApprovalMode, BodyPolicy, DuplicateQueryKeys, Injection, InjectionKind, PathGroup, PathPattern, RiskTier,
-    SECRET_PLACEHOLDER, Template,
+    ApprovalMode, BodyPolicy, DuplicateQueryKeys, HeaderAllowlist, Injection, InjectionKind, PathGroup,
+    PathPattern, RiskTier, SECRET_PLACEHOLDER, Template, entries_allow,
 };

@@ -87,7 +87,7 @@ fn codings<'h>(headers: &'h HeaderMap, name: HeaderName) -> impl Iterator<Item =
 
 /// The headers returned to the workload: lowercase names in upstream order with duplicates kept;
 /// hop-by-hop headers (and every header `connection` names) and `set-cookie` removed; everything else
-/// only when `allowlist` names it (case-insensitively).
+/// only when `allowlist` admits it (exact names case-insensitively, `name-*` prefix entries).
 pub(crate) fn filter_headers(headers: &HeaderMap, allowlist: &[String]) -> Vec<(String, String)> {
     let named_by_connection: Vec<String> = headers
         .get_all(CONNECTION)
@@ -109,7 +109,7 @@ pub(crate) fn filter_headers(headers: &HeaderMap, allowlist: &[String]) -> Vec<(
             || named_by_connection.iter().any(|n| n == name)
             || name == "set-cookie"
             || name == "set-cookie2"
-            || !allowlist.iter().any(|a| a.eq_ignore_ascii_case(name))
+            || !steward_canon::entries_allow(allowlist, name)
         {
             continue;
         }

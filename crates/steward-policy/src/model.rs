@@ -139,16 +139,9 @@ impl PolicyRule {
         let scope = check_scope(section("scope", &raw.scope)?)?;
         let constraints = match &raw.constraints {
             None | Some(Value::Null) => None,
-            Some(value) => {
-                if rule_type != RuleType::Allow {
-                    return Err(PolicyError::new(
-                        "constraints",
-                        "only allow rules have constraints (a deny, approval or rate-limit rule applies to every \
-                         call in its scope)",
-                    ));
-                }
-                Some(check_constraints(section("constraints", value)?)?)
-            }
+            // Any rule type: an allow rule's constraints must hold for it to allow; a deny,
+            // approval-required or rate-limit rule with constraints applies only where they hold.
+            Some(value) => Some(check_constraints(section("constraints", value)?)?),
         };
         let rate_limit = match &raw.rate_limit {
             None | Some(Value::Null) => None,

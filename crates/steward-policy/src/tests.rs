@@ -96,7 +96,7 @@ fn every_rule_names_its_field() {
             "constraints.body_json[0].allowed_email_domains",
         ),
         (with(&["constraints"], json!({"max_body_bytes": -1})), "constraints"),
-        (with(&["constraints"], json!({"max_body_bytes": 5})).tap_type("deny"), "constraints"),
+        (with(&["constraints"], json!({"max_body_bytes": -1})).tap_type("deny"), "constraints"),
         (with(&["unknown"], json!(1)), "rule"),
     ];
     for (rule, field) in cases {
@@ -118,6 +118,23 @@ fn ipv6_and_constraints_are_accepted() {
     );
     let parsed = PolicyRule::from_json(&rule).unwrap();
     assert_eq!(PolicyRule::from_json(&parsed.to_json()).unwrap(), parsed);
+}
+
+#[test]
+fn every_rule_type_may_carry_constraints() {
+    let constraints = json!({"body_json": [{"pointer": "/params/name", "allowed_values": ["delete_repo"]}]});
+    for rule_type in ["allow", "deny", "approval_required", "rate_limit"] {
+        let mut rule = with(&["constraints"], constraints.clone()).tap_type(rule_type);
+        if rule_type == "rate_limit" {
+            rule["rate_limit"] = json!({"max_requests": 1, "interval_seconds": 60});
+        }
+        let parsed = PolicyRule::from_json(&rule).unwrap_or_else(|e| panic!("{rule_type}: {e}"));
+        assert!(parsed.constraints().is_some(), "{rule_type}");
+        assert_eq!(PolicyRule::from_json(&parsed.to_json()).unwrap(), parsed);
+    }
+    // The same validation applies whatever the type.
+    let bad = with(&["constraints"], json!({"body_json": [{"pointer": "params"}]})).tap_type("deny");
+    assert_eq!(field_of(bad), "constraints.body_json[0].pointer");
 }
 
 trait TapType {

@@ -18,8 +18,8 @@ use steward_types::{SharedClock, SigningKeyId, TokenId};
 use crate::config::{self, InitChoices, LoadedConfig, PublicBaseUrl, StorageBackend};
 use crate::exit::{ExitCode, StartupError};
 use crate::files;
-use crate::keys::{ca_key_context, open_record, seal_record, signing_key_context};
-use crate::routes::ADMIN_TOKEN_PREFIX;
+use crate::services::credentials::envelope::{ca_key_context, open_record, seal_record, signing_key_context};
+use crate::services::identity::admin::ADMIN_TOKEN_PREFIX;
 use crate::startup::{Environment, open_store};
 
 /// What `steward init` was asked to do.
@@ -246,12 +246,17 @@ async fn create_deployment(
         created_files.push(kek_path.to_owned());
     }
 
-    let seal_failed = |e: crate::keys::SealError| StartupError::failure(e.to_string());
+    let seal_failed =
+        |e: crate::services::credentials::envelope::SealError| StartupError::failure(e.to_string());
     let ca =
         WorkloadCa::generate(trust_domain, now).map_err(|e| StartupError::failure(format!("CA: {e}")))?;
     let ca_key = seal_record(&keyring, &ca_key_context(), &ca.private_key_pkcs8()).map_err(seal_failed)?;
-    let audit_key = seal_record(&keyring, &crate::keys::audit_key_context(), generate_audit_key().as_slice())
-        .map_err(seal_failed)?;
+    let audit_key = seal_record(
+        &keyring,
+        &crate::services::credentials::envelope::audit_key_context(),
+        generate_audit_key().as_slice(),
+    )
+    .map_err(seal_failed)?;
     let kid = SigningKeyId::generate();
     let (signing_key, signing_pkcs8) =
         SigningKey::generate(kid.clone()).map_err(|e| StartupError::failure(format!("signing key: {e}")))?;

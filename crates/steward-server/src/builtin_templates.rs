@@ -19,6 +19,8 @@ pub const BUILTIN_TEMPLATES: &[(&str, &str)] = &[
     ("tpl_google_calendar", include_str!("../builtin_templates/tpl_google_calendar.json")),
     ("tpl_github", include_str!("../builtin_templates/tpl_github.json")),
     ("tpl_slack", include_str!("../builtin_templates/tpl_slack.json")),
+    // A documented example (spec/mcp.md §2): its host is a placeholder, so it is copied, not bound.
+    ("tpl_mcp_remote", include_str!("../builtin_templates/tpl_mcp_remote.json")),
 ];
 
 /// Which built-ins an install wrote and which were there already.
@@ -103,8 +105,29 @@ mod tests {
     /// Paths each built-in group is meant for: every pattern of every group is matched by at least
     /// one of them (checked below), so a new pattern cannot go untested.
     const SAMPLES: &[(&str, &[&str])] = &[
-        ("tpl_openai", &["/v1/responses", "/v1/chat/completions", "/v1/embeddings", "/v1/models"]),
-        ("tpl_anthropic", &["/v1/messages", "/v1/models", "/v1/models/claude-3-5-sonnet-20241022"]),
+        (
+            "tpl_openai",
+            &[
+                "/v1/responses",
+                "/v1/chat/completions",
+                "/v1/embeddings",
+                "/v1/models",
+                "/v1/models/ft:gpt-4o-mini-2024-07-18:acme::A1b2C3",
+                "/v1/responses/resp_67ccd2bed1ec8190b14f964abc054267",
+                "/v1/responses/resp_67ccd2bed1ec8190b14f964abc054267/input_items",
+                "/v1/responses/resp_67ccd2bed1ec8190b14f964abc054267/cancel",
+            ],
+        ),
+        (
+            "tpl_anthropic",
+            &[
+                "/v1/messages",
+                "/v1/messages/count_tokens",
+                "/v1/models",
+                "/v1/models/claude-3-5-sonnet-20241022",
+            ],
+        ),
+        ("tpl_mcp_remote", &["/mcp"]),
         (
             "tpl_gmail",
             &[
@@ -175,6 +198,99 @@ mod tests {
             steward_types::IntegrationId::parse("i_builtin").unwrap(),
             1 << 20,
         )
+    }
+
+    fn builtin(id: &str) -> Template {
+        builtin_templates()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|t| t.id() == id)
+            .unwrap_or_else(|| panic!("no built-in {id}"))
+    }
+
+    /// What the official SDKs send and read (spec/gateway.md §1): every group of the LLM templates
+    /// forwards their headers, the LLM groups take 32 MiB bodies, and the response headers they read
+    /// come back.
+    #[test]
+    fn the_llm_templates_admit_what_the_official_sdks_send_and_read() {
+        let common = ["content-type", "accept", "user-agent", "idempotency-key", "x-stainless-retry-count"];
+        /// (template, request headers, response headers, groups taking 32 MiB bodies)
+        type Case<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a [&'a str]);
+        let cases: [Case; 2] = [
+            (
+                "tpl_openai",
+                &["openai-organization", "openai-project", "openai-beta", "x-stainless-os"],
+                &[
+                    "x-request-id",
+                    "openai-processing-ms",
+                    "retry-after",
+                    "x-should-retry",
+                    "x-ratelimit-remaining-tokens",
+                ],
+                &["openai_responses", "openai_chat_completions", "openai_embeddings"],
+            ),
+            (
+                "tpl_anthropic",
+                &["anthropic-version", "anthropic-beta", "x-stainless-arch"],
+                &["request-id", "retry-after", "x-should-retry", "anthropic-ratelimit-requests-remaining"],
+                &["anthropic_messages", "anthropic_count_tokens"],
+            ),
+        ];
+        for (id, request, response, llm_groups) in cases {
+            let template = builtin(id);
+            for group in template.groups() {
+                for name in common.iter().chain(request) {
+                    assert!(group.header_forward_allowlist().allows(name), "{id} {}: {name}", group.id());
+                }
+                for name in ["content-type"].iter().chain(response) {
+                    assert!(group.response_header_allowlist().allows(name), "{id} {}: {name}", group.id());
+                }
+                for never in ["authorization", "x-api-key", "cookie", "set-cookie"] {
+                    assert!(!group.header_forward_allowlist().allows(never), "{id} {}: {never}", group.id());
+                }
+            }
+            for group_id in llm_groups {
+                let group = template.group(group_id).unwrap_or_else(|| panic!("{id}: no {group_id}"));
+                assert_eq!(group.body_policy().max_bytes(), 32 * 1024 * 1024, "{id} {group_id}");
+            }
+        }
+        // The beta client's `?beta=true` on messages and token counting.
+        let anthropic = builtin("tpl_anthropic");
+        for group_id in ["anthropic_messages", "anthropic_count_tokens", "anthropic_models"] {
+            let group = anthropic.group(group_id).unwrap_or_else(|| panic!("no {group_id}"));
+            assert!(group.query_allowlist().iter().any(|k| k == "beta"), "{group_id}");
+        }
+    }
+
+    /// `tpl_mcp_remote` (spec/mcp.md §2): provider `mcp`, one group for the endpoint, the MCP headers
+    /// both ways, bearer injection.
+    #[test]
+    fn the_mcp_example_is_the_documented_shape() {
+        let template = builtin("tpl_mcp_remote");
+        assert_eq!(template.provider(), "mcp");
+        assert_eq!(template.hosts(), ["mcp.example.com"]);
+        let injection = template.default_injection().unwrap_or_else(|| panic!("no injection"));
+        assert_eq!(injection.header_name(), Some("authorization"));
+        let [group] = template.groups() else { panic!("one group expected") };
+        for method in [Method::Post, Method::Get, Method::Delete] {
+            assert!(group.matches(method, "/mcp"), "{method}");
+        }
+        assert!(!group.matches(Method::Put, "/mcp"));
+        assert!(!group.matches(Method::Post, "/mcp/x"));
+        let request = [
+            "accept",
+            "content-type",
+            "mcp-session-id",
+            "mcp-protocol-version",
+            "mcp-method",
+            "mcp-name",
+            "last-event-id",
+        ];
+        assert_eq!(group.header_forward_allowlist().entries(), request);
+        assert_eq!(
+            group.response_header_allowlist().entries(),
+            ["content-type", "mcp-session-id", "mcp-protocol-version"]
+        );
     }
 
     #[test]

@@ -30,8 +30,6 @@ use steward_policy::CompiledPolicySet;
 use steward_store::catalog::{IntegrationRecord, SecretVersionRecord, TemplateVersionRecord};
 use steward_store::{CertificateRecord, SessionRecord, Store, StoreError, TenantRecord, WorkloadRecord};
 
-use crate::pipeline::cache::insert_bounded;
-
 /// How often the change counter is read.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long after the start of the last successful poll entries may still be served. With the
@@ -305,4 +303,20 @@ impl ReadCache {
         )
         .await
     }
+}
+
+/// Inserts `key`, first evicting an arbitrary other entry when `map` already holds `capacity`.
+pub(crate) fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, V>,
+    capacity: usize,
+    key: K,
+    value: V,
+) {
+    if map.len() >= capacity
+        && !map.contains_key(&key)
+        && let Some(victim) = map.keys().next().cloned()
+    {
+        map.remove(&victim);
+    }
+    map.insert(key, value);
 }

@@ -129,8 +129,8 @@ pub const KEY_ROTATION_CHECK: Duration = Duration::from_secs(3600);
 /// rotation made by another instance reaches manifests and audit checkpoints within 30 s), and every
 /// hour — first right after start — the key is rotated if it is `manifest.key_rotation_days` old.
 /// Whichever instance takes the store's rotation lock first rotates; the others find a young key.
-async fn manifest_key_maintenance(state: crate::state::AppState) {
-    let refresh_every = Duration::from_secs(crate::keys::SIGNING_KEY_CACHE_SECONDS.unsigned_abs());
+async fn manifest_key_maintenance(state: crate::services::state::AppState) {
+    let refresh_every = Duration::from_secs(crate::services::keys::SIGNING_KEY_CACHE_SECONDS.unsigned_abs());
     let mut refresh = tokio::time::interval(refresh_every);
     let mut rotation = tokio::time::interval(KEY_ROTATION_CHECK);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,7 +143,7 @@ async fn manifest_key_maintenance(state: crate::state::AppState) {
                 }
             }
             _ = rotation.tick() => {
-                match crate::keys::rotate_manifest_key_if_due(&state).await {
+                match crate::services::keys::rotate_manifest_key_if_due(&state).await {
                     Ok(_) => {}
                     Err(error) => tracing::error!(%error, "Automatic manifest key rotation failed; it is retried within the hour."),
                 }
@@ -155,7 +155,7 @@ async fn manifest_key_maintenance(state: crate::state::AppState) {
 /// SIGHUP: re-read TLS files and the keyring file. A file that fails to load leaves the current
 /// value in place (logged at ERROR: an operator must act).
 fn reload(
-    state: &crate::state::AppState,
+    state: &crate::services::state::AppState,
     data_cert: &tls::ReloadableCert,
     admin_cert: Option<&tls::ReloadableCert>,
     keyring_source: &KeyringSource,

@@ -17,12 +17,14 @@ use tokio::net::TcpListener;
 
 use crate::config::{LoadedConfig, Mode, SqliteSynchronous, StorageBackend};
 use crate::exit::StartupError;
-use crate::keys::{
-    ActiveKeySigner, ActiveSigningKey, ca_key_context, open_audit_key, open_record, signing_key_context,
-};
 use crate::observability::metrics_handle;
-use crate::pipeline::{AuditHmac, Egress};
-use crate::state::{AppState, AppStateInner};
+use crate::services::audit::AuditHmac;
+use crate::services::credentials::envelope::{
+    ca_key_context, open_audit_key, open_record, signing_key_context,
+};
+use crate::services::execute::Egress;
+use crate::services::keys::{ActiveKeySigner, ActiveSigningKey};
+use crate::services::state::{AppState, AppStateInner};
 use crate::tls::ReloadableCert;
 
 /// The process environment, captured once and passed down (nothing below reads `std::env`).
@@ -262,8 +264,8 @@ pub async fn prepare(
         signing_key,
         egress,
         audit_hmac,
-        templates: crate::pipeline::cache::TemplateCache::default(),
-        scrubbers: crate::pipeline::cache::ScrubberCache::new(),
+        templates: crate::services::execute::cache::TemplateCache::default(),
+        scrubbers: crate::services::execute::cache::ScrubberCache::new(),
         reads,
     });
     Ok(Prepared {

@@ -124,7 +124,7 @@ pub(super) fn canonical_headers(
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), http::trim_ows(&h.value).to_owned()))
         .filter(|(name, _)| {
-            group.header_forward_allowlist().contains(name)
+            group.header_forward_allowlist().allows(name)
                 && !http::never_forwarded(name)
                 && !connection_named.contains(name)
                 && Some(name.as_str()) != injected_header

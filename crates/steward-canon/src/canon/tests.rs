@@ -212,6 +212,34 @@ fn header_rules() {
 }
 
 #[test]
+fn prefix_entries_admit_request_headers() {
+    let mut value = crate::fixtures::template_json();
+    value["path_groups"][0]["header_forward_allowlist"] = json!(["accept", "x-stainless-*", "x-forwarded-*"]);
+    let template = Template::from_json(&value).unwrap();
+    let r = with_headers(
+        get("https://api.example.com/v1/items"),
+        &[
+            ("X-Stainless-OS", "Linux"),
+            ("x-stainless-retry-count", "0"),
+            ("x-stainless", "no"),
+            ("x-stainlessy", "no"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-other", "no"),
+            ("accept", "application/json"),
+        ],
+    );
+    let c = canonicalize(&r, &template, &ctx()).unwrap();
+    let names: Vec<&str> = c.headers().iter().map(|(n, _)| n.as_str()).collect();
+    // Never-forwarded names stay out even when a prefix entry admits them.
+    assert_eq!(names, ["accept", "x-stainless-os", "x-stainless-retry-count"]);
+    // An injected header is never taken from the client, prefix or not.
+    let injection = Injection::from_json(&json!({"type": "header", "name": "x-stainless-key"})).unwrap();
+    let r = with_headers(get("https://api.example.com/v1/items"), &[("x-stainless-key", "client")]);
+    let c = canonicalize(&r, &template, &ctx().with_integration_injection(Some(injection))).unwrap();
+    assert!(c.headers().is_empty());
+}
+
+#[test]
 fn framing() {
     let g = || get("https://api.example.com/v1/items");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The template model. [`Template::from_json`] applies every publish-time rule of `pipeline.md`
 //! "Templates" in order; a `Template` value is therefore always valid and nothing downstream re-checks.
 
+mod allowlist;
 mod injection;
 mod pattern;
 mod raw;
@@ -13,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 use steward_types::ErrorCode;
 
+pub use allowlist::{HeaderAllowlist, entries_allow};
 pub use injection::{Injection, InjectionKind, SECRET_PLACEHOLDER};
 pub use pattern::PathPattern;
 
@@ -103,8 +105,8 @@ pub struct PathGroup {
     methods: Vec<Method>,
     patterns: Vec<PathPattern>,
     query_allowlist: Vec<String>,
-    header_forward_allowlist: Vec<String>,
-    response_header_allowlist: Vec<String>,
+    header_forward_allowlist: HeaderAllowlist,
+    response_header_allowlist: HeaderAllowlist,
     body_policy: BodyPolicy,
     approval_preview: Vec<String>,
     duplicate_query_keys: DuplicateQueryKeys,
@@ -135,12 +137,12 @@ impl PathGroup {
     pub fn query_allowlist(&self) -> &[String] {
         &self.query_allowlist
     }
-    /// Request header names forwarded upstream (lowercase).
-    pub fn header_forward_allowlist(&self) -> &[String] {
+    /// Request headers forwarded upstream: exact names and `name-*` prefix entries (lowercase).
+    pub fn header_forward_allowlist(&self) -> &HeaderAllowlist {
         &self.header_forward_allowlist
     }
-    /// Response header names returned to the workload (lowercase).
-    pub fn response_header_allowlist(&self) -> &[String] {
+    /// Response headers returned to the workload: exact names and `name-*` prefix entries (lowercase).
+    pub fn response_header_allowlist(&self) -> &HeaderAllowlist {
         &self.response_header_allowlist
     }
     pub fn body_policy(&self) -> &BodyPolicy {
@@ -380,13 +382,13 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let header_forward_allowlist =
-        check_header_list(&at("header_forward_allowlist"), &raw.header_forward_allowlist)?;
+        HeaderAllowlist::parse(&at("header_forward_allowlist"), &raw.header_forward_allowlist)?;
     let response_header_allowlist = match &raw.response_header_allowlist {
-        Some(list) => check_header_list(&at("response_header_allowlist"), list)?,
+        Some(list) => HeaderAllowlist::parse(&at("response_header_allowlist"), list)?,
         None => {
             let mut list = vec!["content-type".to_owned()];
             list.extend(header_forward_allowlist.iter().filter(|h| *h != "content-type").cloned());
-            list
+            HeaderAllowlist::from_validated(list)
         }
     };
     let approval_preview = check_pointers(&at("approval_preview"), raw.approval_preview)?;
@@ -401,13 +403,13 @@ fn check_group(i: usize, raw: RawGroup) -> Result<PathGroup, TemplateError> {
         }
     };
     let query_allowlist = check_query_keys(&at("query_allowlist"), raw.query_allowlist)?;
-    if let Some(description) = &raw.description {
-        if description.len() > 1024 || description.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "{} must be at most 1024 bytes without control characters",
-                at("description")
-            )));
-        }
+    if let Some(description) = &raw.description
+        && (description.len() > 1024 || description.chars().any(char::is_control))
+    {
+        return Err(invalid(format!(
+            "{} must be at most 1024 bytes without control characters",
+            at("description")
+        )));
     }
     Ok(PathGroup {
         id: raw.group_id,
@@ -441,30 +443,6 @@ fn check_methods(field: &str, raw: &[String]) -> Result<Vec<Method>, TemplateErr
         methods.push(method);
     }
     Ok(methods)
-}
-
-fn check_header_list(field: &str, raw: &[String]) -> Result<Vec<String>, TemplateError> {
-    let mut names: Vec<String> = Vec::with_capacity(raw.len());
-    for name in raw {
-        let lower = name.to_ascii_lowercase();
-        let bad = |why: &str| {
-            TemplateError::new(ErrorCode::TemplateHeaderAllowlistInvalid, format!("{field}: {name:?} {why}"))
-        };
-        if !http::is_token(&lower) {
-            return Err(bad("is not an HTTP token"));
-        }
-        if http::never_allowlistable(&lower) {
-            return Err(bad("can never be allowlisted"));
-        }
-        if names.contains(&lower) {
-            return Err(TemplateError::new(
-                ErrorCode::TemplateAllowlistDuplicate,
-                format!("{field}: {name:?} is listed twice (names compare case-insensitively)"),
-            ));
-        }
-        names.push(lower);
-    }
-    Ok(names)
 }
 
 fn check_query_keys(field: &str, raw: Vec<String>) -> Result<Vec<String>, TemplateError> {

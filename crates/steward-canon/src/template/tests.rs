@@ -277,3 +277,83 @@ fn spec_example_is_valid() {
     assert_eq!(t.default_injection(), Some(&Injection::default()));
     assert_eq!(t.groups()[0].body_policy().max_bytes(), 1_048_576);
 }
+
+#[test]
+fn header_lists_accept_prefix_entries() {
+    let t = with(|v| {
+        group(v)["header_forward_allowlist"] = json!(["content-type", "X-Stainless-*", "anthropic-*"]);
+        group(v)["response_header_allowlist"] = json!(["content-type", "x-ratelimit-*", "retry-after"]);
+    })
+    .unwrap();
+    let g = &t.groups()[0];
+    // Stored lowercase, as published, and shown that way (manifests serialize the list).
+    assert_eq!(g.header_forward_allowlist().entries(), ["content-type", "x-stainless-*", "anthropic-*"]);
+    assert_eq!(
+        serde_json::to_value(g.header_forward_allowlist()).unwrap(),
+        json!(["content-type", "x-stainless-*", "anthropic-*"])
+    );
+    for admitted in ["x-stainless-os", "X-Stainless-Retry-Count", "anthropic-version", "content-type"] {
+        assert!(g.header_forward_allowlist().allows(admitted), "{admitted}");
+    }
+    // The stem itself, the stem without its dash, a longer word and other names are not admitted.
+    for refused in ["x-stainless-", "x-stainless", "x-stainlessfoo", "anthropic", "content-length", "x-other"]
+    {
+        assert!(!g.header_forward_allowlist().allows(refused), "{refused}");
+    }
+    assert!(g.response_header_allowlist().allows("x-ratelimit-remaining-requests"));
+    assert!(!g.response_header_allowlist().allows("x-stainless-os"));
+    // The default response list carries the request list's prefix entries.
+    let t = with(|v| group(v)["header_forward_allowlist"] = json!(["openai-*"])).unwrap();
+    assert_eq!(t.groups()[0].response_header_allowlist().entries(), ["content-type", "openai-*"]);
+    assert!(t.groups()[0].response_header_allowlist().allows("openai-processing-ms"));
+}
+
+#[test]
+fn prefix_entries_are_validated() {
+    let invalid = [
+        // Fewer than 3 characters before `-*`.
+        "ab-*",
+        "x-*",
+        "-*",
+        "*",
+        // Would admit a never-allowlistable name.
+        "proxy-*",
+        "Proxy-*",
+        "accept-*",
+        "keep-*",
+        "transfer-*",
+        // Not a token before `-*`, or a `*` anywhere else.
+        "bad name-*",
+        "x-*-*",
+        "x-stainless*",
+        "x*y",
+        "x-stainless-**",
+    ];
+    for list in ["header_forward_allowlist", "response_header_allowlist"] {
+        for entry in invalid {
+            assert_eq!(
+                code(|v| group(v)[list] = json!([entry])),
+                ErrorCode::TemplateHeaderAllowlistInvalid,
+                "{list}: {entry}"
+            );
+        }
+        let duplicates: [&[&str]; 5] = [
+            &["x-stainless-*", "X-Stainless-*"],
+            &["x-stainless-*", "x-stainless-os"],
+            &["x-stainless-os", "x-stainless-*"],
+            &["x-ratelimit-*", "x-ratelimit-limit-*"],
+            &["x-ratelimit-limit-*", "x-ratelimit-*"],
+        ];
+        for entries in duplicates {
+            assert_eq!(
+                code(|v| group(v)[list] = json!(entries)),
+                ErrorCode::TemplateAllowlistDuplicate,
+                "{list}: {entries:?}"
+            );
+        }
+        // Three characters is enough; neighbours that do not admit each other are fine.
+        assert!(
+            with(|v| group(v)[list] = json!(["abc-*", "abcd-*", "x-ratelimit-*", "x-ratelimits"])).is_ok()
+        );
+    }
+}

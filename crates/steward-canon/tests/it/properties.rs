@@ -296,3 +296,50 @@ fn generators_are_not_vacuous() {
     assert!(accepted >= 40, "only {accepted} of 400 generated URLs were accepted");
     assert!(rejected >= 40, "only {rejected} of 400 generated URLs were rejected");
 }
+
+/// A header list entry: an exact name or a prefix entry, from a small alphabet so they collide.
+fn allowlist_entry() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-cA-C-]{1,8}",
+        "[a-c-]{0,6}-\\*",
+        prop::sample::select(vec![
+            "proxy-*",
+            "Accept-*",
+            "keep-*",
+            "transfer-*",
+            "x-stainless-*",
+            "te",
+            "Cookie"
+        ])
+        .prop_map(str::to_owned),
+    ]
+}
+
+proptest! {
+    /// Whatever a published list holds, it never admits a never-allowlistable name, and it admits a
+    /// header exactly when an exact entry equals it (ignoring case) or a prefix entry `stem-*` is
+    /// followed by at least one more character.
+    #[test]
+    fn header_allowlists_admit_exactly_their_entries(
+        entries in proptest::collection::vec(allowlist_entry(), 0..5),
+        names in proptest::collection::vec(prop_oneof![
+            "[a-cA-C-]{0,10}",
+            "(x-stainless|proxy|accept|keep)-[a-z]{0,3}",
+        ], 0..8),
+    ) {
+        let Ok(list) = steward_canon::HeaderAllowlist::parse("list", &entries) else { return Ok(()) };
+        for never in ["authorization", "cookie", "host", "dpop", "accept-encoding", "proxy-authorization",
+                      "transfer-encoding", "keep-alive", "upgrade", "te"] {
+            prop_assert!(!list.allows(never), "{never} admitted by {entries:?}");
+        }
+        for name in &names {
+            let lower = name.to_ascii_lowercase();
+            let expected = list.entries().iter().any(|e| match e.strip_suffix("-*") {
+                Some(stem) => lower.len() > stem.len() + 1 && lower.starts_with(&format!("{stem}-")),
+                None => *e == lower,
+            });
+            prop_assert_eq!(list.allows(name), expected, "{} against {:?}", name, entries);
+            prop_assert_eq!(steward_canon::entries_allow(list.entries(), name), expected);
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::process::{Child, Output, Stdio};
 
 use common::*;
 use http::Method;
-use steward_server::keys::{ca_key_context, open_record};
+use steward_server::services::credentials::envelope::{ca_key_context, open_record};
 use steward_store::Store;
 use steward_testkit::http_client::request;
 use steward_testkit::{TestDatabase, unique_redis_prefix};

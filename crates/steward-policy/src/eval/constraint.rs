@@ -1,4 +1,5 @@
-//! Whether an allow rule's constraints hold for a request, and if not, which one failed and why.
+//! Whether a rule's constraints hold (an allow rule's, or a deny, approval-required or rate-limit
+//! rule's, which then applies) for a request, and if not, which one failed and why.
 //! The body is parsed as JSON at most once per evaluation, and only when a `body_json` check needs it.
 
 use std::cell::OnceCell;
@@ -28,7 +29,7 @@ impl<'a> Body<'a> {
                 if self.bytes.is_empty() {
                     Err(FailReason::BodyMissing)
                 } else {
-                    serde_json::from_slice(self.bytes).map_err(|_| FailReason::BodyNotJson)
+                    super::strict_json::parse(self.bytes).ok_or(FailReason::BodyNotJson)
                 }
             })
             .as_ref()
@@ -36,7 +37,7 @@ impl<'a> Body<'a> {
     }
 }
 
-/// A constraint of an allow rule, as named in the rule.
+/// A constraint of a rule, as named in the rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Constraint<'s> {
     MaxBodyBytes,
@@ -173,6 +174,38 @@ pub(crate) fn check(
     input: &EvaluationInput<'_>,
     body: &Body<'_>,
 ) -> Result<(), Failure> {
+    check_with(constraints, input, || body.json())
+}
+
+/// Whether a deny, approval-required or rate-limit rule's constraints make it apply. As [`check`],
+/// except where that would let a request slip past a restrictive rule:
+/// - a body that is there but is not JSON (or repeats an object key) cannot be judged, so the rule
+///   applies (fail closed; an upstream expecting JSON refuses such a body anyway);
+/// - a body that is a JSON array (a JSON-RPC batch) makes the rule apply when the whole array or any
+///   one of its elements satisfies the constraints, so a call cannot hide inside a batch.
+pub(crate) fn check_restrictive(
+    constraints: &Constraints,
+    input: &EvaluationInput<'_>,
+    body: &Body<'_>,
+) -> Result<(), Failure> {
+    let failure = match check(constraints, input, body) {
+        Ok(()) => return Ok(()),
+        Err(failure) if failure.reason == FailReason::BodyNotJson => return Ok(()),
+        Err(failure) => failure,
+    };
+    if let Ok(Value::Array(items)) = body.json()
+        && items.iter().any(|item| check_with(constraints, input, || Ok(item)).is_ok())
+    {
+        return Ok(());
+    }
+    Err(failure)
+}
+
+fn check_with<'v>(
+    constraints: &Constraints,
+    input: &EvaluationInput<'_>,
+    json: impl Fn() -> Result<&'v Value, FailReason>,
+) -> Result<(), Failure> {
     if let Some(max) = constraints.max_body_bytes
         && u64::try_from(input.body.len()).map_or(true, |len| len > max)
     {
@@ -186,7 +219,7 @@ pub(crate) fn check(
     for (index, item) in constraints.body_json.iter().enumerate() {
         let at = At::BodyJson(u32::try_from(index).unwrap_or(u32::MAX));
         let fail = |reason| Failure { at, reason };
-        let json = body.json().map_err(fail)?;
+        let json = json().map_err(fail)?;
         let value = json.pointer(&item.pointer).ok_or_else(|| fail(FailReason::PointerMissing))?;
         check_value(&item.check, value).map_err(fail)?;
     }

@@ -1,4 +1,7 @@
-//! Policy evaluation, `spec/pipeline.md` "Policy" steps 1–5: deny → approved `once` approval →
+//! Policy evaluation, `spec/pipeline.md` "Policy" steps 1–5. A deny, approval-required or rate-limit
+//! rule with `constraints` applies only to requests whose constraints hold (`spec/mcp.md` §2: a deny
+//! for one MCP tool by `/params/name`); the order below is the same among the rules that apply:
+//! deny → approved `once` approval →
 //! allow rules with constraints and the template-approval floor → approval-required rule → the
 //! group's approval mode → default deny; then, for an allowed request, the rate-limit buckets the
 //! server must take tokens from (all or none).
@@ -12,6 +15,9 @@ mod constraint;
 mod email;
 mod input;
 mod proposed;
+#[cfg(test)]
+mod restrictive_tests;
+mod strict_json;
 #[cfg(test)]
 mod tests;
 mod trace;
@@ -152,8 +158,9 @@ struct Context<'s, 'i> {
 
 fn decide<'s>(cx: &Context<'s, '_>, trace: &mut Vec<TraceEntry<'s>>) -> Decision {
     let input = cx.input;
-    // 1. Any matching deny.
-    if let Some(rule) = first_match(Merged::new(&cx.any.deny, &cx.mine.deny), &cx.key, trace) {
+    let body = Body::new(input.body);
+    // 1. Any matching deny (whose constraints, if it has any, hold).
+    if let Some(rule) = first_match(Merged::new(&cx.any.deny, &cx.mine.deny), cx, &body, trace) {
         let rule = &rule.data;
         return Decision::Denied {
             code: ErrorCode::PolicyDeny,
@@ -163,10 +170,9 @@ fn decide<'s>(cx: &Context<'s, '_>, trace: &mut Vec<TraceEntry<'s>>) -> Decision
     }
     // 2. An approved `once` approval for this digest.
     if let Some(approval) = input.approved_once {
-        return allowed(cx, Reason::ApprovalOnce, None, Some(approval.clone()), trace);
+        return allowed(cx, Reason::ApprovalOnce, None, Some(approval.clone()), &body, trace);
     }
     // 3. Allow rules whose constraints hold, under the template-approval floor.
-    let body = Body::new(input.body);
     let mut first_held: Option<&CompiledRule> = None;
     let mut first_bypass: Option<&CompiledRule> = None;
     let mut first_failure = None;
@@ -195,10 +201,10 @@ fn decide<'s>(cx: &Context<'s, '_>, trace: &mut Vec<TraceEntry<'s>>) -> Decision
                 Decision::ApprovalRequired { reason: Reason::TemplateApprovalRequired, policy_id: None }
             }
             (ApprovalMode::Required, Some(bypass)) => {
-                allowed(cx, Reason::PolicyAllow, Some(bypass.data.id.clone()), None, trace)
+                allowed(cx, Reason::PolicyAllow, Some(bypass.data.id.clone()), None, &body, trace)
             }
             (ApprovalMode::None, _) => {
-                allowed(cx, Reason::PolicyAllow, Some(held.data.id.clone()), None, trace)
+                allowed(cx, Reason::PolicyAllow, Some(held.data.id.clone()), None, &body, trace)
             }
         };
     }
@@ -212,7 +218,7 @@ fn decide<'s>(cx: &Context<'s, '_>, trace: &mut Vec<TraceEntry<'s>>) -> Decision
         };
     }
     // 4. No allow: an approval-required rule, the group's approval mode, default deny.
-    if let Some(rule) = first_match(Merged::new(&cx.any.approval, &cx.mine.approval), &cx.key, trace) {
+    if let Some(rule) = first_match(Merged::new(&cx.any.approval, &cx.mine.approval), cx, &body, trace) {
         return Decision::ApprovalRequired {
             reason: Reason::PolicyApprovalRequired,
             policy_id: Some(rule.data.id.clone()),
@@ -231,20 +237,34 @@ fn decide<'s>(cx: &Context<'s, '_>, trace: &mut Vec<TraceEntry<'s>>) -> Decision
     }
 }
 
-/// The first matching rule in id order; every rule up to it is traced.
+/// The first rule in id order that applies; every rule up to it is traced.
 fn first_match<'s>(
     rules: Merged<'s>,
-    key: &MatchKey,
+    cx: &Context<'s, '_>,
+    body: &Body<'_>,
     trace: &mut Vec<TraceEntry<'s>>,
 ) -> Option<&'s CompiledRule> {
     for rule in rules {
-        let mismatch = rule.mismatch(key);
-        trace.push(TraceEntry::new(rule, mismatch.map_or(Outcome::Matched, Outcome::NotMatched)));
-        if mismatch.is_none() {
+        let outcome = applies(rule, cx, body);
+        trace.push(TraceEntry::new(rule, outcome));
+        if outcome == Outcome::Matched {
             return Some(rule);
         }
     }
     None
+}
+
+/// Whether a deny, approval-required or rate-limit rule applies to the request: its scope covers it
+/// and its constraints, if it has any, hold (`Failed` names the first that does not: the rule was
+/// looked at and does not apply).
+fn applies(rule: &CompiledRule, cx: &Context<'_, '_>, body: &Body<'_>) -> Outcome {
+    if let Some(field) = rule.mismatch(&cx.key) {
+        return Outcome::NotMatched(field);
+    }
+    match rule.data.rule.constraints().map(|c| constraint::check_restrictive(c, cx.input, body)) {
+        None | Some(Ok(())) => Outcome::Matched,
+        Some(Err(failure)) => Outcome::Failed(failure),
+    }
 }
 
 /// 5. An allowed decision with the buckets of every matching rate-limit rule.
@@ -253,14 +273,15 @@ fn allowed<'s>(
     reason: Reason,
     policy_id: Option<PolicyId>,
     approval_id: Option<ApprovalId>,
+    body: &Body<'_>,
     trace: &mut Vec<TraceEntry<'s>>,
 ) -> Decision {
     let mut rate_limits = Vec::new();
     for compiled in Merged::new(&cx.any.rate, &cx.mine.rate) {
-        let mismatch = compiled.mismatch(&cx.key);
-        trace.push(TraceEntry::new(compiled, mismatch.map_or(Outcome::Matched, Outcome::NotMatched)));
+        let outcome = applies(compiled, cx, body);
+        trace.push(TraceEntry::new(compiled, outcome));
         let rule = &compiled.data;
-        if let (None, Some(limit)) = (mismatch, rule.rule.rate_limit()) {
+        if let (Outcome::Matched, Some(limit)) = (outcome, rule.rule.rate_limit()) {
             let key = match limit.per {
                 RateLimitPer::Rule => rule.bucket_key.clone(),
                 RateLimitPer::Workload => {

@@ -8,19 +8,19 @@ use super::*;
 use crate::{PolicyRule, RuleType};
 
 /// An owned request to borrow an [`EvaluationInput`] from.
-struct Req {
+pub(super) struct Req {
     tenant: TenantId,
     workload: WorkloadId,
     integration: IntegrationId,
     template_version: u64,
     query_keys: Vec<String>,
-    body: Vec<u8>,
+    pub(super) body: Vec<u8>,
     mode: ApprovalMode,
     once: Option<ApprovalId>,
 }
 
 impl Req {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Req {
             tenant: TenantId::parse("t_acme").unwrap(),
             workload: WorkloadId::parse("w_bot").unwrap(),
@@ -32,11 +32,11 @@ impl Req {
             once: None,
         }
     }
-    fn required(mut self) -> Self {
+    pub(super) fn required(mut self) -> Self {
         self.mode = ApprovalMode::Required;
         self
     }
-    fn body(mut self, body: &str) -> Self {
+    pub(super) fn body(mut self, body: &str) -> Self {
         self.body = body.as_bytes().to_vec();
         self
     }
@@ -48,11 +48,11 @@ impl Req {
         self.workload = WorkloadId::parse(w).unwrap();
         self
     }
-    fn once(mut self, id: &str) -> Self {
+    pub(super) fn once(mut self, id: &str) -> Self {
         self.once = Some(ApprovalId::parse(id).unwrap());
         self
     }
-    fn input(&self) -> EvaluationInput<'_> {
+    pub(super) fn input(&self) -> EvaluationInput<'_> {
         EvaluationInput {
             tenant_id: &self.tenant,
             workload_id: &self.workload,
@@ -71,7 +71,7 @@ impl Req {
 }
 
 /// A rule of `rule_type` for the request's fixed scope, with `extra` merged in (`scope` merged too).
-fn rule(id: &str, rule_type: &str, extra: Value) -> (PolicyId, PolicyRule) {
+pub(super) fn rule(id: &str, rule_type: &str, extra: Value) -> (PolicyId, PolicyRule) {
     let mut value = json!({
         "rule_type": rule_type,
         "scope": {"tenant_id": "t_acme", "integration_id": "i_api", "action_group": "items_write",
@@ -95,15 +95,15 @@ fn rule(id: &str, rule_type: &str, extra: Value) -> (PolicyId, PolicyRule) {
     (PolicyId::parse(id).unwrap(), PolicyRule::from_json(&value).unwrap())
 }
 
-fn set(rules: Vec<(PolicyId, PolicyRule)>) -> CompiledPolicySet {
+pub(super) fn set(rules: Vec<(PolicyId, PolicyRule)>) -> CompiledPolicySet {
     CompiledPolicySet::new(rules)
 }
 
-fn decide(set: &CompiledPolicySet, req: &Req) -> Decision {
+pub(super) fn decide(set: &CompiledPolicySet, req: &Req) -> Decision {
     evaluate(set, &req.input()).decision
 }
 
-fn code(d: &Decision) -> &'static str {
+pub(super) fn code(d: &Decision) -> &'static str {
     d.reason_code()
 }
 
@@ -114,7 +114,7 @@ fn denied_message(d: &Decision) -> &str {
     }
 }
 
-fn buckets(d: &Decision) -> Vec<(String, u64, u64)> {
+pub(super) fn buckets(d: &Decision) -> Vec<(String, u64, u64)> {
     match d {
         Decision::Allowed { rate_limits, .. } => {
             rate_limits.iter().map(|b| (b.key.clone(), b.capacity, b.interval_seconds)).collect()

@@ -38,11 +38,13 @@ impl ScopeField {
 pub enum RuleOutcome<'s> {
     /// The rule's scope does not cover the request: the first differing field.
     NotMatched(ScopeField),
-    /// A deny, approval-required or rate-limit rule whose scope covers the request.
+    /// A deny, approval-required or rate-limit rule whose scope covers the request and whose
+    /// constraints, if any, hold: it applies.
     Matched,
     /// An allow rule that matched and whose constraints hold.
     Held,
-    /// An allow rule that matched but whose constraint failed.
+    /// A rule whose scope covers the request but whose constraint failed: an allow rule that does not
+    /// allow, or a deny, approval-required or rate-limit rule that does not apply.
     Failed(ConstraintFailure<'s>),
 }
 

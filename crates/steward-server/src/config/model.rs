@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -113,6 +114,9 @@ pub struct DataPlaneConfig {
     pub idle_timeout_ms: u32,
     /// Connections at once from one client address (TCP peer, or PROXY v2 source). Both listeners.
     pub max_connections_per_ip: u32,
+    /// Forward mode (`spec/gateway.md` §1): the largest request body read from the client; replaces
+    /// `egress.max_request_body_bytes` there.
+    pub max_forward_body_bytes: u64,
     pub proxy_protocol: bool,
 }
 
@@ -127,6 +131,7 @@ impl Default for DataPlaneConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections_per_ip: 1000,
+            max_forward_body_bytes: 33_554_432,
             proxy_protocol: false,
         }
     }
@@ -294,6 +299,33 @@ pub struct EgressConfig {
     pub extra_ca_files: Vec<String>,
     pub allow_cidrs: Vec<IpNet>,
     pub static_hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// Forward mode: the most response body bytes streamed to the client (replaces
+    /// `max_response_bytes` there).
+    pub max_stream_bytes: u64,
+    /// Forward mode: the longest gap between two response body chunks.
+    pub stream_idle_timeout_ms: u32,
+    /// Forward mode: the longest a streamed response may last, head to last byte.
+    pub max_stream_seconds: u32,
+}
+
+/// Forward mode's limits on a streamed response body (`egress.max_stream_bytes`,
+/// `egress.stream_idle_timeout_ms`, `egress.max_stream_seconds`), typed for the streaming code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub max_bytes: u64,
+    pub idle_timeout: Duration,
+    pub max_duration: Duration,
+}
+
+impl EgressConfig {
+    /// The stream limits, read as `state.config.egress.stream_limits()`.
+    pub fn stream_limits(&self) -> StreamLimits {
+        StreamLimits {
+            max_bytes: self.max_stream_bytes,
+            idle_timeout: Duration::from_millis(u64::from(self.stream_idle_timeout_ms)),
+            max_duration: Duration::from_secs(u64::from(self.max_stream_seconds)),
+        }
+    }
 }
 
 impl Default for EgressConfig {
@@ -308,6 +340,9 @@ impl Default for EgressConfig {
             extra_ca_files: Vec::new(),
             allow_cidrs: Vec::new(),
             static_hosts: BTreeMap::new(),
+            max_stream_bytes: 1_073_741_824,
+            stream_idle_timeout_ms: 120_000,
+            max_stream_seconds: 1800,
         }
     }
 }
@@ -337,6 +372,8 @@ fn in_range<T: PartialOrd + std::fmt::Display>(
     }
     Ok(())
 }
+
+const GIB: u64 = 1024 * 1024 * 1024;
 
 const LOG_LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error"];
 
@@ -373,6 +410,7 @@ impl Config {
         in_range("data_plane.header_read_timeout_ms", self.data_plane.header_read_timeout_ms, 10, 600_000)?;
         in_range("data_plane.idle_timeout_ms", self.data_plane.idle_timeout_ms, 10, 86_400_000)?;
         in_range("data_plane.max_connections_per_ip", self.data_plane.max_connections_per_ip, 1, 1_000_000)?;
+        in_range("data_plane.max_forward_body_bytes", self.data_plane.max_forward_body_bytes, 1024, GIB)?;
         if self.admin.tls_cert.is_empty() != self.admin.tls_key.is_empty() {
             let key = if self.admin.tls_cert.is_empty() { "admin.tls_cert" } else { "admin.tls_key" };
             return Err(ConfigError::new(key, "admin.tls_cert and admin.tls_key must be set together"));
@@ -437,6 +475,9 @@ impl Config {
         in_range("egress.total_timeout_ms", self.egress.total_timeout_ms, 10, 600_000)?;
         in_range("egress.max_request_body_bytes", self.egress.max_request_body_bytes, 1, 256 * 1024 * 1024)?;
         in_range("egress.max_response_bytes", self.egress.max_response_bytes, 1, 256 * 1024 * 1024)?;
+        in_range("egress.max_stream_bytes", self.egress.max_stream_bytes, 1024, 64 * GIB)?;
+        in_range("egress.stream_idle_timeout_ms", self.egress.stream_idle_timeout_ms, 100, 3_600_000)?;
+        in_range("egress.max_stream_seconds", self.egress.max_stream_seconds, 1, 86_400)?;
         for (host, addresses) in &self.egress.static_hosts {
             if host.is_empty() || host != &host.to_ascii_lowercase() || host.contains(['/', ':', '*', ' ']) {
                 return Err(ConfigError::new(

@@ -38,6 +38,7 @@ max_connections = 10000
 header_read_timeout_ms = 10000        # a connection must send a complete request head within this
 idle_timeout_ms = 60000               # connections with no request in flight longer are closed
 max_connections_per_ip = 1000         # counted by TCP peer (or PROXY v2 source); both listeners
+max_forward_body_bytes = 33554432     # forward mode request bodies (/v1/forward, steward gateway)
 proxy_protocol = false                # accept PROXY protocol v2 from a TCP load balancer
 
 [admin]
@@ -92,6 +93,9 @@ max_response_bytes = 2097152
 extra_ca_files = []                   # extra roots for upstream TLS (private CAs)
 allow_cidrs = []                      # exemptions from the SSRF denylist (never metadata addresses)
 static_hosts = {{}}                     # {{ "api.internal.example" = ["10.1.2.3"] }}, checked before DNS
+max_stream_bytes = 1073741824         # forward mode: streamed response bodies
+stream_idle_timeout_ms = 120000       # forward mode: longest gap between two response chunks
+max_stream_seconds = 1800             # forward mode: longest streamed response
 
 [log]
 level = "info"

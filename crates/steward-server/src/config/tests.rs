@@ -135,3 +135,52 @@ fn listener_limits_have_their_defaults_and_ranges() {
     assert_eq!(config.data_plane.idle_timeout_ms, 500);
     assert_eq!(config.data_plane.max_connections_per_ip, 2);
 }
+
+#[test]
+fn forward_mode_limits_have_their_defaults_ranges_and_typed_view() {
+    let config = from_text("", &[]).unwrap();
+    assert_eq!(config.data_plane.max_forward_body_bytes, 33_554_432);
+    assert_eq!(config.egress.max_stream_bytes, 1_073_741_824);
+    assert_eq!(config.egress.stream_idle_timeout_ms, 120_000);
+    assert_eq!(config.egress.max_stream_seconds, 1800);
+    assert_eq!(
+        config.egress.stream_limits(),
+        StreamLimits {
+            max_bytes: 1_073_741_824,
+            idle_timeout: std::time::Duration::from_secs(120),
+            max_duration: std::time::Duration::from_secs(1800),
+        }
+    );
+    // Out of range, from the file or the environment: the message names the key and the range.
+    for (section, key, bad) in [
+        ("data_plane", "max_forward_body_bytes", "0"),
+        ("data_plane", "max_forward_body_bytes", "1073741825"),
+        ("egress", "max_stream_bytes", "1023"),
+        ("egress", "stream_idle_timeout_ms", "0"),
+        ("egress", "stream_idle_timeout_ms", "3600001"),
+        ("egress", "max_stream_seconds", "0"),
+        ("egress", "max_stream_seconds", "86401"),
+    ] {
+        let err = from_text(&format!("[{section}]\n{key} = {bad}\n"), &[]).unwrap_err();
+        assert_eq!(err.key, format!("{section}.{key}"), "{err}");
+        assert!(err.message.contains("out of range"), "{err}");
+        let var = format!("STEWARD_{}__{}", section.to_ascii_uppercase(), key.to_ascii_uppercase());
+        let err = from_text("", &[(var.as_str(), bad)]).unwrap_err();
+        assert_eq!(err.key, format!("{section}.{key}"), "{err}");
+    }
+    let err = from_text("[egress]\nmax_stream_seconds = \"long\"\n", &[]).unwrap_err();
+    assert_eq!(err.key, "egress.max_stream_seconds");
+    let err = from_text("[egress]\nmax_stream_bytes = -1\n", &[]).unwrap_err();
+    assert_eq!(err.key, "egress.max_stream_bytes");
+    // Set from the file and overridden by the environment.
+    let config = from_text(
+        "[data_plane]\nmax_forward_body_bytes = 4096\n[egress]\nmax_stream_bytes = 2048\nstream_idle_timeout_ms = 250\n",
+        &[("STEWARD_EGRESS__MAX_STREAM_SECONDS", "5"), ("STEWARD_DATA_PLANE__MAX_FORWARD_BODY_BYTES", "8192")],
+    )
+    .unwrap();
+    assert_eq!(config.data_plane.max_forward_body_bytes, 8192);
+    let limits = config.egress.stream_limits();
+    assert_eq!(limits.max_bytes, 2048);
+    assert_eq!(limits.idle_timeout, std::time::Duration::from_millis(250));
+    assert_eq!(limits.max_duration, std::time::Duration::from_secs(5));
+}

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::pages::{csrf_field, layout, pretty, text};
 use super::{Console, Signed, check_post, safe_id, to_sign_in};
 use crate::http::RequestContext;
-use crate::routes::roles;
+use crate::services::identity::admin::roles;
 
 /// Most workloads whose certificates one page lists (one API call each).
 const MAX_CERT_LOOKUPS: usize = 200;

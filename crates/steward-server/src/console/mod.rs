@@ -4,7 +4,7 @@
 //! every button is an internal request into the admin API's own router, with the signed-in admin
 //! token as its bearer. Roles, tenant scoping, validation and audit (`admin_action`,
 //! `approval_decided` with the token as actor) are therefore those of the API by construction; the
-//! console only decides which forms to show (from the same role table, [`crate::routes::roles`]).
+//! console only decides which forms to show (from the same role table, [`crate::services::identity::admin::roles`]).
 //!
 //! Sessions ([`session`]) keep the token in this process's memory; the browser holds a random
 //! session id in an `HttpOnly; SameSite=Strict; Path=/ui` cookie. Every state-changing request
@@ -31,8 +31,8 @@ use tower::ServiceExt as _;
 
 use crate::http::RequestContext;
 use crate::http::context::{ListenerName, request_context};
-use crate::routes::{AdminPrincipal, authenticate};
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::identity::admin::{AdminPrincipal, authenticate};
 use session::{COOKIE, SESSION_SECONDS, Session, Sessions};
 
 /// The console's `content-security-policy`: nothing inline, nothing from elsewhere.

@@ -8,7 +8,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 
 use super::{Console, Signed};
-use crate::routes::roles;
+use crate::services::identity::admin::roles;
 
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");

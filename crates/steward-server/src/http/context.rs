@@ -71,9 +71,11 @@ pub async fn request_context(listener: ListenerName, mut request: Request, next:
     let mut response = next.run(request).await;
 
     // The router answers an unknown method on a known path with a bare 405 (and `allow`); give it
-    // the standard error body.
+    // the standard error body — unless a route already rendered its own (forward mode's nested
+    // shape, marked by `steward-error`).
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.extensions().get::<PendingErrorBody>().is_none()
+        && !response.headers().contains_key("steward-error")
     {
         let allow =
             response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();

@@ -5,9 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use super::admin_auth::authenticate;
+use super::authenticate;
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 pub async fn render(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !state.admin_is_loopback {

@@ -4,17 +4,19 @@
 pub mod admin;
 mod admin_auth;
 pub mod data_plane;
+pub mod health;
 mod metrics;
 
-pub use admin_auth::{ADMIN_TOKEN_PREFIX, Admin, AdminPrincipal, authenticate, roles};
+pub use crate::services::identity::admin::{ADMIN_TOKEN_PREFIX, AdminPrincipal, authenticate, roles};
+pub use admin_auth::Admin;
 
 use axum::Router;
 use axum::routing::get;
 
-use crate::health::{healthz, readyz};
 use crate::http::BodyLimit;
 use crate::http::context::{ListenerName, request_context, route_not_found};
-use crate::state::AppState;
+use crate::routes::health::{healthz, readyz};
+use crate::services::AppState;
 
 /// The workload-facing router (HTTPS, mTLS requested).
 pub fn data_plane(state: AppState) -> Router {

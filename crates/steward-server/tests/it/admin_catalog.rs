@@ -116,15 +116,22 @@ async fn builtins_are_installed_by_init_and_install_builtin_is_idempotent() {
         .iter()
         .map(|t| t["template_id"].as_str().unwrap().to_owned())
         .collect();
-    let builtins =
-        ["tpl_anthropic", "tpl_github", "tpl_gmail", "tpl_google_calendar", "tpl_openai", "tpl_slack"];
+    let builtins = [
+        "tpl_anthropic",
+        "tpl_github",
+        "tpl_gmail",
+        "tpl_google_calendar",
+        "tpl_mcp_remote",
+        "tpl_openai",
+        "tpl_slack",
+    ];
     assert_eq!(ids, builtins);
 
     for body in [None, Some(json!({}))] {
         let again = f.call(&f.owner, Method::POST, "/v1/templates/install-builtin", body).await;
         assert_eq!(again.status, 200, "{}", again.json());
         assert_eq!(again.json()["installed"], json!([]));
-        assert_eq!(again.json()["already_present"].as_array().unwrap().len(), 6);
+        assert_eq!(again.json()["already_present"].as_array().unwrap().len(), builtins.len());
     }
     for token in [&f.admin_a, &f.operator_a, &f.auditor_a] {
         let refused = f.call(token, Method::POST, "/v1/templates/install-builtin", None).await;
@@ -315,7 +322,9 @@ async fn template_roles_and_tenant_scope() {
         expect_error(&listed_b, 403, "admin_tenant_forbidden");
     }
     let everything = f.call(&f.owner, Method::GET, "/v1/templates", None).await.json();
-    assert_eq!(everything["templates"].as_array().unwrap().len(), 8);
+    // The built-ins plus the two tenant templates.
+    let expected = steward_server::builtin_templates::BUILTIN_TEMPLATES.len() + 2;
+    assert_eq!(everything["templates"].as_array().unwrap().len(), expected);
     f.server.stop().await;
 }
 

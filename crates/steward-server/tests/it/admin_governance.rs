@@ -15,9 +15,10 @@ use common::{TestServer, free_port_env};
 use http::Method;
 use serde_json::{Value, json};
 use steward_crypto::{Keyring, generate_token};
-use steward_server::keys::seal_record;
-use steward_server::routes::admin::approvals::preview_context;
-use steward_server::webhook::{Delivery, SIGNATURE_HEADER, WebhookSender, signature_header};
+use steward_server::services::approvals::webhook::{
+    Delivery, SIGNATURE_HEADER, WebhookSender, signature_header,
+};
+use steward_server::services::credentials::envelope::{preview_context, seal_record};
 use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
 use steward_store::governance::NewApproval;
 use steward_store::{AdminRole, AdminTokenRecord};
@@ -772,7 +773,10 @@ async fn approval_webhook_is_signed_retried_and_carries_no_headers() {
     .await
     .unwrap();
     let refused = sender.send_approval_created(&server.state, &record).await;
-    assert!(matches!(refused, Err(steward_server::webhook::WebhookError::NotHttps(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(steward_server::services::approvals::webhook::WebhookError::NotHttps(_))),
+        "{refused:?}"
+    );
     assert_eq!(seen.lock().unwrap().len(), 3);
 
     // A tenant admin cannot point webhooks at the metadata service (or any denied address): the SSRF
@@ -785,7 +789,7 @@ async fn approval_webhook_is_signed_retried_and_carries_no_headers() {
     .unwrap();
     let guarded = sender.send_approval_created(&server.state, &record).await;
     assert!(
-        matches!(&guarded, Err(steward_server::webhook::WebhookError::Refused(code)) if code == "resolved_ip_denied_metadata_range"),
+        matches!(&guarded, Err(steward_server::services::approvals::webhook::WebhookError::Refused(code)) if code == "resolved_ip_denied_metadata_range"),
         "{guarded:?}"
     );
     assert_eq!(seen.lock().unwrap().len(), 3, "nothing sent to a refused destination");

@@ -526,8 +526,11 @@ async fn a_proof_is_used_once_across_two_instances_sharing_postgres_and_redis() 
     assert_eq!(response.status, 200, "fresh proofs work: {}", response.json());
 
     // Automatic rotation: not due on either instance right after a rotation.
-    assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&first.state).await.unwrap(), None);
-    assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&second.state).await.unwrap(), None);
+    assert_eq!(steward_server::services::keys::rotate_manifest_key_if_due(&first.state).await.unwrap(), None);
+    assert_eq!(
+        steward_server::services::keys::rotate_manifest_key_if_due(&second.state).await.unwrap(),
+        None
+    );
     first.stop().await;
     second.stop().await;
 }

@@ -16,7 +16,7 @@ use http::Method;
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType};
 use serde_json::{Value, json};
 use steward_crypto::hash_token;
-use steward_server::keys::{ca_key_context, open_record};
+use steward_server::services::credentials::envelope::{ca_key_context, open_record};
 use steward_testkit::http_client::{TlsOptions, request};
 use steward_types::{Clock as _, ManualClock, SharedClock, Timestamp};
 use x509_parser::extensions::{GeneralName, ParsedExtension};

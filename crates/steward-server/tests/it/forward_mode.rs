@@ -62,7 +62,7 @@ fn template(tenant: &str, port: u16) -> Value {
                 "body_policy": json_body,
             },
             {
-                "group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET"],
+                "group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET", "HEAD"],
                 "path_patterns": ["^/v1/items(/[^/]+)?$"], "query_allowlist": ["q", "limit"],
                 "header_forward_allowlist": ["accept"],
                 "response_header_allowlist": ["content-type"],
@@ -116,7 +116,9 @@ impl Fwd {
         let workload = enrolled(&server, &tenant, json!({})).await;
         let token = session_token(&server, &workload, None).await;
         let f = Self { server, upstream, workload, token, tenant, integration_id, _dir: dir };
-        for (group, method) in [("chat", "POST"), ("items_read", "GET"), ("mcp", "POST")] {
+        for (group, method) in
+            [("chat", "POST"), ("items_read", "GET"), ("items_read", "HEAD"), ("mcp", "POST")]
+        {
             f.policy("allow", group, method).await;
         }
         f.policy("deny", "items_delete", "DELETE").await;
@@ -303,6 +305,26 @@ async fn a_json_call_gets_the_secret_and_nothing_of_the_hop() {
 }
 
 #[tokio::test]
+async fn a_head_request_ends_complete_without_a_body() {
+    let f = Fwd::start(&[]).await;
+    f.upstream.reply(Reply::new(
+        200,
+        &[("content-type", "application/json"), ("content-length", "11")],
+        vec![],
+    ));
+    let correlation = new_correlation();
+    let mut response = f.call(Method::HEAD, "/v1/items", &[], b"", &correlation).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), "application/json");
+    let (body, error) = response.rest().await;
+    assert_eq!((body.len(), error), (0, None));
+    assert_eq!(f.upstream.last().method, "HEAD");
+    let result = f.result_event(&correlation).await;
+    assert_eq!(result["metadata"]["end"], "complete");
+    assert_eq!(result["metadata"]["response_bytes"], 0);
+}
+
+#[tokio::test]
 async fn raw_target_bytes_reach_canonicalization_unchanged() {
     let f = Fwd::start(&[]).await;
     // An encoded slash stays inside its segment (a decoded one would make a path no pattern allows),
@@ -382,6 +404,15 @@ async fn refusals_have_the_nested_shape_and_steward_error() {
     let response = open(&f.server, &f.workload, Method::GET, &path, &headers, Full::default()).await;
     assert_eq!(response.header("www-authenticate"), r#"Bearer error="invalid_token""#);
     response_json(response, 401, "session_missing", &correlation).await;
+
+    // No integration in the URL.
+    for path in ["/v1/forward/", "/v1/forward"] {
+        let correlation = new_correlation();
+        let authorization = format!("Bearer {}", f.token);
+        let headers = [("authorization", authorization.as_str()), ("x-correlation-id", correlation.as_str())];
+        let response = open(&f.server, &f.workload, Method::GET, path, &headers, Full::default()).await;
+        response_json(response, 400, "path_param_invalid", &correlation).await;
+    }
 
     // A method execute does not know.
     let correlation = new_correlation();
@@ -502,6 +533,17 @@ async fn sse_events_reach_the_client_as_they_arrive() {
     assert_eq!(result["metadata"]["stream"], true);
     assert_eq!(result["metadata"]["end"], "complete");
     assert_eq!(result["metadata"]["response_bytes"], first.len() + last.len());
+    // The stream metrics (process-wide: other tests add to them, so only their presence is checked).
+    let metrics = f.server.admin(Method::GET, "/metrics", None, None).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for name in [
+        r#"steward_forward_stream_ends_total{end="complete"}"#,
+        "steward_forward_stream_bytes_total",
+        "steward_forward_streams_open",
+        "steward_forward_ttfb_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
 }
 
 #[tokio::test]
@@ -605,6 +647,31 @@ async fn an_upstream_error_status_passes_through_unchanged() {
     let result = f.result_event(&correlation).await;
     assert_eq!(result["upstream_status_code"], 500);
     assert_eq!(result["metadata"]["end"], "complete");
+}
+
+#[tokio::test]
+async fn an_answer_steward_cannot_pass_on_is_a_502_of_its_own() {
+    let f = Fwd::start(&[]).await;
+    let cases: [(Reply, &str); 2] = [
+        (Reply::full(302, &[("location", "https://elsewhere.test/")], b""), "redirect_denied"),
+        (
+            Reply::full(
+                200,
+                &[("content-type", "application/json"), ("content-encoding", "gzip")],
+                b"\x1f\x8b",
+            ),
+            "upstream_encoding_not_supported",
+        ),
+    ];
+    for (reply, code) in cases {
+        f.upstream.reply(reply);
+        let correlation = new_correlation();
+        let response = f.chat(false, &correlation).await;
+        response_json(response, 502, code, &correlation).await;
+        let result = f.result_event(&correlation).await;
+        assert_eq!(result["reason_code"], code, "{result}");
+        assert_eq!(result["metadata"]["mode"], "forward");
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,7 @@ mod execute_forwarding;
 mod execute_idempotency;
 mod execute_policy;
 mod forward_mode;
+mod gateway_templates;
 mod listener_limits;
 mod listeners;
 mod manifests;

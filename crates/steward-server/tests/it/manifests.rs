@@ -381,18 +381,28 @@ async fn automatic_rotation_after_key_rotation_days() {
     let first_kid = server.state.signing_key.cached().kid().to_string();
 
     // Not due: nothing changes. (The key was made by init, a moment before the server's clock started.)
-    assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(), None);
+    assert_eq!(
+        steward_server::services::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(),
+        None
+    );
     clock.advance_seconds(30 * 86_400 - 60);
-    assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(), None);
+    assert_eq!(
+        steward_server::services::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(),
+        None
+    );
     let token = session_token(&server, &workload, None).await;
     let (_, before) = manifest(&server, &workload, &token).await;
     assert_eq!(before["signature"]["kid"], first_kid.as_str());
 
     // 30 days (the default `manifest.key_rotation_days`): rotated, once.
     clock.advance_seconds(60);
-    let rotation = steward_server::keys::rotate_manifest_key_if_due(&server.state).await.unwrap().unwrap();
+    let rotation =
+        steward_server::services::keys::rotate_manifest_key_if_due(&server.state).await.unwrap().unwrap();
     assert_eq!(rotation.retired_kid.as_ref().map(|k| k.to_string()), Some(first_kid.clone()));
-    assert_eq!(steward_server::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(), None);
+    assert_eq!(
+        steward_server::services::keys::rotate_manifest_key_if_due(&server.state).await.unwrap(),
+        None
+    );
     let (_, after) = manifest(&server, &workload, &token).await;
     assert_eq!(after["signature"]["kid"], rotation.kid.as_str());
     let keys = keyset(&server, &workload).await;

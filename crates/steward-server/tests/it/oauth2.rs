@@ -21,7 +21,7 @@ use http::Method;
 use provider::{API_HOST, Provider, TOKEN_HOST, TokenMode};
 use serde_json::{Value, json};
 use steward_server::bootstrap::init;
-use steward_server::oauth2::{AccessToken, OAuthError, access_token};
+use steward_server::services::credentials::oauth2::{AccessToken, OAuthError, access_token};
 use steward_server::startup::Environment;
 use steward_store::governance::{AuditFilter, AuditOrder};
 use steward_testkit::http_client::TestResponse;

@@ -74,6 +74,7 @@ fn every_data_plane_route_of_the_spec_is_documented() {
         ("/v1/keys/manifest", &["get"]),
         ("/v1/workloads/{workload_id}/manifest", &["get"]),
         ("/v1/execute", &["post"]),
+        ("/v1/forward/{integration_id}/{target}", &["get", "head", "post", "put", "patch", "delete"]),
         ("/v1/approvals/{approval_id}", &["get"]),
     ];
     documents(&document, routes);

@@ -10,35 +10,19 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_crypto::EnvelopeContext;
-use steward_policy::PolicyRule;
-use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
-use steward_store::governance::{
-    ApprovalDecision, ApprovalFilter, ApprovalMode, ApprovalRecord, ApprovalStatus, DecisionOutcome,
-    NewPolicyRow,
-};
-use steward_types::{ApprovalId, ErrorCode, PolicyId};
+use steward_store::governance::{ApprovalFilter, ApprovalRecord, ApprovalStatus};
+use steward_types::{ApprovalId, ErrorCode};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{Admin, AdminPrincipal, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::keys::open_record;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::approvals::{self, Decided, Verdict};
 
 /// Most approvals one list returns (newest first).
 const LIST_LIMIT: u32 = 1000;
-
-/// The AAD context of an approval's sealed preview values. The execute pipeline seals with it; this
-/// module opens with it (never with the `aad` column), so a preview copied onto another approval
-/// fails to decrypt.
-pub fn preview_context(tenant_id: &str, approval_id: &ApprovalId) -> EnvelopeContext {
-    EnvelopeContext::ApprovalPreview {
-        tenant_id: tenant_id.to_owned(),
-        approval_id: approval_id.as_str().to_owned(),
-    }
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -196,8 +180,7 @@ async fn approve(
     principal.require(roles::DECIDE)?;
     let record = load(&state, &principal, &approval_id).await?;
     let body: ApproveBody = body.json()?;
-    let now = state.clock.now();
-    let (outcome, policy, expires_at) = match body.mode {
+    let verdict = match body.mode {
         ModeBody::Once => {
             if body.constraints.is_some() {
                 return Err(ApiError::new(
@@ -205,17 +188,16 @@ async fn approve(
                     "constraints: only allowed with mode \"rule\"",
                 ));
             }
-            let ttl = i64::from(state.config.approval.approved_ttl_seconds);
-            (DecisionOutcome::Approved(ApprovalMode::Once), None, Some(now.plus_seconds(ttl)))
+            Verdict::Once
         }
         ModeBody::Rule => {
             // Creating a standing allow rule is a policy write: owner and admin only.
             principal.require(roles::WRITE)?;
-            let rule = exact_rule(&record, "allow", body.constraints)?;
-            (DecisionOutcome::Approved(ApprovalMode::Rule), Some(policy_row(&record, rule, now)?), None)
+            Verdict::Rule { constraints: body.constraints }
         }
     };
-    decide(&state, &context, &principal, &record, now, (outcome, policy, None, expires_at)).await
+    let decided = approvals::decide(&state, &context, &principal, &record, verdict, None).await?;
+    Ok(Json(decision_view(&record, decided)))
 }
 
 /// Denies a pending approval and creates the matching exact deny rule.
@@ -234,11 +216,9 @@ async fn deny(
     principal.require(roles::DECIDE)?;
     let record = load(&state, &principal, &approval_id).await?;
     let body: ReasonBody = body.optional_json()?;
-    let now = state.clock.now();
-    let rule = exact_rule(&record, "deny", None)?;
-    let policy = Some(policy_row(&record, rule, now)?);
-    decide(&state, &context, &principal, &record, now, (DecisionOutcome::Denied, policy, body.reason, None))
-        .await
+    let decided =
+        approvals::decide(&state, &context, &principal, &record, Verdict::Deny, body.reason).await?;
+    Ok(Json(decision_view(&record, decided)))
 }
 
 /// Cancels a pending approval, or an approved `once` approval that was not used yet.
@@ -257,18 +237,17 @@ async fn cancel(
     principal.require(roles::DECIDE)?;
     let record = load(&state, &principal, &approval_id).await?;
     let body: ReasonBody = body.optional_json()?;
-    let now = state.clock.now();
-    let actor = principal.token_id.as_str();
-    if !state.store.cancel_approval(&record.approval_id, actor, body.reason.as_deref(), now).await? {
-        return Err(not_pending(&record, now, "canceled"));
-    }
-    record_decision(&state, &context, &principal, &record, "canceled", None, None, body.reason.as_deref())
-        .await?;
-    Ok(Json(DecisionView {
+    let decided =
+        approvals::decide(&state, &context, &principal, &record, Verdict::Cancel, body.reason).await?;
+    Ok(Json(decision_view(&record, decided)))
+}
+
+fn decision_view(record: &ApprovalRecord, decided: Decided) -> DecisionView {
+    DecisionView {
         approval_id: record.approval_id.to_string(),
-        status: ApprovalStatus::Canceled.as_str().to_owned(),
-        policy_id: None,
-    }))
+        status: decided.status.as_str().to_owned(),
+        policy_id: decided.policy_id,
+    }
 }
 
 /// The tenants an unfiltered list covers, or the one named in the query (step 2 of the check order).
@@ -307,17 +286,6 @@ async fn load(
     principal.visible(record, |r| r.tenant_id.as_str(), not_found(approval_id))
 }
 
-fn not_pending(record: &ApprovalRecord, now: steward_types::Timestamp, verb: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::ApprovalNotPending,
-        format!(
-            "approval {} is {} and can no longer be {verb}",
-            record.approval_id,
-            record.status_at(now).as_str()
-        ),
-    )
-}
-
 /// The approval as shown to `principal`: previews are decrypted for approvers only.
 fn view(
     state: &AppState,
@@ -325,15 +293,7 @@ fn view(
     record: &ApprovalRecord,
 ) -> Result<ApprovalView, ApiError> {
     let approver = roles::DECIDE.contains(&principal.role);
-    let preview = match (&record.preview, approver) {
-        (Some(envelope), true) => {
-            let keyring = state.keyring.load();
-            let context = preview_context(&record.tenant_id, &record.approval_id);
-            let plaintext = open_record(&keyring, &context, envelope).map_err(ApiError::internal)?;
-            Some(serde_json::from_slice(&plaintext).map_err(ApiError::internal)?)
-        }
-        _ => None,
-    };
+    let preview = if approver { approvals::open_preview(state, record)? } else { None };
     Ok(ApprovalView {
         approval_id: record.approval_id.to_string(),
         tenant_id: record.tenant_id.clone(),
@@ -353,153 +313,4 @@ fn view(
         decided_at: record.decided_at,
         consumed_at: record.consumed_at,
     })
-}
-
-/// The exact rule of the approval's `proposed_rule` as `rule_type`: an allow rule carries
-/// `bypass_template_approval: true` (a person approved that class) and any constraints; a deny rule
-/// carries neither. Validated like any policy (400 `policy_invalid` naming the field, e.g. bad
-/// `constraints`) and normalized, so a decision never stores a rule the execute path cannot load.
-fn exact_rule(
-    record: &ApprovalRecord,
-    rule_type: &str,
-    constraints: Option<serde_json::Map<String, Value>>,
-) -> Result<Value, ApiError> {
-    let mut rule =
-        record.proposed_rule.as_object().cloned().ok_or_else(|| {
-            ApiError::internal(format!("approval {} has no proposed rule", record.approval_id))
-        })?;
-    rule.insert("rule_type".into(), rule_type.into());
-    rule.remove("rate_limit");
-    if rule_type == "allow" {
-        rule.insert("bypass_template_approval".into(), true.into());
-        if let Some(constraints) = constraints {
-            rule.insert("constraints".into(), Value::Object(constraints));
-        }
-    } else {
-        rule.remove("bypass_template_approval");
-        rule.remove("constraints");
-    }
-    rule.insert(
-        "description".into(),
-        format!("created by the {rule_type} decision on approval {}", record.approval_id).into(),
-    );
-    let rule = PolicyRule::from_json(&Value::Object(rule))
-        .map_err(|e| ApiError::new(e.code(), format!("{}: {}", e.field(), e.message())))?;
-    Ok(rule.to_json())
-}
-
-/// The policy row of `rule`, its indexed columns taken from `rule.scope`, which must name the
-/// approval's own tenant and integration.
-fn policy_row(
-    record: &ApprovalRecord,
-    rule: Value,
-    now: steward_types::Timestamp,
-) -> Result<NewPolicyRow, ApiError> {
-    let bad = |field: &str| {
-        ApiError::internal(format!("approval {}: proposed_rule.scope.{field} is missing", record.approval_id))
-    };
-    let scope = rule.get("scope").and_then(Value::as_object).ok_or_else(|| bad("(scope)"))?;
-    let text =
-        |field: &str| scope.get(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(field));
-    let tenant_id = text("tenant_id")?;
-    let integration_id = text("integration_id")?;
-    if tenant_id != record.tenant_id || integration_id != record.integration_id {
-        return Err(ApiError::internal(format!(
-            "approval {}: its proposed rule names another tenant or integration",
-            record.approval_id
-        )));
-    }
-    Ok(NewPolicyRow {
-        policy_id: PolicyId::generate().to_string(),
-        tenant_id,
-        integration_id,
-        action_group: text("action_group")?,
-        method: text("method")?,
-        host: text("host")?,
-        workload_id: scope.get("workload_id").and_then(Value::as_str).map(str::to_owned),
-        rule_type: rule.get("rule_type").and_then(Value::as_str).unwrap_or("allow").to_owned(),
-        rule,
-        created_at: now,
-    })
-}
-
-/// What a decision does: outcome, the rule it creates, the reason given, the new expiry.
-type DecisionParts =
-    (DecisionOutcome, Option<NewPolicyRow>, Option<String>, Option<steward_types::Timestamp>);
-
-/// Applies a decision made at `now` (the same moment its expiry was computed from) and records it.
-async fn decide(
-    state: &AppState,
-    context: &RequestContext,
-    principal: &AdminPrincipal,
-    record: &ApprovalRecord,
-    now: steward_types::Timestamp,
-    (outcome, policy, reason, expires_at): DecisionParts,
-) -> Result<Json<DecisionView>, ApiError> {
-    let policy_id = policy.as_ref().map(|p| p.policy_id.clone());
-    let decision = ApprovalDecision {
-        approval_id: record.approval_id.clone(),
-        outcome,
-        policy: policy.clone(),
-        decided_by: principal.token_id.to_string(),
-        reason: reason.clone(),
-        decided_at: now,
-        expires_at,
-    };
-    let (verb, status, mode) = match outcome {
-        DecisionOutcome::Approved(mode) => ("approved", ApprovalStatus::Approved, Some(mode)),
-        DecisionOutcome::Denied => ("denied", ApprovalStatus::Denied, None),
-    };
-    if !state.store.decide_approval(&decision).await? {
-        return Err(not_pending(record, now, verb));
-    }
-    record_decision(state, context, principal, record, verb, mode, policy.as_ref(), reason.as_deref())
-        .await?;
-    Ok(Json(DecisionView {
-        approval_id: record.approval_id.to_string(),
-        status: status.as_str().to_owned(),
-        policy_id,
-    }))
-}
-
-/// Writes `approval_decided` (actor, decision, mode, created policy) and waits for its commit.
-#[allow(clippy::too_many_arguments)]
-async fn record_decision(
-    state: &AppState,
-    context: &RequestContext,
-    principal: &AdminPrincipal,
-    record: &ApprovalRecord,
-    decision: &str,
-    mode: Option<ApprovalMode>,
-    policy: Option<&NewPolicyRow>,
-    reason: Option<&str>,
-) -> Result<(), ApiError> {
-    let mut event = AuditEvent::new(EventType::ApprovalDecided, principal.actor(), state.clock.now())
-        .with_request_id(context.request_id.to_string())
-        .with_correlation_id(context.correlation_id.clone())
-        .with_tenant(record.tenant_id.clone())
-        .with_workload(record.workload_id.clone())
-        .with_integration(record.integration_id.clone())
-        .with_policy(PolicyRef {
-            rule_id: policy.map(|p| p.policy_id.clone()),
-            rule_type: policy.map(|p| p.rule_type.clone()),
-            approval_id: Some(record.approval_id.to_string()),
-        })
-        .with_metadata("decision", decision.into())
-        .with_metadata("mode", mode.map(|m| m.as_str()).into())
-        .with_metadata("role", principal.role.as_str().into())
-        .with_metadata("policy_id", policy.map(|p| p.policy_id.clone()).into());
-    if let Some(group) = record.descriptor.get("action_group").and_then(Value::as_str) {
-        event = event.with_action_group(group);
-    }
-    match decision {
-        "approved" => event = event.with_decision(Decision::Allowed),
-        "denied" => event = event.with_decision(Decision::Denied),
-        _ => {}
-    }
-    if let Some(reason) = reason {
-        event = event.with_metadata("reason", reason.into());
-    }
-    state.audit.append(event).await?;
-    Ok(())
 }

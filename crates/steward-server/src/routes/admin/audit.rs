@@ -26,8 +26,8 @@ use utoipa_axum::routes;
 use super::approvals::{query_invalid, scope};
 use super::{Admin, AdminPrincipal, roles};
 use crate::http::ApiError;
-use crate::keys::open_audit_key;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::open_audit_key;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;

@@ -8,14 +8,13 @@
 
 use serde_json::{Map, Value, json};
 use steward_canon::{Injection, Template};
-use steward_crypto::EnvelopeContext;
 use steward_store::catalog::NewSecretVersion;
 use steward_types::{ErrorCode, IntegrationId, TenantId, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::http::ApiError;
-use crate::keys::seal_record;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::{client_secret_context, seal_record, secret_context};
 
 /// Shortest secret accepted: shorter ones could not be scrubbed from responses reliably.
 const MIN_SECRET_BYTES: usize = 8;
@@ -196,28 +195,6 @@ fn parse_oauth2(secret_type: &str, block: &Value) -> Result<OAuth2Input, ApiErro
     Ok(OAuth2Input { config, token_host, client_secret })
 }
 
-/// The AAD context of an integration secret version.
-pub fn secret_context(tenant_id: &TenantId, integration_id: &IntegrationId, version: u64) -> EnvelopeContext {
-    EnvelopeContext::IntegrationSecret {
-        tenant_id: tenant_id.as_str().to_owned(),
-        integration_id: integration_id.as_str().to_owned(),
-        secret_version: version,
-    }
-}
-
-/// The AAD context of the OAuth2 client secret of a secret version.
-pub fn client_secret_context(
-    tenant_id: &TenantId,
-    integration_id: &IntegrationId,
-    version: u64,
-) -> EnvelopeContext {
-    EnvelopeContext::IntegrationOAuth2ClientSecret {
-        tenant_id: tenant_id.as_str().to_owned(),
-        integration_id: integration_id.as_str().to_owned(),
-        secret_version: version,
-    }
-}
-
 /// What a secret version is bound to when it is written: the hosts the integration's template
 /// allows and the injection it will be sent with (`spec/pipeline.md` "Forwarding", host binding).
 pub(crate) struct Binding<'a> {
@@ -251,7 +228,7 @@ pub(crate) fn seal_secret(
     now: Timestamp,
 ) -> Result<NewSecretVersion, ApiError> {
     let bound_injection = match &input.oauth2 {
-        Some(_) => crate::oauth2::bearer_injection(),
+        Some(_) => crate::services::credentials::oauth2::bearer_injection(),
         None => binding.injection()?,
     };
     let keyring = state.keyring.load();

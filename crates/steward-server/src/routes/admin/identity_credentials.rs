@@ -14,7 +14,7 @@ use super::identity_common::{CertificateView, rfc3339};
 use super::workloads::{deleted, new_enrollment_token, visible_workload};
 use super::{Admin, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// The optional body of the credential actions: nothing to say yet (`{}` or empty).
 #[derive(Debug, Default, Deserialize, ToSchema)]

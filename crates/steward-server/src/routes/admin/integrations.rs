@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 use super::catalog_secrets::{Binding, parse_secret, seal_secret};
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// An integration as the admin API shows it: never a secret.
 #[derive(Debug, Serialize, ToSchema)]
@@ -416,6 +416,16 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::new(
             ErrorCode::ValidationFailed,
             "name: must be 1-128 characters without control characters",
+        ));
+    }
+    // `steward gateway` routes `/{integration_name}/…` and keeps `/_host/…`, `/_steward/…` (and any
+    // later `_` route) for itself (spec/gateway.md §2).
+    if name.trim_start().starts_with('_') {
+        return Err(ApiError::new(
+            ErrorCode::ValidationFailed,
+            format!(
+                "name: {name:?} begins with '_'; names beginning with '_' are reserved for gateway routes"
+            ),
         ));
     }
     Ok(())

@@ -18,8 +18,8 @@ use utoipa_axum::routes;
 
 use super::{Admin, AdminPrincipal, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::keys::{seal_record, signing_key_context};
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::{seal_record, signing_key_context};
 
 /// Envelopes read per round trip while re-wrapping.
 const REWRAP_PAGE: u32 = 500;
@@ -54,7 +54,8 @@ pub async fn manifest_keyset(state: &AppState) -> Result<Keyset, ApiError> {
     let ttl = i64::from(state.config.manifest.ttl_seconds);
     // Another instance may sign with a key for up to 30 s after its retirement (the active key is
     // cached that long), so a retired key stays published that much longer than a manifest lives.
-    let retired_after = state.clock.now().plus_seconds(-ttl - crate::keys::SIGNING_KEY_CACHE_SECONDS);
+    let retired_after =
+        state.clock.now().plus_seconds(-ttl - crate::services::keys::SIGNING_KEY_CACHE_SECONDS);
     let records = state.store.published_signing_keys(retired_after).await?;
     let keys = records
         .iter()

@@ -24,7 +24,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::state::AppState;
+use crate::services::AppState;
 
 #[allow(unused_imports)]
 pub(crate) use super::{Admin, AdminPrincipal, roles};

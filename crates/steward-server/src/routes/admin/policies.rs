@@ -20,7 +20,7 @@ use super::integrations::resolve_template;
 use super::templates::query_invalid;
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// A policy rule as the admin API shows it.
 #[derive(Debug, Serialize, ToSchema)]

@@ -22,7 +22,7 @@ use utoipa_axum::routes;
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::builtin_templates::{BuiltinError, install_builtin_templates, template_record};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// `201` answer of a publish.
 #[derive(Debug, Serialize, ToSchema)]

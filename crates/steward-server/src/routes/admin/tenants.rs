@@ -15,7 +15,7 @@ use super::identity_common::{
 };
 use super::{Admin, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::state::AppState;
+use crate::services::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

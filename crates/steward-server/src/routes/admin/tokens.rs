@@ -19,7 +19,7 @@ use super::identity_common::{rfc3339, validate_name};
 use super::{Admin, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
 use crate::routes::ADMIN_TOKEN_PREFIX;
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// Bounds of `ttl_seconds`: one minute to ten years.
 const MIN_TTL_SECONDS: u64 = 60;

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::{Admin, roles};
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WhoAmI {

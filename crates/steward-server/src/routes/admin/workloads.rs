@@ -15,8 +15,8 @@ use utoipa_axum::routes;
 use super::identity_common::{WorkloadView, rfc3339, tenant_not_found, validate_name, workload_not_found};
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
-use crate::routes::data_plane::ip_allowlist;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::identity::ip_allowlist;
 
 pub const ENROLLMENT_TOKEN_PREFIX: &str = "stw_enr_";
 

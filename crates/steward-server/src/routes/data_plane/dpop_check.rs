@@ -15,7 +15,7 @@ use steward_types::ErrorCode;
 
 use super::MtlsPrincipal;
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// The request header carrying the proof.
 pub const DPOP_HEADER: &str = "dpop";

@@ -23,14 +23,14 @@ use steward_store::{CertificateRecord, EnrollmentTokenRecord, RecordCertificateO
 use steward_types::{ErrorCode, Timestamp};
 use utoipa::ToSchema;
 
-use super::ip_allowlist;
-use super::principal::MtlsPrincipal;
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
-use crate::keys::{ca_key_context, open_record};
 use crate::listener::ConnectionInfo;
 use crate::routes::admin::ErrorBody;
 use crate::routes::admin::workloads::ENROLLMENT_TOKEN_PREFIX;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::{ca_key_context, open_record};
+use crate::services::identity::MtlsPrincipal;
+use crate::services::identity::ip_allowlist;
 
 /// The shortest certificate we issue; anything shorter is a client bug, not a security feature.
 const MIN_TTL_SECONDS: u64 = 60;

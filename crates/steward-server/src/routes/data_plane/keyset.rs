@@ -12,7 +12,7 @@ use super::MtlsPrincipal;
 use crate::http::ApiError;
 use crate::routes::admin::ErrorBody;
 use crate::routes::admin::keys::{Keyset, keyset_response, manifest_keyset};
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// The manifest keyset (JWKs): the active signing key and every retired key whose manifests may still
 /// be valid. Cacheable (`cache-control: public, max-age=60`, a strong `etag`, 304 on `if-none-match`).

@@ -6,7 +6,7 @@
 //! group. The payload is the RFC 8785 (JCS) serialization of the manifest without `signature`,
 //! signed as a compact JWS with the protected header exactly
 //! `{"alg":"EdDSA","kid":…,"typ":"broker-manifest+jws"}` by the store's active signing key (cached at
-//! most 30 s: [`crate::keys::ActiveSigningKey`]). Any JOSE library verifies it with the key of that
+//! most 30 s: [`crate::services::keys::ActiveSigningKey`]). Any JOSE library verifies it with the key of that
 //! `kid` from `GET /v1/keys/manifest`.
 //!
 //! Audit: `manifest_issued` allowed, or denied with the reason code for every refusal after the
@@ -24,12 +24,12 @@ use steward_types::{ErrorCode, Timestamp};
 
 use super::MtlsPrincipal;
 use super::dpop_check;
-use super::session::is_decision;
 use super::session_auth::{ManifestReadScope, SessionPrincipal, SessionRejection, path_param};
 use crate::http::{ApiError, LogFields, RequestContext};
-use crate::keys::ActiveKeyError;
 use crate::routes::admin::ErrorBody;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::audit::is_decision;
+use crate::services::keys::ActiveKeyError;
 
 /// The `typ` of a manifest JWS.
 pub const MANIFEST_JWS_TYP: &str = "broker-manifest+jws";

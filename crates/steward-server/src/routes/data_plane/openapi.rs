@@ -184,7 +184,7 @@ pub struct ApprovalRequiredResponse {
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: steward_types::Timestamp,
     pub correlation_id: String,
-    pub summary: super::approvals::ApprovalSummary,
+    pub summary: crate::services::approvals::ApprovalSummary,
 }
 
 /// A signed routing manifest: which outbound calls the workload's interceptor sends through Steward.
@@ -318,5 +318,5 @@ pub struct ForwardErrorDetail {
     pub expires_at: Option<steward_types::Timestamp>,
     /// `approval_required` only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub summary: Option<super::approvals::ApprovalSummary>,
+    pub summary: Option<crate::services::approvals::ApprovalSummary>,
 }

@@ -28,7 +28,8 @@ use super::dpop_check::{self, ProofFor};
 use super::session_auth::{ALL_SCOPES, SESSION_TOKEN_PREFIX};
 use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
 use crate::routes::admin::ErrorBody;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::audit::is_decision;
 
 /// The session TTL range a request may ask for.
 pub const MIN_TTL_SECONDS: u64 = 60;
@@ -261,18 +262,6 @@ fn base_event(state: &AppState, context: &RequestContext, principal: &MtlsPrinci
     .with_correlation_id(context.correlation_id.clone())
     .with_tenant(principal.tenant_id.as_str())
     .with_workload(principal.workload_id.as_str())
-}
-
-/// Failures that are not a decision about this workload (the store, Redis or the audit log itself
-/// failing) are logged and counted, not audited.
-pub(crate) fn is_decision(code: ErrorCode) -> bool {
-    !matches!(
-        code,
-        ErrorCode::StorageUnavailable
-            | ErrorCode::CoordinationUnavailable
-            | ErrorCode::AuditWriteFailed
-            | ErrorCode::InternalError
-    )
 }
 
 /// `session_issued` denied (throttled for the rate limit) with the reason code.

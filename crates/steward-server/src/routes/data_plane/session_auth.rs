@@ -20,7 +20,7 @@ use steward_types::ErrorCode;
 use super::MtlsPrincipal;
 use super::dpop_check::{self, ProofFor, bearer_challenge, dpop_challenge};
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// The scope `POST /v1/execute` and `GET /v1/approvals/{id}` need.
 pub const SCOPE_EXECUTE: &str = "execute";

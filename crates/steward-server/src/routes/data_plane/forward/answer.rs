@@ -11,52 +11,45 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
-use steward_egress::{BodyChunk, Provider, ResponseBody, Scrubber, StreamScrubber, StreamingResponse, UsageMeter};
+use steward_egress::{
+    BodyChunk, EgressError, Provider, ResponseBody, Scrubber, StreamScrubber, StreamingResponse, UsageMeter,
+};
 
 use super::error;
-use super::stream::{ChunkFilter, ChunkObserver, ForwardedBody, StreamEnd, StreamSummary};
+use super::stream::{ForwardedBody, StreamEnd, StreamSummary};
 use crate::services::AppState;
 use crate::services::execute::forward::egress_error;
-use crate::services::execute::{Answer, Execution, Prepared, Sent};
+use crate::services::execute::{Answer, Execution, Pending, Prepared, Sent};
 
 /// Sends the prepared call and answers with the upstream's answer as it streams in; a failure before
 /// the response head (connection, TLS, timeout to the head, redirect, encoding) is recorded and
 /// answered in the forward error shape.
-pub async fn send(state: &AppState, execution: Execution<'_>, prepared: Prepared, correlation_id: &str) -> Response {
+pub async fn send(
+    state: &AppState,
+    execution: Execution<'_>,
+    prepared: Prepared,
+    correlation_id: &str,
+) -> Response {
     let Prepared { wire, pending } = prepared;
-    let allowlist = pending.canonical().group().response_header_allowlist().clone();
+    // The scrubber first: an answer is never sent on unscrubbed.
+    let secret = pending.secret_version();
+    let scrubber = match state.scrubbers.get(secret.integration_id, secret.version, &wire.needles) {
+        Ok(scrubber) => scrubber,
+        Err(failure) => return fail(execution, pending, failure, correlation_id).await,
+    };
     let limits = stream_limits(state);
+    let allowlist = pending.canonical().group().response_header_allowlist();
     let started = Instant::now();
-    let head = state.egress.forwarder.forward_stream(&wire.target, &wire.outgoing, &allowlist, limits).await;
+    let head = state.egress.forwarder.forward_stream(&wire.target, &wire.outgoing, allowlist, limits).await;
+    // The injected secret is no longer needed.
+    drop(wire);
     let head = match head {
         Ok(head) => head,
-        Err(failure) => {
-            drop(wire);
-            metrics::counter!("steward_upstream_errors_total", "reason" => failure.code().as_str()).increment(1);
-            let refusal = egress_error(&failure);
-            let finisher = execution.finisher(pending);
-            finisher.finish(Sent::Failed(failure)).await;
-            return error::refusal(refusal, correlation_id);
-        }
+        Err(failure) => return fail(execution, pending, failure, correlation_id).await,
     };
-    let scrubber = match state.scrubbers.get(
-        pending.secret_version().integration_id,
-        pending.secret_version().version,
-        &wire.needles,
-    ) {
-        Ok(scrubber) => scrubber,
-        Err(failure) => {
-            // Never answer unscrubbed: the body is dropped (the upstream connection closes).
-            drop(head);
-            drop(wire);
-            let refusal = egress_error(&failure);
-            let finisher = execution.finisher(pending);
-            finisher.finish(Sent::Failed(failure)).await;
-            return error::refusal(refusal, correlation_id);
-        }
-    };
-    drop(wire);
     let provider = Provider::from_name(&pending.integration().provider);
+    let no_body =
+        pending.canonical().method() == steward_canon::Method::Head || matches!(head.status, 204 | 304);
     let StreamingResponse { status, headers, resolved_ip, media_type, stream, body, .. } = head;
     let (headers, headers_scrubbed) = scrub_headers(&scrubber, headers);
     let finisher = execution.finisher(pending);
@@ -72,25 +65,57 @@ pub async fn send(state: &AppState, execution: Execution<'_>, prepared: Prepared
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(finisher.finish(Sent::Answered(answer)));
         } else {
-            tracing::error!("No runtime to record the end of a forwarded answer; its execute_result is missing.");
+            tracing::error!(
+                "No runtime to record the end of a forwarded answer; its execute_result is missing."
+            );
         }
     };
-    let mut forwarded = ForwardedBody::new(chunks(body), Box::new(Streamed(StreamScrubber::new(scrubber))), started, on_end);
+    let mut forwarded =
+        ForwardedBody::new(chunks(body), Box::new(StreamScrubber::new(scrubber)), started, on_end);
     if let Some(provider) = provider {
-        forwarded = forwarded.with_observer(Box::new(Metered(UsageMeter::new(provider, media_type.as_deref()))));
+        forwarded = forwarded.with_observer(Box::new(UsageMeter::new(provider, media_type.as_deref())));
     }
-    let mut response = Body::new(forwarded).into_response();
+    let body = if no_body {
+        // No body goes to the client (HEAD, 204, 304), and the server would drop one unread: read
+        // the (empty) upstream body to its end here, so the call ends `complete`.
+        let mut forwarded = forwarded;
+        while let Some(frame) = http_body_util::BodyExt::frame(&mut forwarded).await {
+            if frame.is_err() {
+                break;
+            }
+        }
+        Body::empty()
+    } else {
+        Body::new(forwarded)
+    };
+    let mut response = body.into_response();
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     for (name, value) in headers {
         // The body's length may change with scrubbing: the server frames it (chunked or h2 frames).
         if name == "content-length" {
             continue;
         }
-        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        if let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
+        {
             response.headers_mut().append(name, value);
         }
     }
     response
+}
+
+/// No answer from the upstream (or no scrubber for it): the result event with the failure's code,
+/// and the refusal in the forward shape.
+async fn fail(
+    execution: Execution<'_>,
+    pending: Pending,
+    failure: EgressError,
+    correlation_id: &str,
+) -> Response {
+    metrics::counter!("steward_upstream_errors_total", "reason" => failure.code().as_str()).increment(1);
+    let refusal = egress_error(&failure);
+    execution.finisher(pending).finish(Sent::Failed(failure)).await;
+    error::refusal(refusal, correlation_id)
 }
 
 /// `egress.max_stream_bytes`, `egress.stream_idle_timeout_ms`, `egress.max_stream_seconds`.
@@ -134,35 +159,8 @@ fn chunks(body: ResponseBody) -> impl futures::Stream<Item = Result<Bytes, Strea
         let mut body = body?;
         match body.next_chunk().await {
             BodyChunk::Data(data) => Some((Ok(data), Some(body))),
-            BodyChunk::End(steward_egress::StreamEnd::Complete) => None,
+            BodyChunk::End(StreamEnd::Complete) => None,
             BodyChunk::End(end) => Some((Err(end), None)),
         }
     })
-}
-
-/// The streaming scrubber as the body's filter.
-struct Streamed(StreamScrubber);
-
-impl ChunkFilter for Streamed {
-    fn push(&mut self, chunk: &[u8]) -> Bytes {
-        self.0.push(chunk)
-    }
-    fn finish(&mut self) -> Bytes {
-        self.0.finish()
-    }
-    fn redacted(&self) -> bool {
-        self.0.redacted()
-    }
-}
-
-/// The usage meter as the body's observer.
-struct Metered(UsageMeter);
-
-impl ChunkObserver for Metered {
-    fn observe(&mut self, chunk: &[u8]) {
-        self.0.push(chunk);
-    }
-    fn summary(&mut self) -> Option<Value> {
-        self.0.finish().map(|usage| usage.to_json())
-    }
 }

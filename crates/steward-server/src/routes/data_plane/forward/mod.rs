@@ -8,11 +8,15 @@
 //! - [`body`]: the request body, up to `data_plane.max_forward_body_bytes`;
 //! - [`jsonrpc`]: the JSON-RPC method and tool name recorded in the `execute` event (MCP);
 //! - [`stream`]: the answer's body: scrub → count → forward, and the end report;
-//! - [`error`]: the nested error body and the 403 `approval_required`.
+//! - [`error`]: the nested error body and the 403 `approval_required`;
+//! - [`route`]: the handler: identity, extraction, the execute service's steps 2–12, rendering;
+//! - [`answer`]: steps 13–16 with the streaming forwarder: the answer as it arrives.
 
+pub mod answer;
 pub mod body;
 pub mod error;
 pub mod headers;
 pub mod jsonrpc;
+pub mod route;
 pub mod stream;
 pub mod target;

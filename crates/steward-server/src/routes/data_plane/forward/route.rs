@@ -12,9 +12,9 @@ use axum::response::Response;
 use steward_canon::Method;
 use steward_types::ErrorCode;
 
-use super::session_auth::{ExecuteScope, SessionPrincipal, SessionRejection};
 use super::{answer, body, error, headers, jsonrpc, target};
 use crate::http::{ApiError, LogFields, RequestContext};
+use crate::routes::data_plane::session_auth::{ExecuteScope, SessionPrincipal, SessionRejection};
 use crate::services::AppState;
 use crate::services::approvals::approval_summary;
 use crate::services::execute::{ClientInfo, ExecuteInput, Execution, Mode, Outcome, RequestBody, Step};
@@ -22,7 +22,13 @@ use crate::services::execute::{ClientInfo, ExecuteInput, Execution, Mode, Outcom
 /// The methods execute knows; the route answers 405 `method_not_allowed` (with `allow`) to others.
 pub const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 
-/// `{METHOD} /v1/forward/{integration_id}/{authority}/{path…}?{query}`.
+/// Forward mode: makes this very request to the integration's upstream and streams its answer back.
+///
+/// `{METHOD} /v1/forward/{integration_id}/{host[:port]}/{path…}?{query}` runs the execute pipeline on
+/// the request's own method, headers and body, for clients that can only change a base URL (the
+/// official SDKs through `steward gateway`). The answer is the upstream's own, streamed as it arrives
+/// and scrubbed while streaming; Steward's own refusals use the nested error shape SDKs parse, with
+/// `steward-error`, and approval required is 403 `approval_required` with `steward-approval-id`.
 #[utoipa::path(
     method(get, head, post, put, patch, delete),
     path = "/v1/forward/{integration_id}/{target}",
@@ -36,7 +42,7 @@ pub const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
             target (never decoded or re-encoded) and canonicalized as an execute URL. Not one path segment: \
             every `/` after the integration id belongs to it."),
     ),
-    request_body(content = Vec<u8>, content_type = "*/*", description = "The upstream request's own body (any \
+    request_body(content = Option<String>, content_type = "*/*", description = "The upstream request's own body (any \
         bytes, content-length or chunked), up to data_plane.max_forward_body_bytes (32 MiB); the group's \
         body_policy applies."),
     responses(
@@ -45,20 +51,20 @@ pub const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
             and set-cookie removed) and its body streamed as it arrives (SSE and NDJSON event by event), \
             with the secret replaced by [REDACTED]. A stream cut by a limit or an upstream failure ends \
             with the connection closed."),
-        (status = 403, body = super::openapi::ForwardError, description = "approval_required (with \
+        (status = 403, body = crate::routes::data_plane::openapi::ForwardError, description = "approval_required (with \
             steward-approval-id, error.approval_id, error.expires_at, error.summary), and every template, \
             policy and SSRF refusal", headers(
             ("steward-error" = String, description = "The refusal's code, on every answer of Steward's own."),
             ("steward-approval-id" = String, description = "apr_…, on approval_required."))),
-        (status = 400, body = super::openapi::ForwardError, description = "request_url_*, request_percent_encoding_invalid, request_header_*, path_param_invalid, …"),
-        (status = 401, body = super::openapi::ForwardError, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
-        (status = 404, body = super::openapi::ForwardError, description = "integration_not_found, template_not_found"),
-        (status = 405, body = super::openapi::ForwardError, description = "method_not_allowed (with allow)"),
-        (status = 413, body = super::openapi::ForwardError, description = "request_body_too_large"),
-        (status = 429, body = super::openapi::ForwardError, description = "policy_rate_limited, with retry-after"),
-        (status = 502, body = super::openapi::ForwardError, description = "dns_resolution_*, upstream_network_error, redirect_denied, upstream_encoding_not_supported, …"),
-        (status = 503, body = super::openapi::ForwardError, description = "integration_secret_unavailable, audit_write_failed, storage_unavailable, coordination_unavailable"),
-        (status = 504, body = super::openapi::ForwardError, description = "upstream_timeout (no response head within egress.total_timeout_ms)"),
+        (status = 400, body = crate::routes::data_plane::openapi::ForwardError, description = "request_url_*, request_percent_encoding_invalid, request_header_*, path_param_invalid, …"),
+        (status = 401, body = crate::routes::data_plane::openapi::ForwardError, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
+        (status = 404, body = crate::routes::data_plane::openapi::ForwardError, description = "integration_not_found, template_not_found"),
+        (status = 405, body = crate::routes::data_plane::openapi::ForwardError, description = "method_not_allowed (with allow)"),
+        (status = 413, body = crate::routes::data_plane::openapi::ForwardError, description = "request_body_too_large"),
+        (status = 429, body = crate::routes::data_plane::openapi::ForwardError, description = "policy_rate_limited, with retry-after"),
+        (status = 502, body = crate::routes::data_plane::openapi::ForwardError, description = "dns_resolution_*, upstream_network_error, redirect_denied, upstream_encoding_not_supported, …"),
+        (status = 503, body = crate::routes::data_plane::openapi::ForwardError, description = "integration_secret_unavailable, audit_write_failed, storage_unavailable, coordination_unavailable"),
+        (status = 504, body = crate::routes::data_plane::openapi::ForwardError, description = "upstream_timeout (no response head within egress.total_timeout_ms)"),
     ))]
 pub async fn forward(
     State(state): State<AppState>,
@@ -101,7 +107,7 @@ pub async fn forward(
     let integration = execution.integration_id().map(str::to_owned);
     let response = match step {
         Step::Done(outcome) => render(outcome, &correlation_id),
-        Step::Ready(prepared) => answer::send(&state, execution, prepared, &correlation_id).await,
+        Step::Ready(prepared) => answer::send(&state, execution, *prepared, &correlation_id).await,
     };
     with_log_fields(response, &principal, integration)
 }
@@ -114,7 +120,8 @@ async fn extract(
     request_body: Body,
 ) -> Result<(ExecuteInput, Option<jsonrpc::JsonRpcCall>), ApiError> {
     let target = target::parse(&parts.uri)?;
-    let method = Method::parse(parts.method.as_str()).ok_or_else(|| method_not_allowed(parts.method.as_str()))?;
+    let method =
+        Method::parse(parts.method.as_str()).ok_or_else(|| method_not_allowed(parts.method.as_str()))?;
     let limit = state.config.data_plane.max_forward_body_bytes;
     let bytes = body::read(&parts.headers, request_body, limit).await?;
     let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());

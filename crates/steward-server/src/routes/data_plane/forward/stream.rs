@@ -24,42 +24,11 @@ use bytes::Bytes;
 use futures::Stream;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::Value;
+use steward_egress::{StreamScrubber, UsageMeter};
 
-/// Why a forwarded body ended: `execute_result.metadata.end`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StreamEnd {
-    /// Every byte of the upstream body reached the client's connection.
-    Complete,
-    /// The client went away (or the server dropped the body) before the end.
-    ClientClosed,
-    /// Reading the upstream body failed (reset, broken framing).
-    UpstreamError,
-    /// No upstream chunk for `egress.stream_idle_timeout_ms`.
-    IdleTimeout,
-    /// The upstream body passed `egress.max_stream_bytes`.
-    MaxBytes,
-    /// The answer lasted longer than `egress.max_stream_seconds`.
-    MaxSeconds,
-}
-
-impl StreamEnd {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamEnd::Complete => "complete",
-            StreamEnd::ClientClosed => "client_closed",
-            StreamEnd::UpstreamError => "upstream_error",
-            StreamEnd::IdleTimeout => "idle_timeout",
-            StreamEnd::MaxBytes => "max_bytes",
-            StreamEnd::MaxSeconds => "max_seconds",
-        }
-    }
-}
-
-impl std::fmt::Display for StreamEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Why a forwarded body ended: `execute_result.metadata.end` (the egress stream's own reasons, plus
+/// `client_closed`, which only the server side can tell).
+pub use steward_egress::StreamEnd;
 
 /// The error a cut body reports to the server (which then closes the connection).
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +52,29 @@ pub trait ChunkObserver: Send + 'static {
     fn observe(&mut self, chunk: &[u8]);
     /// What it learned (e.g. `{"input_tokens","output_tokens"}`), when the body has ended.
     fn summary(&mut self) -> Option<Value>;
+}
+
+/// The streaming scrubber is the filter of every forwarded body.
+impl ChunkFilter for StreamScrubber {
+    fn push(&mut self, chunk: &[u8]) -> Bytes {
+        StreamScrubber::push(self, chunk)
+    }
+    fn finish(&mut self) -> Bytes {
+        StreamScrubber::finish(self)
+    }
+    fn redacted(&self) -> bool {
+        StreamScrubber::redacted(self)
+    }
+}
+
+/// The usage meter observes the bodies of `openai` and `anthropic` integrations.
+impl ChunkObserver for UsageMeter {
+    fn observe(&mut self, chunk: &[u8]) {
+        self.push(chunk);
+    }
+    fn summary(&mut self) -> Option<Value> {
+        self.finish().map(|usage| usage.to_json())
+    }
 }
 
 /// How a forwarded body went, given to the callback once.

@@ -14,8 +14,10 @@ use crate::http::ApiError;
 /// The route prefix; everything after it is `{integration_id}/{authority}/{path…}`.
 pub const PREFIX: &str = "/v1/forward/";
 
-/// The route as axum registers it (the wildcard is never decoded by us: the raw URI is read instead).
-pub const ROUTE: &str = "/v1/forward/{*target}";
+/// The routes as axum registers them (the wildcard is never decoded by us: the raw URI is read
+/// instead). The wildcard matches no empty rest, so the bare prefixes are routed too: they get
+/// `path_param_invalid` in the forward shape rather than a generic 404.
+pub const ROUTES: [&str; 3] = ["/v1/forward/{*target}", "/v1/forward/", "/v1/forward"];
 
 /// What a forward URL names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,10 +33,12 @@ pub struct ForwardTarget {
 /// Everything about the upstream URL (empty authority, userinfo, bad percent-encodings, …) is left to
 /// canonicalization, so it fails at the same pipeline step and with the same code as in execute.
 pub fn parse(uri: &Uri) -> Result<ForwardTarget, ApiError> {
-    let rest = uri
-        .path()
-        .strip_prefix(PREFIX)
-        .ok_or_else(|| shape_error("the path does not start with /v1/forward/"))?;
+    let rest = match uri.path() {
+        "/v1/forward" => "",
+        path => path
+            .strip_prefix(PREFIX)
+            .ok_or_else(|| shape_error("the path does not start with /v1/forward/"))?,
+    };
     let (integration_id, after) = rest.split_once('/').unwrap_or((rest, ""));
     if integration_id.is_empty() {
         return Err(shape_error("the integration id segment is empty"));
@@ -127,9 +131,13 @@ mod tests {
 
     #[test]
     fn a_bad_integration_segment_is_path_param_invalid() {
-        for raw in
-            ["/v1/forward//h.test/x", "/v1/forward/i%5Fa/h.test/x", "/v1/forward/i.a/h.test", "/v1/forward/"]
-        {
+        for raw in [
+            "/v1/forward//h.test/x",
+            "/v1/forward/i%5Fa/h.test/x",
+            "/v1/forward/i.a/h.test",
+            "/v1/forward/",
+            "/v1/forward",
+        ] {
             let error = target(raw).unwrap_err();
             assert_eq!(error.code, ErrorCode::PathParamInvalid, "{raw}");
             assert!(

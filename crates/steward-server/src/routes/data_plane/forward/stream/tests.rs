@@ -3,63 +3,15 @@ use std::sync::{Arc, Mutex};
 use futures::channel::mpsc;
 use futures::{StreamExt, stream};
 use http_body_util::BodyExt;
+use steward_egress::{Provider, Scrubber};
 
 use super::*;
 
-/// One needle, raw only, with the hold-back rule: enough to watch the body type hold, release and
-/// drop a tail (the real scrubber's encodings are tested in `steward-egress`).
-struct OneNeedle {
-    needle: &'static [u8],
-    held: Vec<u8>,
-    redacted: bool,
-}
+const SECRET: &str = "sk-stream-secret-0042";
 
-impl OneNeedle {
-    fn new(needle: &'static [u8]) -> Box<Self> {
-        Box::new(Self { needle, held: Vec::new(), redacted: false })
-    }
-}
-
-impl ChunkFilter for OneNeedle {
-    fn push(&mut self, chunk: &[u8]) -> Bytes {
-        let mut data = std::mem::take(&mut self.held);
-        data.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < data.len() {
-            if data[i..].starts_with(self.needle) {
-                out.extend_from_slice(b"[REDACTED]");
-                self.redacted = true;
-                i += self.needle.len();
-            } else if self.needle.starts_with(&data[i..]) {
-                // A proper prefix of the needle up to the end: hold it.
-                self.held = data[i..].to_vec();
-                break;
-            } else {
-                out.push(data[i]);
-                i += 1;
-            }
-        }
-        Bytes::from(out)
-    }
-    fn finish(&mut self) -> Bytes {
-        Bytes::from(std::mem::take(&mut self.held))
-    }
-    fn redacted(&self) -> bool {
-        self.redacted
-    }
-}
-
-/// Counts the bytes it saw and reports them as "usage".
-struct Seen(u64);
-
-impl ChunkObserver for Seen {
-    fn observe(&mut self, chunk: &[u8]) {
-        self.0 += chunk.len() as u64;
-    }
-    fn summary(&mut self) -> Option<Value> {
-        Some(serde_json::json!({"seen": self.0}))
-    }
+/// The real streaming scrubber over [`SECRET`].
+fn scrubber() -> Box<StreamScrubber> {
+    Box::new(StreamScrubber::new(Arc::new(Scrubber::new(&[SECRET]).unwrap())))
 }
 
 type Ends = Arc<Mutex<Vec<StreamSummary>>>;
@@ -67,14 +19,14 @@ type Ends = Arc<Mutex<Vec<StreamSummary>>>;
 fn body_with(source: impl Stream<Item = Result<Bytes, StreamEnd>> + Send + 'static) -> (ForwardedBody, Ends) {
     let ends: Ends = Arc::default();
     let sink = ends.clone();
-    let body = ForwardedBody::new(source, OneNeedle::new(b"SECRET"), Instant::now(), move |summary| {
+    let body = ForwardedBody::new(source, scrubber(), Instant::now(), move |summary| {
         sink.lock().unwrap().push(summary);
     });
     (body, ends)
 }
 
-fn chunks(parts: &[&'static str]) -> Vec<Result<Bytes, StreamEnd>> {
-    parts.iter().map(|p| Ok(Bytes::from_static(p.as_bytes()))).collect()
+fn chunks(parts: &[&str]) -> Vec<Result<Bytes, StreamEnd>> {
+    parts.iter().map(|p| Ok(Bytes::copy_from_slice(p.as_bytes()))).collect()
 }
 
 /// Every frame until the end or the error.
@@ -105,22 +57,34 @@ async fn chunks_pass_at_once_and_the_end_is_complete() {
 }
 
 #[tokio::test]
-async fn a_needle_split_across_chunks_is_redacted_and_a_held_tail_is_released_at_the_end() {
-    let (mut body, ends) = body_with(stream::iter(chunks(&["key=SEC", "RET;", "x=SE"])));
+async fn a_secret_split_across_chunks_is_redacted_and_never_leaks_in_part() {
+    let (head, tail) = SECRET.split_at(9);
+    let first = format!("{{\"key\":\"{head}");
+    let second = format!("{tail}\"}}");
+    let (mut body, ends) = body_with(stream::iter(chunks(&[&first, &second])));
     let (out, _) = frames(&mut body).await;
-    // "SEC" was held until "RET" decided it; "SE" at the very end is not a secret and goes out.
-    assert_eq!(out, ["key=", "[REDACTED];", "x=", "SE"]);
+    // The first frame stops before the undecided tail; the whole is redacted.
+    assert_eq!(out[0], "{\"key\":\"");
+    assert_eq!(out.concat(), "{\"key\":\"[REDACTED]\"}");
     let ends = ends.lock().unwrap();
     assert_eq!(ends[0].end, StreamEnd::Complete);
-    assert_eq!(ends[0].response_bytes, "key=[REDACTED];x=SE".len() as u64);
+    assert_eq!(ends[0].response_bytes, "{\"key\":\"[REDACTED]\"}".len() as u64);
     assert!(ends[0].scrubbed);
 }
 
 #[tokio::test]
-async fn a_chunk_wholly_held_back_produces_no_empty_frame() {
-    let (mut body, _) = body_with(stream::iter(chunks(&["S", "", "E", "Cx"])));
+async fn a_held_tail_that_never_becomes_the_secret_is_released_at_the_end() {
+    let (mut body, ends) = body_with(stream::iter(chunks(&["x=", "sk-str"])));
     let (out, _) = frames(&mut body).await;
-    assert_eq!(out, ["SECx"]);
+    assert_eq!(out, ["x=", "sk-str"]);
+    assert!(!ends.lock().unwrap()[0].scrubbed);
+}
+
+#[tokio::test]
+async fn a_chunk_wholly_held_back_produces_no_empty_frame() {
+    let (mut body, _) = body_with(stream::iter(chunks(&["s", "", "k-", "x"])));
+    let (out, _) = frames(&mut body).await;
+    assert_eq!(out, ["sk-x"]);
 }
 
 #[tokio::test]
@@ -128,10 +92,11 @@ async fn a_cut_drops_the_held_tail_fails_the_body_and_reports_the_reason() {
     for reason in
         [StreamEnd::IdleTimeout, StreamEnd::MaxBytes, StreamEnd::MaxSeconds, StreamEnd::UpstreamError]
     {
-        let mut items = chunks(&["ok ", "SECR"]);
+        let mut items = chunks(&["ok ", "sk-stream-"]);
         items.push(Err(reason));
         let (mut body, ends) = body_with(stream::iter(items));
         let (out, cut) = frames(&mut body).await;
+        // The start of the secret never goes out.
         assert_eq!(out, ["ok "], "{reason}");
         assert_eq!(cut, Some(reason));
         drop(body);
@@ -178,12 +143,17 @@ async fn each_chunk_is_handed_out_before_the_next_one_exists() {
 }
 
 #[tokio::test]
-async fn the_observer_sees_the_upstream_bytes_and_its_summary_is_reported() {
-    let (body, ends) = body_with(stream::iter(chunks(&["abc", "SECRET"])));
-    let mut body = body.with_observer(Box::new(Seen(0)));
+async fn the_usage_meter_sees_the_answer_and_its_usage_is_reported() {
+    let events = [
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2}}\n\ndata: [DONE]\n\n",
+    ];
+    let (body, ends) = body_with(stream::iter(chunks(&events)));
+    let meter = UsageMeter::new(Provider::OpenAi, Some("text/event-stream"));
+    let mut body = body.with_observer(Box::new(meter));
     let _ = frames(&mut body).await;
     let ends = ends.lock().unwrap();
-    assert_eq!(ends[0].usage, Some(serde_json::json!({"seen": 9})));
+    assert_eq!(ends[0].usage, Some(serde_json::json!({"input_tokens": 5, "output_tokens": 2})));
 }
 
 #[tokio::test]
@@ -201,23 +171,4 @@ async fn the_body_works_as_an_axum_body() {
     let collected = axum::body::Body::new(body).collect().await.unwrap().to_bytes();
     assert_eq!(collected, "ab");
     assert_eq!(ends.lock().unwrap()[0].end, StreamEnd::Complete);
-}
-
-#[test]
-fn end_reasons_have_the_spec_names() {
-    let names: Vec<&str> = [
-        StreamEnd::Complete,
-        StreamEnd::ClientClosed,
-        StreamEnd::UpstreamError,
-        StreamEnd::IdleTimeout,
-        StreamEnd::MaxBytes,
-        StreamEnd::MaxSeconds,
-    ]
-    .iter()
-    .map(|e| e.as_str())
-    .collect();
-    assert_eq!(
-        names,
-        ["complete", "client_closed", "upstream_error", "idle_timeout", "max_bytes", "max_seconds"]
-    );
 }

@@ -20,24 +20,10 @@ use steward_canon::Template;
 use steward_crypto::HmacKey;
 use steward_egress::{EgressError, Scrubber};
 
+use crate::read_cache::insert_bounded;
+
 /// Entries kept by each cache.
 pub const CACHE_CAPACITY: usize = 1024;
-
-/// Inserts `key`, first evicting an arbitrary other entry when `map` already holds `capacity`.
-pub(crate) fn insert_bounded<K: std::hash::Hash + Eq + Clone, V>(
-    map: &mut HashMap<K, V>,
-    capacity: usize,
-    key: K,
-    value: V,
-) {
-    if map.len() >= capacity
-        && !map.contains_key(&key)
-        && let Some(victim) = map.keys().next().cloned()
-    {
-        map.remove(&victim);
-    }
-    map.insert(key, value);
-}
 
 type TemplateKey = (String, String, u64);
 /// The stored body a template was compiled from, and the compiled template.

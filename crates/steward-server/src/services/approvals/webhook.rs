@@ -14,9 +14,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use steward_store::governance::ApprovalRecord;
 
-use crate::keys::open_record;
-use crate::routes::admin::approvals::preview_context;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::open_record;
+use crate::services::credentials::envelope::preview_context;
 use steward_egress::{OutgoingRequest, guard};
 use zeroize::Zeroizing;
 

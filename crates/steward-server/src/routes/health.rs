@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::state::AppState;
+use crate::services::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 

@@ -12,10 +12,11 @@ use steward_store::audit::AuditWriter;
 use steward_types::{SharedClock, Timestamp};
 
 use crate::config::Config;
-use crate::keys::ActiveSigningKey;
-use crate::pipeline::cache::{ScrubberCache, TemplateCache};
-use crate::pipeline::{AuditHmac, Egress};
 use crate::read_cache::ReadCache;
+use crate::services::audit::AuditHmac;
+use crate::services::execute::Egress;
+use crate::services::execute::cache::{ScrubberCache, TemplateCache};
+use crate::services::keys::ActiveSigningKey;
 
 /// Cheap to clone: one `Arc`.
 #[derive(Debug, Clone)]

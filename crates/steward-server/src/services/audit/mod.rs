@@ -7,11 +7,24 @@ use serde_json::{Value, json};
 use steward_canon::{CanonicalRequest, RiskTier};
 use steward_crypto::HmacKey;
 use steward_store::audit::{Actor, AuditEvent, Destination, EventType};
+use steward_types::ErrorCode;
 use zeroize::Zeroizing;
 
 use crate::http::RequestContext;
-use crate::routes::data_plane::MtlsPrincipal;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::identity::MtlsPrincipal;
+
+/// Failures that are not a decision about this workload (the store, Redis or the audit log itself
+/// failing) are logged and counted, not audited.
+pub fn is_decision(code: ErrorCode) -> bool {
+    !matches!(
+        code,
+        ErrorCode::StorageUnavailable
+            | ErrorCode::CoordinationUnavailable
+            | ErrorCode::AuditWriteFailed
+            | ErrorCode::InternalError
+    )
+}
 
 /// Header values kept readable in stored descriptors.
 const READABLE_HEADERS: [&str; 2] = ["content-type", "accept"];
@@ -141,5 +154,32 @@ impl EventBase<'_> {
                 .with_canonical_descriptor(self.state.audit_hmac.stored_descriptor(canonical));
         }
         event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outages_are_not_audited_and_every_decision_is() {
+        for outage in [
+            ErrorCode::StorageUnavailable,
+            ErrorCode::CoordinationUnavailable,
+            ErrorCode::AuditWriteFailed,
+            ErrorCode::InternalError,
+        ] {
+            assert!(!is_decision(outage), "{outage:?} is an outage, not a decision");
+        }
+        for decision in [
+            ErrorCode::PolicyDefaultDeny,
+            ErrorCode::IntegrationNotFound,
+            ErrorCode::RequestHostNotAllowed,
+            ErrorCode::IntegrationSecretUnavailable,
+            ErrorCode::ResolvedIpDeniedLoopback,
+            ErrorCode::DpopMissing,
+        ] {
+            assert!(is_decision(decision), "{decision:?} is a decision about the workload");
+        }
     }
 }

@@ -1,85 +1,23 @@
-//! Sealing and opening store records under the keyring, the AAD contexts of the deployment's
-//! singletons, the active manifest signing key (cached for at most 30 s, shared with the audit
-//! checkpoint signer) and its automatic rotation.
-//!
-//! Opening always uses the context the *caller* expects for that row — never the `aad` column
-//! stored beside the envelope — so an envelope copied onto another row fails to decrypt.
+//! The active manifest signing key (cached for at most 30 s, shared with the audit checkpoint
+//! signer) and its automatic rotation. Sealing and opening records is
+//! [`crate::services::credentials::envelope`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use arc_swap::ArcSwap;
 use serde_json::json;
-use steward_crypto::{Envelope, EnvelopeContext, Keyring, SigningKey};
+use steward_crypto::{Keyring, SigningKey};
 use steward_store::audit::{Actor, AuditError, AuditEvent, CheckpointSigner, EventType};
-use steward_store::{EnvelopeRecord, KeyRotationOutcome, SigningKeyRecord, StoreError};
+use steward_store::{KeyRotationOutcome, SigningKeyRecord, StoreError};
 use steward_types::{SigningKeyId, Timestamp};
-use zeroize::Zeroizing;
 
-use crate::state::AppState;
+use super::credentials::envelope::{SealError, open_record, seal_record, signing_key_context};
+use super::state::AppState;
 
 /// How long an instance keeps signing with the active key it last read from the store: a rotation
 /// made by another instance is picked up within this bound (`spec/keys-and-audit.md`).
 pub const SIGNING_KEY_CACHE_SECONDS: i64 = 30;
-
-/// Why a sealed record could not be opened or made.
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error("envelope {envelope_id}: {detail}")]
-    Open { envelope_id: String, detail: String },
-    #[error("sealing failed: {0}")]
-    Seal(String),
-}
-
-pub fn ca_key_context() -> EnvelopeContext {
-    EnvelopeContext::WorkloadCaKey
-}
-
-pub fn audit_key_context() -> EnvelopeContext {
-    EnvelopeContext::AuditKey
-}
-
-pub fn signing_key_context(kid: &SigningKeyId) -> EnvelopeContext {
-    EnvelopeContext::ManifestSigningKey { kid: kid.as_str().to_owned() }
-}
-
-/// Seals `plaintext` into a new store record bound to `context`.
-pub fn seal_record(
-    keyring: &Keyring,
-    context: &EnvelopeContext,
-    plaintext: &[u8],
-) -> Result<EnvelopeRecord, SealError> {
-    let envelope =
-        steward_crypto::seal(keyring, context, plaintext).map_err(|e| SealError::Seal(e.to_string()))?;
-    let aad = context.to_jcs();
-    Ok(EnvelopeRecord {
-        envelope_id: format!("env_{}", uuid::Uuid::now_v7().simple()),
-        kek_id: envelope.kek_id().to_owned(),
-        aad,
-        body: envelope.to_json(),
-    })
-}
-
-/// Opens a store record, expecting it to be bound to `context`.
-pub fn open_record(
-    keyring: &Keyring,
-    context: &EnvelopeContext,
-    record: &EnvelopeRecord,
-) -> Result<Zeroizing<Vec<u8>>, SealError> {
-    let fail = |detail: String| SealError::Open { envelope_id: record.envelope_id.clone(), detail };
-    let envelope = Envelope::from_json(&record.body).map_err(|e| fail(e.to_string()))?;
-    steward_crypto::open(keyring, context, &envelope).map_err(|e| fail(e.to_string()))
-}
-
-/// Opens the audit key.
-pub fn open_audit_key(keyring: &Keyring, record: &EnvelopeRecord) -> Result<Zeroizing<[u8; 32]>, SealError> {
-    let bytes = open_record(keyring, &audit_key_context(), record)?;
-    let array: [u8; 32] = bytes.as_slice().try_into().map_err(|_| SealError::Open {
-        envelope_id: record.envelope_id.clone(),
-        detail: "the audit key is not 32 bytes".into(),
-    })?;
-    Ok(Zeroizing::new(array))
-}
 
 /// Signs audit checkpoints with whichever manifest signing key is active now.
 #[derive(Debug, Clone)]

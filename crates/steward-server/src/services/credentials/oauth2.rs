@@ -31,9 +31,9 @@ pub use endpoint::{DEFAULT_EXPIRES_IN_SECONDS, Grant};
 use endpoint::{OAuth2Config, Refused, parse_answer, token_request};
 
 use crate::http::ApiError;
-use crate::keys::{open_record, seal_record};
-use crate::routes::admin::catalog_secrets::{client_secret_context, secret_context};
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::{client_secret_context, secret_context};
+use crate::services::credentials::envelope::{open_record, seal_record};
 
 /// A cached token is used until this long before it expires.
 pub const EXPIRY_MARGIN_SECONDS: i64 = 60;
@@ -442,7 +442,7 @@ impl Prepared<'_> {
 
         let now = state.clock.now();
         let keyring = state.keyring.load();
-        let seal_failed = |e: crate::keys::SealError| {
+        let seal_failed = |e: crate::services::credentials::envelope::SealError| {
             tracing::error!(integration_id = %self.integration_id(), detail = %e, "An OAuth2 token could not be sealed.");
             OAuthError::unavailable("seal_failed", "the new token could not be encrypted")
         };

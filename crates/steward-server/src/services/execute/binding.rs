@@ -9,8 +9,8 @@ use steward_store::catalog::IntegrationRecord;
 use steward_types::ErrorCode;
 
 use crate::http::ApiError;
-use crate::routes::data_plane::MtlsPrincipal;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::identity::MtlsPrincipal;
 
 /// The integration `integration_id` of the caller's tenant: another tenant's is reported exactly
 /// like a missing one (`integration_not_found`); a disabled or deleted one is `integration_disabled`.

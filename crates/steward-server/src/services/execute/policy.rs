@@ -20,7 +20,7 @@ use steward_store::StoreError;
 use steward_types::{ApprovalId, ErrorCode, PolicyId};
 
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// What step 7 decided, after rate limits and consumption.
 #[derive(Debug, Clone)]

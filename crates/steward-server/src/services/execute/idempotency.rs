@@ -8,22 +8,16 @@
 
 use std::time::Duration;
 
-use axum::Json;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use steward_coord::{LockAttempt, LockToken};
 use steward_crypto::EnvelopeContext;
 use steward_store::{IdempotencyRecord, IdempotencyScope};
 use steward_types::ErrorCode;
 
 use crate::http::ApiError;
-use crate::keys::{open_record, seal_record};
-use crate::state::AppState;
-
-/// The response header of a replayed result.
-pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+use crate::services::AppState;
+use crate::services::credentials::envelope::{open_record, seal_record};
 
 /// Extra lock lifetime beyond the total upstream timeout.
 const LOCK_MARGIN: Duration = Duration::from_secs(15);
@@ -85,28 +79,6 @@ pub struct StoredResponse {
 pub struct StoredError {
     pub code: String,
     pub message: String,
-}
-
-impl StoredResponse {
-    /// The answer to a replay: the stored status and body with the *current* correlation id, and
-    /// `idempotent-replayed: true`.
-    pub fn replay(&self, correlation_id: &str) -> Response {
-        let replayed = (HeaderName::from_static(REPLAYED_HEADER), HeaderValue::from_static("true"));
-        if let Some(error) = &self.error {
-            let code = ErrorCode::from_code(&error.code).unwrap_or(ErrorCode::InternalError);
-            return ApiError::new(code, error.message.clone())
-                .with_header(replayed.0, replayed.1)
-                .into_response();
-        }
-        let mut body = self.body.clone().unwrap_or_else(|| json!({}));
-        if let Some(object) = body.as_object_mut() {
-            object.insert("correlation_id".into(), correlation_id.into());
-        }
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
-        let mut response = (status, Json(body)).into_response();
-        response.headers_mut().insert(replayed.0, replayed.1);
-        response
-    }
 }
 
 /// What step 6 found.

@@ -12,7 +12,7 @@ use steward_egress::{EgressError, Needles, OutgoingRequest, ResolveError, Valida
 use steward_types::ErrorCode;
 
 use crate::http::ApiError;
-use crate::state::AppState;
+use crate::services::AppState;
 
 /// An egress error as the client sees it: its spec code, a message without secrets.
 pub fn egress_error(error: &EgressError) -> ApiError {

@@ -11,9 +11,9 @@ use steward_store::governance::{ApprovalRecord, NewApproval, PendingApproval};
 use steward_types::ApprovalId;
 
 use crate::http::ApiError;
-use crate::keys::seal_record;
-use crate::routes::admin::approvals::preview_context;
-use crate::state::AppState;
+use crate::services::AppState;
+use crate::services::credentials::envelope::preview_context;
+use crate::services::credentials::envelope::seal_record;
 
 /// The pending approval for this request and whether it was created now. The read first is only a
 /// shortcut for the common repeat (no write); the create is what is atomic.
