@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{Value, json};
 use steward_testkit::clients;
+use steward_testkit::http_client::{TlsOptions, request};
 use steward_testkit::pki::TestCa;
 
 use crate::common::*;
@@ -61,8 +62,16 @@ impl RemoteServer {
             .stderr(std::fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
+        // Ready once it answers over TLS: without the token, 401. The probe is then forgotten, so
+        // the log holds only what came through Steward.
+        let tls = TlsOptions { ca_pem: ca.cert_pem.clone(), server_name: HOST.into(), client: None };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        loop {
+            if let Ok(answer) = request(addr, Some(&tls), Method::POST, "/mcp", &[], "{}").await {
+                assert_eq!(answer.status, 401, "the server must refuse a request without its token");
+                break;
+            }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "the MCP server exited with {status}: {}",
@@ -72,6 +81,7 @@ impl RemoteServer {
             assert!(Instant::now() < deadline, "the MCP server did not start");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        std::fs::write(&log, "").unwrap();
         RemoteServer { child, port, log, ca_pem: ca.cert_pem }
     }
 
