@@ -581,7 +581,8 @@ async fn wait_for_results(f: &Fixture) -> Vec<Value> {
 /// `bypass_template_approval` lift it for the protocol's own methods, the GET stream, the DELETE and
 /// the tools an agent may call freely. Any other tool call gets 403 `approval_required` with the
 /// approval id; with `--approval-wait` the gateway holds it until a person approves, then sends the
-/// same request again and the client gets the tool's result.
+/// same request again and the client gets the tool's result. A call the client abandons while it
+/// waits is not sent when its approval comes later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tool_outside_the_allowed_list_waits_for_an_approval() {
     let mut f = Fixture::start("required").await;
@@ -640,6 +641,30 @@ async fn a_tool_outside_the_allowed_list_waits_for_an_approval() {
     assert!(refusals(&report).is_empty(), "{report}");
     let calls: Vec<Value> = f.remote.requests().into_iter().filter(|r| r["tool"] == "approve_me").collect();
     assert_eq!(calls.len(), 1, "sent once, after the approval: {calls:?}");
+
+    // The agent gives up while the gateway waits: a later approval must not send the abandoned call.
+    let calls = json!([{"tool": "approve_me", "arguments": {"note": "abandoned"}, "cancel_after_ms": 4000}]);
+    let report = gateway.client("auto", calls).await;
+    assert_eq!(result(&report, 0, "approve_me")["cancelled"], true, "{report}");
+    let logs = gateway.logs();
+    let waits: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.contains("approval required; waiting"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(waits.len(), 2, "{logs}");
+    let id = waits[1]["approval_id"].as_str().unwrap();
+    f.admin(Method::POST, &format!("/v1/approvals/{id}/approve"), Some(json!({"mode": "once"}))).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let calls: Vec<Value> = f.remote.requests().into_iter().filter(|r| r["tool"] == "approve_me").collect();
+    assert_eq!(
+        calls.len(),
+        1,
+        "the abandoned call was sent after its approval: {calls:?}\n{}",
+        gateway.logs()
+    );
+    let granted = gateway.logs().lines().filter(|l| l.contains("approval granted")).count();
+    assert_eq!(granted, 1, "the gateway stopped waiting when the client left: {}", gateway.logs());
     assert_only_the_secret_reached_the_server(&f.remote, &gateway.token);
     gateway.stop();
     assert_eq!(terminate(&mut f.server).code(), Some(0));
