@@ -226,6 +226,7 @@ fn tool_call(tools: &[&str]) -> Value {
 /// `steward gateway` with a token file; stopped (SIGTERM, exit 0 asserted) by [`Gateway::stop`].
 struct Gateway {
     child: Child,
+    addr: std::net::SocketAddr,
     url: String,
     token: String,
     stderr: PathBuf,
@@ -266,7 +267,7 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let token = std::fs::read_to_string(&token_file).unwrap().trim().to_owned();
-        Gateway { child, url: format!("http://{addr}/{INTEGRATION}/mcp"), token, stderr: stderr_path }
+        Gateway { child, addr, url: format!("http://{addr}/{INTEGRATION}/mcp"), token, stderr: stderr_path }
     }
 
     /// The Python SDK client with these calls, in `mode` (`auto`: the newest revision, `legacy`: the
@@ -283,6 +284,21 @@ impl Gateway {
         .unwrap();
         assert!(run.success, "the MCP client failed: {}\n{}", run.stderr, self.logs());
         run.json
+    }
+
+    /// One hand-written 2026-07-28 POST (its `mcp-method` and `mcp-name` headers as the SDK sends them).
+    async fn post_raw(&self, body: &str, tool: &str) -> steward_testkit::http_client::TestResponse {
+        let bearer = format!("Bearer {}", self.token);
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", tool),
+        ];
+        let path = format!("/{INTEGRATION}/mcp");
+        request(self.addr, None, Method::POST, &path, &headers, body.to_owned()).await.unwrap()
     }
 
     /// `tests/clients/mcp_http_client.mjs` (the TypeScript SDK) with these calls; its JSON report.
@@ -484,6 +500,31 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert!(methods.contains(&"GET") && methods.last() == Some(&"DELETE"), "{methods:?}");
     assert!(session_requests.iter().all(|r| r["tool"] != "delete_repo"));
 
+    // Hand-written messages that try to slip delete_repo past the rule: the name spelled with a
+    // JSON escape, a repeated key, a batch. Each is denied; the same escape for read_item is not.
+    let raw = |name: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}","arguments":{{"item_id":"r","repo":"r"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}"#
+        )
+    };
+    let attempts = [
+        (raw("\\u0064elete_repo"), "delete_repo"),
+        (raw("read_item\",\"name\":\"delete_repo"), "delete_repo"),
+        (format!("[{}]", raw("delete_repo")), "delete_repo"),
+        (raw("\\u0072ead_item"), "read_item"),
+    ];
+    for (body, tool) in &attempts {
+        let answer = gateway.post_raw(body, tool).await;
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        if *tool == "read_item" {
+            assert_eq!(answer.status, 200, "{body}: {text}");
+            assert!(text.contains(r#""structuredContent":{"item_id":"r","name":"item r"}"#), "{text}");
+        } else {
+            assert_eq!(answer.status, 403, "{body}: {text}");
+            assert_eq!(answer.headers.get("steward-error").unwrap(), "policy_deny", "{body}");
+        }
+    }
+
     // The TypeScript SDK (2025-11-25, with a session) through the same gateway.
     let report =
         gateway.typescript_client(json!([{"tool": "read_item", "arguments": {"item_id": "10"}}])).await;
@@ -514,8 +555,8 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
             })
             .count()
     };
-    assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 4, "{executes:#?}");
-    assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 2, "{executes:#?}");
+    assert_eq!(recorded("tools/call", Some("read_item"), "allowed"), 5, "{executes:#?}");
+    assert_eq!(recorded("tools/call", Some("delete_repo"), "denied"), 3, "{executes:#?}");
     assert_eq!(recorded("tools/call", Some("delete_repo"), "allowed"), 0);
     assert_eq!(recorded("tools/call", Some("count_slowly"), "allowed"), 2);
     let echo = executes.iter().find(|e| e["metadata"]["jsonrpc_tool_name"] == "echo_token").unwrap();
@@ -529,6 +570,8 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert_eq!(recorded("server/discover", None, "allowed"), 1, "{executes:#?}");
     let denied: Vec<&&Value> = executes.iter().filter(|e| e["decision"] == "denied").collect();
     assert!(denied.iter().all(|e| e["reason_code"] == "policy_deny"), "{denied:#?}");
+    let denied_metadata: Vec<&Value> = denied.iter().map(|e| &e["metadata"]).collect();
+    assert_eq!(denied.len(), 5, "two SDK calls and three hand-written ones: {denied_metadata:#?}");
     // The GET stream and the DELETE have no body: audited as forward calls without a method.
     let bodiless = executes.iter().filter(|e| e["metadata"]["jsonrpc_method"].is_null()).count();
     assert!(bodiless >= 2, "{executes:#?}");
@@ -667,5 +710,32 @@ async fn a_tool_outside_the_allowed_list_waits_for_an_approval() {
     assert_eq!(granted, 1, "the gateway stopped waiting when the client left: {}", gateway.logs());
     assert_only_the_secret_reached_the_server(&f.remote, &gateway.token);
     gateway.stop();
+    assert_eq!(terminate(&mut f.server).code(), Some(0));
+}
+
+/// A message whose `params` repeat `name` (`"read_item"`, then `"delete_repo"`): the server (Python's
+/// `json`, like most parsers) takes the last one and runs `delete_repo`. The audit must not say the
+/// call was `read_item`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "server bug: forward/jsonrpc.rs records the first of repeated `name` keys"]
+async fn a_repeated_tool_name_is_not_audited_as_the_first_one() {
+    let mut f = Fixture::start("none").await;
+    f.rule("allow", "POST", json!({})).await;
+    let gateway = Gateway::start(&f, &[]).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_item","name":"delete_repo","arguments":{"item_id":"r","repo":"r"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let answer = gateway.post_raw(body, "delete_repo").await;
+    let text = String::from_utf8_lossy(&answer.body).into_owned();
+    assert_eq!(answer.status, 200, "{text}");
+    assert!(text.contains(r#""structuredContent":{"deleted":"r"}"#), "the server ran delete_repo: {text}");
+    let tools: Vec<Value> = f.remote.requests().into_iter().map(|r| r["tool"].clone()).collect();
+    assert_eq!(tools, [json!("delete_repo")]);
+    gateway.stop();
+    let events = wait_for_results(&f).await;
+    let execute = events.iter().find(|e| e["event_type"] == "execute").unwrap();
+    assert_eq!(execute["metadata"]["jsonrpc_method"], "tools/call", "{execute}");
+    assert_ne!(
+        execute["metadata"]["jsonrpc_tool_name"], "read_item",
+        "the audit names a tool that did not run: {execute}"
+    );
     assert_eq!(terminate(&mut f.server).code(), Some(0));
 }
