@@ -572,6 +572,13 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
     assert!(denied.iter().all(|e| e["reason_code"] == "policy_deny"), "{denied:#?}");
     let denied_metadata: Vec<&Value> = denied.iter().map(|e| &e["metadata"]).collect();
     assert_eq!(denied.len(), 5, "two SDK calls and three hand-written ones: {denied_metadata:#?}");
+    let path = format!("/v1/audit/events?tenant_id={}&event_type=violation", f.tenant_id);
+    let violations = f.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        violations["events"].as_array().unwrap().len(),
+        5,
+        "a violation per denied call: {violations}"
+    );
     // The GET stream and the DELETE have no body: audited as forward calls without a method.
     let bodiless = executes.iter().filter(|e| e["metadata"]["jsonrpc_method"].is_null()).count();
     assert!(bodiless >= 2, "{executes:#?}");
