@@ -14,6 +14,7 @@ use steward_types::ErrorCode;
 
 use super::{answer, body, error, headers, jsonrpc, target};
 use crate::http::{ApiError, LogFields, RequestContext};
+use crate::routes::data_plane::openapi::ForwardError;
 use crate::routes::data_plane::session_auth::{ExecuteScope, SessionPrincipal, SessionRejection};
 use crate::services::AppState;
 use crate::services::approvals::approval_summary;
@@ -51,20 +52,20 @@ pub const METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
             and set-cookie removed) and its body streamed as it arrives (SSE and NDJSON event by event), \
             with the secret replaced by [REDACTED]. A stream cut by a limit or an upstream failure ends \
             with the connection closed."),
-        (status = 403, body = crate::routes::data_plane::openapi::ForwardError, description = "approval_required (with \
+        (status = 403, body = ForwardError, description = "approval_required (with \
             steward-approval-id, error.approval_id, error.expires_at, error.summary), and every template, \
             policy and SSRF refusal", headers(
             ("steward-error" = String, description = "The refusal's code, on every answer of Steward's own."),
             ("steward-approval-id" = String, description = "apr_…, on approval_required."))),
-        (status = 400, body = crate::routes::data_plane::openapi::ForwardError, description = "request_url_*, request_percent_encoding_invalid, request_header_*, path_param_invalid, …"),
-        (status = 401, body = crate::routes::data_plane::openapi::ForwardError, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
-        (status = 404, body = crate::routes::data_plane::openapi::ForwardError, description = "integration_not_found, template_not_found"),
-        (status = 405, body = crate::routes::data_plane::openapi::ForwardError, description = "method_not_allowed (with allow)"),
-        (status = 413, body = crate::routes::data_plane::openapi::ForwardError, description = "request_body_too_large"),
-        (status = 429, body = crate::routes::data_plane::openapi::ForwardError, description = "policy_rate_limited, with retry-after"),
-        (status = 502, body = crate::routes::data_plane::openapi::ForwardError, description = "dns_resolution_*, upstream_network_error, redirect_denied, upstream_encoding_not_supported, …"),
-        (status = 503, body = crate::routes::data_plane::openapi::ForwardError, description = "integration_secret_unavailable, audit_write_failed, storage_unavailable, coordination_unavailable"),
-        (status = 504, body = crate::routes::data_plane::openapi::ForwardError, description = "upstream_timeout (no response head within egress.total_timeout_ms)"),
+        (status = 400, body = ForwardError, description = "request_url_*, request_percent_encoding_invalid, request_header_*, path_param_invalid, …"),
+        (status = 401, body = ForwardError, description = "mtls_*, session_*, dpop_* (with WWW-Authenticate)"),
+        (status = 404, body = ForwardError, description = "integration_not_found, template_not_found"),
+        (status = 405, body = ForwardError, description = "method_not_allowed (with allow)"),
+        (status = 413, body = ForwardError, description = "request_body_too_large"),
+        (status = 429, body = ForwardError, description = "policy_rate_limited, with retry-after"),
+        (status = 502, body = ForwardError, description = "dns_resolution_*, upstream_network_error, redirect_denied, upstream_encoding_not_supported, …"),
+        (status = 503, body = ForwardError, description = "integration_secret_unavailable, audit_write_failed, storage_unavailable, coordination_unavailable"),
+        (status = 504, body = ForwardError, description = "upstream_timeout (no response head within egress.total_timeout_ms)"),
     ))]
 pub async fn forward(
     State(state): State<AppState>,
