@@ -14,6 +14,7 @@ mod first_steps;
 mod gateway;
 mod init_race;
 mod mcp;
+mod mcp_remote;
 mod multi_instance;
 mod readme_quickstart;
 mod sdk_agents;
