@@ -724,7 +724,6 @@ async fn a_tool_outside_the_allowed_list_waits_for_an_approval() {
 /// `json`, like most parsers) takes the last one and runs `delete_repo`. The audit must not say the
 /// call was `read_item`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "server bug: forward/jsonrpc.rs records the first of repeated `name` keys"]
 async fn a_repeated_tool_name_is_not_audited_as_the_first_one() {
     let mut f = Fixture::start("none").await;
     f.rule("allow", "POST", json!({})).await;
@@ -740,9 +739,10 @@ async fn a_repeated_tool_name_is_not_audited_as_the_first_one() {
     let events = wait_for_results(&f).await;
     let execute = events.iter().find(|e| e["event_type"] == "execute").unwrap();
     assert_eq!(execute["metadata"]["jsonrpc_method"], "tools/call", "{execute}");
-    assert_ne!(
-        execute["metadata"]["jsonrpc_tool_name"], "read_item",
-        "the audit names a tool that did not run: {execute}"
+    assert_eq!(
+        execute["metadata"].get("jsonrpc_tool_name"),
+        None,
+        "an ambiguous tool name is not recorded (neither the first nor the last): {execute}"
     );
     assert_eq!(terminate(&mut f.server).code(), Some(0));
 }

@@ -86,9 +86,15 @@ impl<'de> Visitor<'de> for ParamsVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ParamsName, A::Error> {
         let mut name = None;
+        let mut seen_name = false;
         while let Some(key) = map.next_key::<String>()? {
-            if key == "name" && name.is_none() {
-                name = map.next_value::<NameValue>()?.0;
+            if key == "name" {
+                // A repeated `name` is ambiguous: servers differ on which one wins (the Python SDK
+                // takes the last), so the call names no tool rather than maybe the wrong one (like
+                // constraint checks, decision 0017, which treat such a body as not JSON).
+                let value = map.next_value::<NameValue>()?.0;
+                name = if seen_name { None } else { value };
+                seen_name = true;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
@@ -176,6 +182,16 @@ mod tests {
 
     fn call(method: &str, tool: Option<&str>) -> Option<JsonRpcCall> {
         Some(JsonRpcCall { method: method.to_owned(), tool_name: tool.map(str::to_owned) })
+    }
+
+    #[test]
+    fn a_repeated_tool_name_names_no_tool() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_item","name":"delete_repo"}}"#;
+        assert_eq!(sniff(JSON, body), call("tools/call", None));
+        let thrice = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","name":"c"}}"#;
+        assert_eq!(sniff(JSON, thrice), call("tools/call", None));
+        let method_twice = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#;
+        assert_eq!(sniff(JSON, method_twice), None);
     }
 
     #[test]
