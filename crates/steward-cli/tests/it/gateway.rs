@@ -18,14 +18,7 @@ use crate::common::*;
 
 /// Enrolls the fixture's workload into `<root>/identity` with `steward enroll`.
 fn enroll(fixture: &WorkloadFixture, root: &Path) -> PathBuf {
-    let identity = root.join("identity");
-    let output = run(steward()
-        .args(["enroll", "--token", &fixture.enrollment_token, "--broker-url", &fixture.broker_url, "--out"])
-        .arg(&identity)
-        .arg("--ca-file")
-        .arg(fixture.data.join("ca.crt")));
-    assert!(output.status.success(), "{}", stderr(&output));
-    identity
+    enroll_identity(&fixture.enrollment_token, &fixture.broker_url, &fixture.data, root.join("identity"))
 }
 
 async fn add_integration(fixture: &WorkloadFixture, name: &str, provider: &str, template: &str) -> Value {
@@ -496,20 +489,12 @@ async fn forward_fixture() -> ForwardFixture {
     let workload =
         admin(Method::POST, format!("/v1/tenants/{tenant_id}/workloads"), Some(json!({"name": "agent"})))
             .await;
-    let identity = temp.path().join("identity");
-    let output = run(steward()
-        .args([
-            "enroll",
-            "--token",
-            workload["enrollment_token"].as_str().unwrap(),
-            "--broker-url",
-            &broker_url,
-        ])
-        .arg("--out")
-        .arg(&identity)
-        .arg("--ca-file")
-        .arg(data.join("ca.crt")));
-    assert!(output.status.success(), "{}", stderr(&output));
+    let identity = enroll_identity(
+        workload["enrollment_token"].as_str().unwrap(),
+        &broker_url,
+        &data,
+        temp.path().join("identity"),
+    );
     let dir = temp.path().to_path_buf();
     let workload_id = workload["workload_id"].as_str().unwrap().to_owned();
     ForwardFixture {

@@ -135,20 +135,12 @@ async fn fixture_with(server_env: &[(&str, &str)]) -> Fixture {
         Some(json!({"name": "agent"})),
     )
     .await;
-    let identity = root.join("identity");
-    let output = run(steward()
-        .args([
-            "enroll",
-            "--token",
-            workload["enrollment_token"].as_str().unwrap(),
-            "--broker-url",
-            &broker_url,
-        ])
-        .arg("--out")
-        .arg(&identity)
-        .arg("--ca-file")
-        .arg(data.join("ca.crt")));
-    assert!(output.status.success(), "{}", stderr(&output));
+    let identity = enroll_identity(
+        workload["enrollment_token"].as_str().unwrap(),
+        &broker_url,
+        &data,
+        root.join("identity"),
+    );
     Fixture { _temp: temp, upstream, ports, broker_url, child, token, tenant_id, identity, root }
 }
 

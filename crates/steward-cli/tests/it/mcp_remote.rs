@@ -178,14 +178,8 @@ impl Fixture {
         let workload =
             admin(Method::POST, format!("/v1/tenants/{tenant_id}/workloads"), Some(json!({"name": "agent"})))
                 .await;
-        let identity = dir.join("identity");
         let token = workload["enrollment_token"].as_str().unwrap();
-        let output = run(steward()
-            .args(["enroll", "--token", token, "--broker-url", &broker_url, "--out"])
-            .arg(&identity)
-            .arg("--ca-file")
-            .arg(data.join("ca.crt")));
-        assert!(output.status.success(), "{}", stderr(&output));
+        let identity = enroll_identity(token, &broker_url, &data, dir.join("identity"));
         Fixture { _temp: temp, dir, remote, server, ports, admin_token, tenant_id, integration_id, identity }
     }
 
@@ -598,7 +592,12 @@ async fn python_sdk_calls_a_remote_mcp_server_through_the_gateway_with_a_per_too
         .collect();
     assert!(counts.iter().all(|r| r["metadata"]["stream"] == true), "{counts:#?}");
     let ends: Vec<&Value> = counts.iter().map(|r| &r["metadata"]["end"]).collect();
-    assert_eq!(ends, [&json!("complete"), &json!("client_closed")], "{counts:#?}");
+    // The SDK closes a POST's SSE answer as soon as it has the JSON-RPC result; when that beats the
+    // server's chunked terminator to Steward (a loaded machine), the first count is recorded as
+    // `client_closed` although the tool finished (the server's log says so, checked above).
+    assert_eq!(ends.len(), 2, "{counts:#?}");
+    assert!(ends[0] == "complete" || ends[0] == "client_closed", "{counts:#?}");
+    assert_eq!(ends[1], "client_closed", "{counts:#?}");
     let streamed = events
         .iter()
         .filter(|e| e["event_type"] == "execute_result" && e["metadata"]["stream"] == true)

@@ -134,20 +134,8 @@ impl Fixture {
                 Some(json!({"name": "agent"})),
             )
             .await;
-        f.identity = f.temp.path().join("identity");
-        let output = run(steward()
-            .args([
-                "enroll",
-                "--token",
-                workload["enrollment_token"].as_str().unwrap(),
-                "--broker-url",
-                &broker_url,
-            ])
-            .arg("--out")
-            .arg(&f.identity)
-            .arg("--ca-file")
-            .arg(data.join("ca.crt")));
-        assert!(output.status.success(), "{}", stderr(&output));
+        let token = workload["enrollment_token"].as_str().unwrap();
+        f.identity = enroll_identity(token, &broker_url, &data, f.temp.path().join("identity"));
         f
     }
 

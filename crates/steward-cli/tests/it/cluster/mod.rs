@@ -417,7 +417,10 @@ where
                 *done = check(i).await;
                 if !*done {
                     last_stale = last_stale.max(sent);
-                    assert!(sent < within, "node {i} did not comply to a check sent {sent:?} after the change");
+                    assert!(
+                        sent < within,
+                        "node {i} did not comply to a check sent {sent:?} after the change"
+                    );
                 }
             }
         }

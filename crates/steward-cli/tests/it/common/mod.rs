@@ -44,6 +44,18 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// `steward enroll` with an enrollment token into `out`, trusting the CA of the server's data
+/// directory `data`; fails the test when it does not succeed. Returns `out`.
+pub fn enroll_identity(enrollment_token: &str, broker_url: &str, data: &Path, out: PathBuf) -> PathBuf {
+    let output = run(steward()
+        .args(["enroll", "--token", enrollment_token, "--broker-url", broker_url, "--out"])
+        .arg(&out)
+        .arg("--ca-file")
+        .arg(data.join("ca.crt")));
+    assert!(output.status.success(), "{}", stderr(&output));
+    out
+}
+
 /// Listener overrides for a server process.
 pub struct Ports {
     pub data: u16,

@@ -188,7 +188,8 @@ mod tests {
     fn a_repeated_tool_name_names_no_tool() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_item","name":"delete_repo"}}"#;
         assert_eq!(sniff(JSON, body), call("tools/call", None));
-        let thrice = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","name":"c"}}"#;
+        let thrice =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b","name":"c"}}"#;
         assert_eq!(sniff(JSON, thrice), call("tools/call", None));
         let method_twice = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call"}"#;
         assert_eq!(sniff(JSON, method_twice), None);

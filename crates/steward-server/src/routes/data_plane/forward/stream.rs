@@ -237,7 +237,29 @@ impl Body for ForwardedBody {
 
 impl Drop for ForwardedBody {
     fn drop(&mut self) {
-        self.end(StreamEnd::ClientClosed);
+        if self.on_end.is_some() && self.upstream_already_ended() {
+            // A client may close as soon as it has what it wanted (an MCP client after its JSON-RPC
+            // answer, before the chunked terminator): when the upstream had already finished and
+            // nothing was held back, every byte reached the client, and that is a complete answer.
+            self.end(StreamEnd::Complete);
+        } else {
+            self.end(StreamEnd::ClientClosed);
+        }
+    }
+}
+
+impl ForwardedBody {
+    /// Whether the upstream body has ended (already known, or ready without waiting) with nothing
+    /// held back by the scrubber — i.e. the client has received every byte there was.
+    fn upstream_already_ended(&mut self) -> bool {
+        if !self.drained {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            match self.source.as_mut().poll_next(&mut cx) {
+                Poll::Ready(None) => self.drained = true,
+                _ => return false,
+            }
+        }
+        self.filter.finish().is_empty()
     }
 }
 

@@ -121,6 +121,25 @@ async fn dropping_the_body_before_the_end_is_client_closed() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_after_the_last_byte_of_a_finished_upstream_got_a_complete_answer() {
+    let (mut body, ends) = body_with(stream::iter(chunks(&["data: answer\n\n"])));
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "data: answer\n\n");
+    drop(body); // before polling for the end, as an MCP client does once it has its answer
+    let ends = ends.lock().unwrap();
+    assert_eq!((ends[0].end, ends[0].response_bytes), (StreamEnd::Complete, 14));
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_upstream_finished_is_client_closed() {
+    let (mut body, ends) = body_with(stream::iter(chunks(&["data: x\n\n", "sk-stream"])));
+    assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "data: x\n\n");
+    drop(body); // the upstream still had "sk-stream" to send: the client did not get everything
+    let ends = ends.lock().unwrap();
+    assert_eq!((ends[0].end, ends[0].response_bytes), (StreamEnd::ClientClosed, 9));
+}
+
+#[tokio::test]
 async fn a_body_never_polled_is_client_closed_with_nothing_sent() {
     let (body, ends) = body_with(stream::pending());
     drop(body);
