@@ -77,6 +77,16 @@ impl ReceivedRequest {
         self.headers.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// The fields of an `application/x-www-form-urlencoded` body, decoded, in order.
+    pub fn form(&self) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    /// The first form field `name` of the body, decoded.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.form().into_iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
     /// The value of query parameter `name` (undecoded), if present.
     pub fn query(&self, name: &str) -> Option<&str> {
         let (_, query) = self.target.split_once('?')?;

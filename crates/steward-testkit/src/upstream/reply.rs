@@ -184,7 +184,8 @@ fn framed(headers: &[(String, String)]) -> bool {
 fn closes(headers: &[(String, String)]) -> bool {
     headers
         .iter()
-        .any(|(n, v)| n.eq_ignore_ascii_case("connection") && v.to_ascii_lowercase().contains("close"))
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")))
 }
 
 fn borrowed(headers: &[(String, String)]) -> Vec<(&str, &str)> {

@@ -53,6 +53,19 @@ async fn records_header_lines_as_they_arrived() {
 }
 
 #[tokio::test]
+async fn form_fields_are_decoded() {
+    let upstream = TestUpstream::start().await.unwrap();
+    let body = "grant_type=refresh_token&scope=a+b&x=%2F";
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    request(upstream.addr, Some(&tls(&upstream)), Method::POST, "/token", &headers, body).await.unwrap();
+    let received = upstream.last();
+    assert_eq!(received.field("scope").as_deref(), Some("a b"));
+    assert_eq!(received.field("x").as_deref(), Some("/"));
+    assert_eq!(received.field("missing"), None);
+    assert_eq!(received.form().len(), 3);
+}
+
+#[tokio::test]
 async fn queued_replies_come_first_then_the_standing_one() {
     let upstream = TestUpstream::start().await.unwrap();
     upstream.respond(201, &[("x-standing", "1")], b"standing");
