@@ -413,6 +413,7 @@ async fn handle(request: hyper::Request<Incoming>, state: Arc<State>) -> hyper::
         target: target.clone(),
         headers: headers.clone(),
         body: body.clone(),
+        ..ReceivedRequest::default()
     });
     let path = target.split('?').next().unwrap_or_default().to_owned();
     let call = Call { method, path, headers, body };

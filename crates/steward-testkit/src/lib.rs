@@ -1,6 +1,6 @@
 //! Test fixtures shared by every crate's tests: private PostgreSQL databases and Redis key prefixes on
 //! the machine's local services, private `redis-server` and PostgreSQL clusters for fault tests, a
-//! test PKI generated at test time (no committed private keys), a recording HTTPS upstream, a UDP
+//! test PKI generated at test time (no committed private keys), a recording, scriptable HTTPS upstream, a UDP
 //! DNS responder, a small HTTP(S) test client and free loopback ports.
 //!
 //! Dev-dependency only: nothing here may be used by production code. Tests read
@@ -14,12 +14,11 @@ pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
-pub mod stream_upstream;
 pub mod upstream;
 
 pub use faults::{PrivatePostgres, PrivateRedis};
 pub use services::{TestDatabase, postgres_base_url, redis_url, unique_redis_prefix};
-pub use upstream::{ReceivedRequest, TestUpstream, UpstreamBehavior};
+pub use upstream::{ReceivedRequest, Reply, Step, TestUpstream, UpstreamConnection, UpstreamOptions};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for a
 /// server the test starts as a separate process or configures before it binds. Tests of one binary

@@ -19,7 +19,7 @@ use serde_json::json;
 use sqlx::Connection;
 use steward_crypto::DpopKey;
 use steward_testkit::http_client::{request, tls_stream};
-use steward_testkit::{PrivatePostgres, PrivateRedis, TestUpstream, UpstreamBehavior};
+use steward_testkit::{PrivatePostgres, PrivateRedis, Reply, TestUpstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A private PostgreSQL and Redis, and a deployment of `count` nodes on them (not started).
@@ -451,7 +451,7 @@ async fn kill_9_under_execute_load_loses_no_audit_event_and_leaves_no_idempotenc
         private_exec_cluster(2, &[("STEWARD_EGRESS__TOTAL_TIMEOUT_MS", "2000")]).await;
     f.allow_reads(&cluster, 0).await;
     // The keyed call the victim has in flight when it dies hangs upstream.
-    f.upstream.set(UpstreamBehavior::HangIf("in-flight".into()));
+    f.upstream.respond_with(|r| if r.target.contains("in-flight") { Reply::Hang } else { Reply::ok() });
     let (survivor, victim) = (0, 1);
 
     let cluster = Arc::new(cluster);
@@ -485,7 +485,7 @@ async fn kill_9_under_execute_load_loses_no_audit_event_and_leaves_no_idempotenc
     assert_eq!(status.code(), None, "killed by a signal");
     let cut = in_flight.await.unwrap();
     assert!(cut.is_err() || cut.as_ref().unwrap().status != 200, "{cut:?}");
-    f.upstream.set(UpstreamBehavior::default());
+    f.upstream.set(Reply::ok());
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::SeqCst);
     let outcomes = load.await.unwrap();

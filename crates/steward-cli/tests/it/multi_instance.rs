@@ -18,7 +18,7 @@ use common::install_crypto_provider;
 use http::Method;
 use serde_json::json;
 use steward_crypto::DpopKey;
-use steward_testkit::{TestDatabase, TestUpstream, UpstreamBehavior, redis_url};
+use steward_testkit::{Reply, TestDatabase, TestUpstream, redis_url};
 use steward_types::Clock;
 
 /// Freshness across instances (`spec/data-plane.md`): within 1 s.
@@ -514,7 +514,7 @@ async fn idempotency_keys_hold_across_instances() {
     // Concurrent duplicates spread over the instances while the first is in flight (forwarded, the
     // upstream takes 1.5 s to answer): none is forwarded, each is in progress or — once the first
     // completed — a replay.
-    f.upstream.set(UpstreamBehavior::Delay(Duration::from_millis(1500)));
+    f.upstream.set(Reply::ok().after(Duration::from_millis(1500)));
     let first = f.execute(&cluster, 0, f.get("?q=dup"), Some("key-dup"), "id-dup-first");
     let duplicates = async {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

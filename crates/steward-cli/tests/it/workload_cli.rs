@@ -173,11 +173,7 @@ async fn enroll_then_call_with_and_without_dpop_and_the_exit_codes() {
     assert_eq!(received[0].header("authorization"), Some("Bearer sk-cli-secret-0123456789"));
 
     // --fail: an upstream 500 is still "executed", exit 4 only with --fail.
-    upstream.set(steward_testkit::UpstreamBehavior::Respond {
-        status: 500,
-        content_type: "application/json".into(),
-        body: b"{}".to_vec(),
-    });
+    upstream.respond(500, &[("content-type", "application/json")], b"{}");
     assert_eq!(run(call(&[]).arg(&url)).status.code(), Some(0));
     assert_eq!(run(call(&["--fail"]).arg(&url)).status.code(), Some(4));
 

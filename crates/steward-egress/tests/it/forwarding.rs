@@ -9,20 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_egress::{EgressError, ForwardOutcome, Forwarder, OutgoingRequest, ValidatedTarget, guard};
+use steward_testkit::upstream::{Reply, Step, TestUpstream};
 use steward_types::ErrorCode;
-use support::upstream::{Recorded, Reply, Upstream, chunked, response};
 use zeroize::Zeroizing;
 
 const LOOPBACK: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
-async fn setup(responder: support::upstream::Responder) -> (Upstream, Arc<Forwarder>, ValidatedTarget) {
-    let upstream = Upstream::start(LOOPBACK, 0, responder).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |_| {});
+async fn setup(reply: Reply) -> (TestUpstream, Arc<Forwarder>, ValidatedTarget) {
+    let upstream = support::upstream(reply).await;
+    let forwarder = support::forwarder(&upstream.ca_pem, |_| {});
     let target = target_for(&upstream).await;
     (upstream, forwarder, target)
 }
 
-async fn target_for(upstream: &Upstream) -> ValidatedTarget {
+async fn target_for(upstream: &TestUpstream) -> ValidatedTarget {
     let resolver = support::static_resolver(&[]);
     guard("localhost", upstream.addr.port(), &resolver, &support::loopback_allow()).await.unwrap()
 }
@@ -47,14 +47,16 @@ async fn call(
     forwarder.forward(target, request, &allow(&["content-type", "x-request-id"])).await
 }
 
-fn fixed(bytes: Vec<u8>) -> support::upstream::Responder {
-    Arc::new(move |_: &Recorded| Reply::Raw(bytes.clone()))
+/// A chunked answer of `chunks` chunks of `size` bytes.
+fn chunked(chunks: usize, size: usize) -> Reply {
+    let steps = (0..chunks).map(|_| Step::Send(vec![b'z'; size].into())).collect();
+    Reply::chunked(200, &[("content-type", "application/octet-stream")], steps)
 }
 
 #[tokio::test]
 async fn sends_exactly_the_canonical_request() {
     let (upstream, forwarder, target) =
-        setup(fixed(response(200, &[("content-type", "application/json")], b"{}"))).await;
+        setup(Reply::full(200, &[("content-type", "application/json")], b"{}")).await;
     let request = OutgoingRequest::new(
         "POST",
         "/v1/items",
@@ -80,7 +82,7 @@ async fn sends_exactly_the_canonical_request() {
     assert_eq!(outcome.resolved_ip, LOOPBACK);
     assert_eq!(&outcome.body[..], b"{}");
 
-    let seen = upstream.recorded();
+    let seen = upstream.received();
     assert_eq!(seen.len(), 1);
     let r = &seen[0];
     assert_eq!(r.method, "POST");
@@ -95,28 +97,28 @@ async fn sends_exactly_the_canonical_request() {
         "exactly these headers arrived: {:?}",
         r.headers
     );
-    assert_eq!(r.header("host"), vec![format!("localhost:{}", upstream.addr.port()).as_str()]);
-    assert_eq!(r.header("accept-encoding"), vec!["identity"]);
-    assert_eq!(r.header("content-length"), vec!["12"]);
-    assert_eq!(r.header("authorization"), vec!["Bearer injected"]);
+    assert_eq!(r.header_values("host"), vec![format!("localhost:{}", upstream.addr.port()).as_str()]);
+    assert_eq!(r.header_values("accept-encoding"), vec!["identity"]);
+    assert_eq!(r.header_values("content-length"), vec!["12"]);
+    assert_eq!(r.header_values("authorization"), vec!["Bearer injected"]);
 }
 
 #[tokio::test]
 async fn get_without_body_and_duplicate_headers() {
-    let (upstream, forwarder, target) = setup(fixed(response(200, &[], b"ok"))).await;
+    let (upstream, forwarder, target) = setup(Reply::full(200, &[], b"ok")).await;
     let request =
         OutgoingRequest::new("GET", "/", "", headers(&[("accept", "a/b"), ("accept", "c/d")]), Vec::new())
             .unwrap();
     call(&forwarder, &target, &request).await.unwrap();
-    let r = &upstream.recorded()[0];
-    assert_eq!(r.header("accept"), vec!["a/b", "c/d"]);
-    assert!(r.header("content-length").is_empty());
-    assert!(r.header("transfer-encoding").is_empty());
+    let r = &upstream.received()[0];
+    assert_eq!(r.header_values("accept"), vec!["a/b", "c/d"]);
+    assert!(r.header_values("content-length").is_empty());
+    assert!(r.header_values("transfer-encoding").is_empty());
 }
 
 #[tokio::test]
 async fn response_headers_are_filtered() {
-    let reply = response(
+    let reply = Reply::full(
         201,
         &[
             ("Content-Type", "application/json"),
@@ -130,7 +132,7 @@ async fn response_headers_are_filtered() {
         ],
         b"{}",
     );
-    let (_upstream, forwarder, target) = setup(fixed(reply)).await;
+    let (_upstream, forwarder, target) = setup(reply).await;
     let outcome = forwarder
         .forward(
             &target,
@@ -151,12 +153,12 @@ async fn response_headers_are_filtered() {
 async fn redirects_are_denied_but_304_passes() {
     for status in [301u16, 302, 303, 307, 308] {
         let (_u, forwarder, target) =
-            setup(fixed(response(status, &[("location", "https://elsewhere.example/")], b""))).await;
+            setup(Reply::full(status, &[("location", "https://elsewhere.example/")], b"")).await;
         let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::RedirectDenied, "{status}");
         assert_eq!(err.code().status(), 502);
     }
-    let (_u, forwarder, target) = setup(fixed(response(304, &[("etag", "\"x\"")], b""))).await;
+    let (_u, forwarder, target) = setup(Reply::full(304, &[("etag", "\"x\"")], b"")).await;
     let outcome = call(&forwarder, &target, &get("/")).await.unwrap();
     assert_eq!(outcome.status, 304);
     assert!(outcome.body.is_empty());
@@ -164,26 +166,25 @@ async fn redirects_are_denied_but_304_passes() {
 
 #[tokio::test]
 async fn unsupported_answers() {
-    let cases: Vec<(Vec<u8>, ErrorCode)> = vec![
+    let cases: Vec<(Reply, ErrorCode)> = vec![
         (
-            response(200, &[("content-type", "text/event-stream")], b"data: x\n\n"),
+            Reply::full(200, &[("content-type", "text/event-stream")], b"data: x\n\n"),
             ErrorCode::UpstreamStreamingNotSupported,
         ),
         (
-            response(200, &[("content-type", "application/x-ndjson; charset=utf-8")], b"{}\n"),
+            Reply::full(200, &[("content-type", "application/x-ndjson; charset=utf-8")], b"{}\n"),
             ErrorCode::UpstreamStreamingNotSupported,
         ),
         (
-            response(200, &[("content-encoding", "gzip")], b"\x1f\x8b"),
+            Reply::full(200, &[("content-encoding", "gzip")], b"\x1f\x8b"),
             ErrorCode::UpstreamEncodingNotSupported,
         ),
     ];
     for (reply, code) in cases {
-        let (_u, forwarder, target) = setup(fixed(reply)).await;
+        let (_u, forwarder, target) = setup(reply).await;
         assert_eq!(call(&forwarder, &target, &get("/")).await.unwrap_err().code(), code);
     }
-    let (_u, forwarder, target) =
-        setup(fixed(response(200, &[("content-encoding", "identity")], b"fine"))).await;
+    let (_u, forwarder, target) = setup(Reply::full(200, &[("content-encoding", "identity")], b"fine")).await;
     assert_eq!(&call(&forwarder, &target, &get("/")).await.unwrap().body[..], b"fine");
 }
 
@@ -194,7 +195,7 @@ const GZIPPED_ECHO: &[u8] = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\x
 
 /// A raw HTTP/1.1 answer with `transfer-encoding: {coding}` and `body` in one chunk (when the coding
 /// ends in chunked) or delimited by closing the connection.
-fn transfer_coded(coding: &str, body: &[u8]) -> Vec<u8> {
+fn transfer_coded(coding: &str, body: &[u8]) -> Reply {
     let mut out =
         format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: {coding}\r\n\r\n")
             .into_bytes();
@@ -205,13 +206,13 @@ fn transfer_coded(coding: &str, body: &[u8]) -> Vec<u8> {
     } else {
         out.extend_from_slice(body);
     }
-    out
+    Reply::Raw(out)
 }
 
 #[tokio::test]
 async fn transfer_codings_other_than_chunked_are_refused() {
     for coding in ["gzip, chunked", "GZip,Chunked", "deflate,chunked", "x-marker-coding, chunked"] {
-        let (_u, forwarder, target) = setup(fixed(transfer_coded(coding, GZIPPED_ECHO))).await;
+        let (_u, forwarder, target) = setup(transfer_coded(coding, GZIPPED_ECHO)).await;
         let err = call(&forwarder, &target, &get("/")).await.map(|o| o.body).unwrap_err();
         assert_eq!(err.code(), ErrorCode::UpstreamEncodingNotSupported, "{coding}: {err}");
         assert_eq!(err.code().status(), 502);
@@ -224,7 +225,7 @@ async fn transfer_codings_other_than_chunked_are_refused() {
     }
     // Plain chunked passes, whatever its case.
     for coding in ["chunked", "Chunked"] {
-        let (_u, forwarder, target) = setup(fixed(transfer_coded(coding, b"{\"ok\":true}"))).await;
+        let (_u, forwarder, target) = setup(transfer_coded(coding, b"{\"ok\":true}")).await;
         let outcome = call(&forwarder, &target, &get("/")).await.unwrap();
         assert_eq!(&outcome.body[..], b"{\"ok\":true}", "{coding}");
     }
@@ -234,13 +235,13 @@ async fn transfer_codings_other_than_chunked_are_refused() {
 async fn upstream_header_values_stay_out_of_error_messages() {
     const MARKER: &str = "x-marker-7f3a9c";
     let cases = [
-        response(200, &[("content-encoding", MARKER)], b"{}"),
-        response(200, &[("content-encoding", &format!("identity, {MARKER}"))], b"{}"),
-        response(200, &[("content-type", &format!("text/event-stream; {MARKER}=1"))], b"data: x\n\n"),
+        Reply::full(200, &[("content-encoding", MARKER)], b"{}"),
+        Reply::full(200, &[("content-encoding", &format!("identity, {MARKER}"))], b"{}"),
+        Reply::full(200, &[("content-type", &format!("text/event-stream; {MARKER}=1"))], b"data: x\n\n"),
         transfer_coded(&format!("{MARKER}, chunked"), b"{}"),
     ];
     for reply in cases {
-        let (_u, forwarder, target) = setup(fixed(reply)).await;
+        let (_u, forwarder, target) = setup(reply).await;
         let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
         assert!(!format!("{err} {err:?}").contains(MARKER), "{err} / {err:?}");
     }
@@ -250,24 +251,24 @@ async fn upstream_header_values_stay_out_of_error_messages() {
 async fn oversized_bodies_declared_and_counted() {
     let limit = 1000u64;
     let big = vec![b'x'; 1001];
-    for reply in [response(200, &[], &big), chunked(5, 300)] {
-        let upstream = Upstream::start(LOOPBACK, 0, fixed(reply)).await;
-        let forwarder = support::forwarder(&upstream.ca_pem(), |s| s.max_response_bytes = limit);
+    for reply in [Reply::full(200, &[], &big), chunked(5, 300)] {
+        let upstream = support::upstream(reply).await;
+        let forwarder = support::forwarder(&upstream.ca_pem, |s| s.max_response_bytes = limit);
         let target = target_for(&upstream).await;
         let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
         assert_eq!(err.code(), ErrorCode::UpstreamResponseTooLarge);
     }
     // Exactly at the limit, chunked: fine.
-    let upstream = Upstream::start(LOOPBACK, 0, fixed(chunked(4, 250))).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |s| s.max_response_bytes = limit);
+    let upstream = support::upstream(chunked(4, 250)).await;
+    let forwarder = support::forwarder(&upstream.ca_pem, |s| s.max_response_bytes = limit);
     let target = target_for(&upstream).await;
     assert_eq!(call(&forwarder, &target, &get("/")).await.unwrap().body.len(), 1000);
 }
 
 #[tokio::test]
 async fn a_hanging_upstream_times_out() {
-    let upstream = Upstream::start(LOOPBACK, 0, Arc::new(|_: &Recorded| Reply::Hang)).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |s| s.total_timeout = Duration::from_millis(400));
+    let upstream = support::upstream(Reply::Hang).await;
+    let forwarder = support::forwarder(&upstream.ca_pem, |s| s.total_timeout = Duration::from_millis(400));
     let target = target_for(&upstream).await;
     let started = std::time::Instant::now();
     let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
@@ -310,7 +311,7 @@ async fn refused_connections_and_untrusted_certificates_are_network_errors() {
     );
 
     // A certificate from a CA the forwarder does not trust.
-    let upstream = Upstream::start(LOOPBACK, 0, fixed(response(200, &[], b""))).await;
+    let upstream = support::upstream(Reply::full(200, &[], b"")).await;
     let target = target_for(&upstream).await;
     let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
     assert!(matches!(err, EgressError::Tls { .. }), "{err}");
@@ -318,10 +319,10 @@ async fn refused_connections_and_untrusted_certificates_are_network_errors() {
     // The message says the certificate was not trusted and names the setting that adds a CA.
     let text = err.to_string();
     assert!(text.contains("was not trusted") && text.contains("egress.extra_ca_files"), "{text}");
-    assert!(upstream.recorded().is_empty());
+    assert!(upstream.received().is_empty());
 
     // A trusted certificate that does not name the host (SNI/verification use the canonical host).
-    let forwarder = support::forwarder(&upstream.ca_pem(), |_| {});
+    let forwarder = support::forwarder(&upstream.ca_pem, |_| {});
     let resolver = support::static_resolver(&[("other.test", &[LOOPBACK])]);
     let target =
         guard("other.test", upstream.addr.port(), &resolver, &support::loopback_allow()).await.unwrap();
@@ -332,8 +333,8 @@ async fn refused_connections_and_untrusted_certificates_are_network_errors() {
 
 #[tokio::test]
 async fn ip_literal_hosts_use_the_address_as_server_name() {
-    let upstream = Upstream::start(LOOPBACK, 0, fixed(response(200, &[], b"ip"))).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |_| {});
+    let upstream = support::upstream(Reply::full(200, &[], b"ip")).await;
+    let forwarder = support::forwarder(&upstream.ca_pem, |_| {});
     let resolver = support::static_resolver(&[]);
     let target =
         guard("127.0.0.1", upstream.addr.port(), &resolver, &support::loopback_allow()).await.unwrap();
@@ -343,24 +344,24 @@ async fn ip_literal_hosts_use_the_address_as_server_name() {
 #[tokio::test]
 async fn the_peer_is_rechecked_before_tls() {
     // A target validated under a wider allowlist than the forwarder's: the connector refuses the peer.
-    let upstream = Upstream::start(LOOPBACK, 0, fixed(response(200, &[], b""))).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |s| s.allow_cidrs.clear());
+    let upstream = support::upstream(Reply::full(200, &[], b"")).await;
+    let forwarder = support::forwarder(&upstream.ca_pem, |s| s.allow_cidrs.clear());
     let target = target_for(&upstream).await;
     let err = call(&forwarder, &target, &get("/")).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::ResolvedIpDeniedLoopback);
     // The TCP connection was made, but no TLS handshake nor request followed.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(upstream.recorded().is_empty());
+    assert!(upstream.received().is_empty());
 }
 
 #[tokio::test]
 async fn connections_are_reused() {
-    let (upstream, forwarder, target) = setup(fixed(response(200, &[], b"again"))).await;
+    let (upstream, forwarder, target) = setup(Reply::full(200, &[], b"again")).await;
     for _ in 0..3 {
         assert_eq!(&call(&forwarder, &target, &get("/")).await.unwrap().body[..], b"again");
     }
     assert_eq!(upstream.connection_count(), 1, "one TCP connection for sequential calls");
-    let seen = upstream.recorded();
+    let seen = upstream.received();
     assert_eq!(seen.len(), 3);
     assert!(seen.iter().all(|r| r.connection == 0));
     assert_eq!(forwarder.idle_connections(), 1);
@@ -368,7 +369,7 @@ async fn connections_are_reused() {
 
 #[tokio::test]
 async fn a_connection_closed_by_the_upstream_is_replaced() {
-    let (upstream, forwarder, target) = setup(fixed(response(200, &[("connection", "close")], b"bye"))).await;
+    let (upstream, forwarder, target) = setup(Reply::full(200, &[("connection", "close")], b"bye")).await;
     for _ in 0..2 {
         assert_eq!(&call(&forwarder, &target, &get("/")).await.unwrap().body[..], b"bye");
     }
@@ -377,7 +378,7 @@ async fn a_connection_closed_by_the_upstream_is_replaced() {
 
 #[tokio::test]
 async fn failed_answers_are_not_pooled() {
-    let (upstream, forwarder, target) = setup(fixed(response(302, &[("location", "/x")], b""))).await;
+    let (upstream, forwarder, target) = setup(Reply::full(302, &[("location", "/x")], b"")).await;
     for _ in 0..2 {
         assert_eq!(call(&forwarder, &target, &get("/")).await.unwrap_err().code(), ErrorCode::RedirectDenied);
     }
@@ -400,7 +401,7 @@ async fn the_forwarder_is_shareable_across_tasks() {
     fn assert_send<T: Send>(t: T) -> T {
         t
     }
-    let (upstream, forwarder, target) = setup(fixed(response(200, &[], b"spawned"))).await;
+    let (upstream, forwarder, target) = setup(Reply::full(200, &[], b"spawned")).await;
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (forwarder, target) = (forwarder.clone(), target.clone());

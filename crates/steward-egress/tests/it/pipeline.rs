@@ -5,26 +5,24 @@
 
 use crate::support;
 
-use std::net::IpAddr;
-use std::sync::Arc;
-
 use serde_json::json;
 use steward_canon::{CanonContext, ExecuteRequest, HeaderField, Injection, Method, Template, canonicalize};
 use steward_egress::{OutgoingRequest, Scrubber, guard};
+use steward_testkit::upstream::{ReceivedRequest, Reply, TestUpstream};
 use steward_types::{IntegrationId, TenantId, WorkloadId};
-use support::upstream::{Recorded, Reply, Upstream, response};
 
 #[tokio::test]
 async fn canonical_request_to_scrubbed_outcome() {
-    let echo = Arc::new(|r: &Recorded| {
-        let key = r.header("x-api-key").first().map(|s| s.to_string()).unwrap_or_default();
-        Reply::Raw(response(
+    let echo = |r: &ReceivedRequest| {
+        let key = r.header_values("x-api-key").first().map(|s| s.to_string()).unwrap_or_default();
+        Reply::full(
             200,
             &[("content-type", "application/json"), ("x-echo", &key), ("set-cookie", "a=b")],
             format!("{{\"you_sent\":\"{key}\",\"path\":\"{}\"}}", r.target).as_bytes(),
-        ))
-    });
-    let upstream = Upstream::start(IpAddr::from([127, 0, 0, 1]), 0, echo).await;
+        )
+    };
+    let upstream = TestUpstream::start().await.unwrap();
+    upstream.respond_with(echo);
     let port = upstream.addr.port();
     let template = Template::from_json(&json!({
         "template_id": "tpl_echo",
@@ -70,7 +68,7 @@ async fn canonical_request_to_scrubbed_outcome() {
     let resolver = support::static_resolver(&[]);
     let target =
         guard(canonical.host(), canonical.port(), &resolver, &support::loopback_allow()).await.unwrap();
-    let forwarder = support::forwarder(&upstream.ca_pem(), |_| {});
+    let forwarder = support::forwarder(&upstream.ca_pem, |_| {});
     let (request, needles) =
         OutgoingRequest::from_canonical(&canonical, &injection, b"echo-secret-value").unwrap();
     let mut outcome =
@@ -78,10 +76,10 @@ async fn canonical_request_to_scrubbed_outcome() {
     let scrubbed = Scrubber::new(&needles).unwrap().scrub_response(&mut outcome.headers, &mut outcome.body);
 
     assert!(scrubbed);
-    let seen = &upstream.recorded()[0];
+    let seen = &upstream.received()[0];
     assert_eq!(seen.target, "/v1/items?limit=2");
-    assert_eq!(seen.header("x-api-key"), vec!["echo-secret-value"]);
-    assert_eq!(seen.header("x-request-id"), vec!["req-9"]);
+    assert_eq!(seen.header_values("x-api-key"), vec!["echo-secret-value"]);
+    assert_eq!(seen.header_values("x-request-id"), vec!["req-9"]);
     assert_eq!(seen.body, b"{\"a\":1}");
     assert_eq!(seen.sni, None, "no SNI for an IP literal host");
     let names: Vec<&str> = outcome.headers.iter().map(|(n, _)| n.as_str()).collect();

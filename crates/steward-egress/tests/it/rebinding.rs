@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use steward_egress::{OutgoingRequest, Resolve, ResolveError, guard};
+use steward_testkit::upstream::Reply;
 use steward_types::ErrorCode;
-use support::upstream::{Reply, Upstream, response};
 
 /// Answers `first` on the first call and `then` on every later one.
 struct Rebinding {
@@ -33,15 +33,13 @@ impl Resolve for Rebinding {
 async fn the_connection_never_reaches_the_rebound_address() {
     // 127.0.0.1 stands for the public answer (allowed by allow_cidrs), 127.0.0.2 for the private one
     // (still denied as loopback): both run an upstream on the same port.
-    let ok = Arc::new(|_: &_| Reply::Raw(response(200, &[], b"public")));
-    let public = Upstream::start(IpAddr::from([127, 0, 0, 1]), 0, ok).await;
-    let bad = Arc::new(|_: &_| Reply::Raw(response(200, &[], b"private")));
-    let private = Upstream::start_with_ca(
+    let public = support::upstream(Reply::full(200, &[], b"public")).await;
+    let private = support::upstream_at(
         IpAddr::from([127, 0, 0, 2]),
         public.addr.port(),
         public.ca.clone(),
         &["rebind.test"],
-        bad,
+        Reply::full(200, &[], b"private"),
     )
     .await;
     let resolver = Rebinding {
@@ -50,7 +48,7 @@ async fn the_connection_never_reaches_the_rebound_address() {
         then: IpAddr::from([127, 0, 0, 2]),
     };
     let allow = support::loopback_allow();
-    let forwarder = support::forwarder(&public.ca_pem(), |_| {});
+    let forwarder = support::forwarder(&public.ca_pem, |_| {});
 
     let target = guard("localhost", public.addr.port(), &resolver, &allow).await.unwrap();
     assert_eq!(target.addresses(), &[IpAddr::from([127, 0, 0, 1])]);
@@ -74,20 +72,20 @@ async fn the_pool_is_keyed_by_the_validated_address() {
     // Two addresses for one host and port, both allowed: a connection made for one is not reused for
     // a target whose validated set does not contain it.
     let ca = Arc::new(steward_testkit::pki::TestCa::new("pool key CA").unwrap());
-    let one = Upstream::start_with_ca(
+    let one = support::upstream_at(
         IpAddr::from([127, 0, 0, 1]),
         0,
         ca.clone(),
         &["pool.test"],
-        Arc::new(|_: &_| Reply::Raw(response(200, &[], b"one"))),
+        Reply::full(200, &[], b"one"),
     )
     .await;
-    let two = Upstream::start_with_ca(
+    let two = support::upstream_at(
         IpAddr::from([127, 0, 0, 3]),
         one.addr.port(),
         ca.clone(),
         &["pool.test"],
-        Arc::new(|_: &_| Reply::Raw(response(200, &[], b"two"))),
+        Reply::full(200, &[], b"two"),
     )
     .await;
     let allow = vec!["127.0.0.1/32".parse().unwrap(), "127.0.0.3/32".parse().unwrap()];
@@ -108,6 +106,9 @@ async fn the_pool_is_keyed_by_the_validated_address() {
     assert_eq!(outcome.resolved_ip, IpAddr::from([127, 0, 0, 3]));
     assert_eq!((one.connection_count(), two.connection_count()), (1, 1));
     // Both SNIs were the canonical host, not an address.
-    assert_eq!(one.recorded()[0].sni.as_deref(), Some("pool.test"));
-    assert_eq!(two.recorded()[0].header("host"), vec![format!("pool.test:{}", one.addr.port()).as_str()]);
+    assert_eq!(one.received()[0].sni.as_deref(), Some("pool.test"));
+    assert_eq!(
+        two.received()[0].header_values("host"),
+        vec![format!("pool.test:{}", one.addr.port()).as_str()]
+    );
 }

@@ -5,16 +5,13 @@
 
 use crate::support;
 
-use std::net::IpAddr;
-use std::sync::Arc;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use proptest::prelude::*;
 use serde_json::json;
 use steward_canon::Injection;
 use steward_egress::{OutgoingRequest, Scrubber, apply_injection, encodings, guard};
-use support::upstream::{Recorded, Reply, Upstream, response};
+use steward_testkit::upstream::{ReceivedRequest, Reply, TestUpstream};
 
 const SECRET: &str = "sk_live_4f9a8b7c6d5e+/=?&";
 
@@ -24,8 +21,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Echoes the authorization header (and the key query parameter) in every encoding, in headers and
 /// in the body.
-fn echo(r: &Recorded) -> Reply {
-    let auth = r.header("authorization").first().map(|s| s.to_string()).unwrap_or_default();
+fn echo(r: &ReceivedRequest) -> Reply {
+    let auth = r.header_values("authorization").first().map(|s| s.to_string()).unwrap_or_default();
     let query = r.target.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
     let raw = auth.as_bytes();
     let secret = SECRET.as_bytes();
@@ -46,7 +43,7 @@ fn echo(r: &Recorded) -> Reply {
     let echoed_header = format!("echo {auth}");
     let hex_header = hex::encode(secret);
     let b64_header = STANDARD.encode(raw);
-    Reply::Raw(response(
+    Reply::full(
         200,
         &[
             ("content-type", "text/plain"),
@@ -56,12 +53,13 @@ fn echo(r: &Recorded) -> Reply {
             ("x-clean", "nothing secret"),
         ],
         body.as_bytes(),
-    ))
+    )
 }
 
 async fn run(injection: Injection) -> (Vec<(String, String)>, Vec<u8>, bool, Vec<Vec<u8>>) {
-    let upstream = Upstream::start(IpAddr::from([127, 0, 0, 1]), 0, Arc::new(echo)).await;
-    let forwarder = support::forwarder(&upstream.ca_pem(), |_| {});
+    let upstream = TestUpstream::start().await.unwrap();
+    upstream.respond_with(echo);
+    let forwarder = support::forwarder(&upstream.ca_pem, |_| {});
     let resolver = support::static_resolver(&[]);
     let target =
         guard("localhost", upstream.addr.port(), &resolver, &support::loopback_allow()).await.unwrap();

@@ -1,5 +1,5 @@
 //! The streaming forward (forward mode) against a real local HTTPS upstream that the test drives
-//! step by step (`steward_testkit::stream_upstream`): ordering is proven by handshake (the client
+//! step by step (`steward_testkit::upstream`, hand-driven): ordering is proven by handshake (the client
 //! holds a chunk before the upstream writes the next one), never by wall-clock thresholds.
 
 #![allow(clippy::unwrap_used)] // test helpers: a failure is a failed test
@@ -13,15 +13,15 @@ use steward_egress::{
     BodyChunk, Forwarder, OutgoingRequest, Provider, ResponseBody, Scrubber, StreamEnd, StreamLimits,
     StreamScrubber, StreamingResponse, UsageMeter, ValidatedTarget, guard,
 };
-use steward_testkit::stream_upstream::{StreamConnection, StreamUpstream};
+use steward_testkit::upstream::{TestUpstream, UpstreamConnection};
 use steward_types::ErrorCode;
 
 const SECRET: &str = "sk-live-0123456789abcdef";
 
 async fn setup(
     tweak: impl FnOnce(&mut steward_egress::ForwarderSettings),
-) -> (StreamUpstream, Arc<Forwarder>, ValidatedTarget) {
-    let upstream = StreamUpstream::start().await.unwrap();
+) -> (TestUpstream, Arc<Forwarder>, ValidatedTarget) {
+    let upstream = TestUpstream::hand_driven().await.unwrap();
     let forwarder = support::forwarder(&upstream.ca_pem, tweak);
     let resolver = support::static_resolver(&[]);
     let target =
@@ -42,22 +42,22 @@ fn limits(tweak: impl FnOnce(&mut StreamLimits)) -> StreamLimits {
 /// Opens a stream while the upstream side accepts, reads the request and runs `answer` (the head and
 /// whatever the test wants sent before the client reads).
 async fn open<F, Fut>(
-    upstream: &StreamUpstream,
+    upstream: &TestUpstream,
     forwarder: &Forwarder,
     target: &ValidatedTarget,
     limits: StreamLimits,
     answer: F,
-) -> (Result<StreamingResponse, steward_egress::EgressError>, StreamConnection)
+) -> (Result<StreamingResponse, steward_egress::EgressError>, UpstreamConnection)
 where
-    F: FnOnce(StreamConnection) -> Fut,
-    Fut: std::future::Future<Output = StreamConnection>,
+    F: FnOnce(UpstreamConnection) -> Fut,
+    Fut: std::future::Future<Output = UpstreamConnection>,
 {
     let allow = vec!["content-type".to_owned()];
     let request = get();
     let upstream_side = async {
         let mut connection = upstream.accept().await.unwrap();
         let request = connection.read_request().await.unwrap();
-        assert_eq!(request.header("accept-encoding"), vec!["identity"]);
+        assert_eq!(request.header_values("accept-encoding"), vec!["identity"]);
         answer(connection).await
     };
     tokio::join!(forwarder.forward_stream(target, &request, &allow, limits), upstream_side)
@@ -75,7 +75,7 @@ fn data(chunk: BodyChunk) -> Vec<u8> {
     }
 }
 
-async fn sse_head(mut connection: StreamConnection) -> StreamConnection {
+async fn sse_head(mut connection: UpstreamConnection) -> UpstreamConnection {
     connection.chunked_head(200, &[("content-type", "text/event-stream; charset=utf-8")]).await.unwrap();
     connection
 }

@@ -163,7 +163,7 @@ async fn refused_upstream_answers() {
 async fn a_hanging_upstream_times_out() {
     let (f, _dir) = fixture(&[("STEWARD_EGRESS__TOTAL_TIMEOUT_MS", "1500")]).await;
     f.allow_reads().await;
-    f.upstream.set(common::upstream::Behavior::Hang);
+    f.upstream.set(steward_testkit::Reply::Hang);
     let started = std::time::Instant::now();
     let response = f.execute(f.get("", &[]), None, "c-hang").await;
     expect(&response, 504, "upstream_timeout");

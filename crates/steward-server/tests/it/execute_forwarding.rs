@@ -8,8 +8,8 @@ use crate::common;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use common::execute::{Exec, Options, SECRET, kinds, upstream_body};
-use common::upstream::{Behavior, Received};
 use serde_json::json;
+use steward_testkit::{ReceivedRequest, Reply};
 
 /// Client headers a workload might send that must never reach the upstream.
 const HOSTILE: [(&str, &str); 9] = [
@@ -24,7 +24,7 @@ const HOSTILE: [(&str, &str); 9] = [
     ("x-steward-debug", "1"),
 ];
 
-fn assert_clean(received: &Received) {
+fn assert_clean(received: &ReceivedRequest) {
     for name in
         ["cookie", "dpop", "x-forwarded-for", "x-other", "upgrade", "x-steward-debug", "proxy-authorization"]
     {
@@ -37,7 +37,7 @@ fn assert_clean(received: &Received) {
     assert_eq!(received.header("host").map(|h| h.starts_with("api.example.test")), Some(true));
 }
 
-async fn forwarded(options: Options, query: &str) -> (Exec, Received, tempfile::TempDir) {
+async fn forwarded(options: Options, query: &str) -> (Exec, ReceivedRequest, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let f = Exec::embedded(dir.path(), options).await;
     f.allow_reads().await;
@@ -158,7 +158,7 @@ async fn an_echoed_secret_is_scrubbed_in_every_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let f = Exec::embedded(dir.path(), Options::default()).await;
     f.allow_reads().await;
-    f.upstream.set(Behavior::Echo);
+    f.upstream.respond_with(echo);
     let response = f.execute(f.get("", &[]), None, "corr-echo").await;
     assert_eq!(response.status, 200, "{}", response.json());
     let text = response.json().to_string();
@@ -169,8 +169,8 @@ async fn an_echoed_secret_is_scrubbed_in_every_encoding() {
         hex(SECRET.as_bytes()).to_uppercase(),
         STANDARD.encode(SECRET),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(SECRET),
-        common::upstream::mixed_percent(format!("Bearer {SECRET}").as_bytes()),
-        common::upstream::json_unicode(SECRET.as_bytes()),
+        mixed_percent(format!("Bearer {SECRET}").as_bytes()),
+        json_unicode(SECRET.as_bytes()),
     ] {
         assert!(!body.contains(&encoded), "{encoded} survived: {body}");
     }
@@ -191,6 +191,50 @@ async fn an_echoed_secret_is_scrubbed_in_every_encoding() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Echoes the `authorization` and `x-api-key` headers and the query back, in a response header
+/// (`x-echo`) and the body, raw and encoded.
+fn echo(request: &ReceivedRequest) -> Reply {
+    let secretish = [request.header("authorization"), request.header("x-api-key")]
+        .into_iter()
+        .flatten()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let mut body = String::new();
+    for value in &secretish {
+        let bare = value.strip_prefix("Bearer ").unwrap_or(value);
+        body.push_str(&format!(
+            "raw={value} bare={bare} hex={} HEX={} b64={} b64url={} pct={} json={} ",
+            hex(bare.as_bytes()),
+            hex(bare.as_bytes()).to_uppercase(),
+            STANDARD.encode(bare),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bare),
+            mixed_percent(value.as_bytes()),
+            json_unicode(bare.as_bytes()),
+        ));
+    }
+    body.push_str(&format!("target={}", request.target));
+    let echo = secretish.first().cloned().unwrap_or_else(|| request.target.clone());
+    Reply::full(200, &[("content-type", "text/plain"), ("x-echo", &echo)], body.as_bytes())
+}
+
+/// Every other byte as lower-case `%xx`, spaces as `+`: a mix no fixed list of encodings holds.
+fn mixed_percent(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| match b {
+            b' ' => "+".to_owned(),
+            _ if i % 2 == 0 => format!("%{b:02x}"),
+            _ => char::from(b).to_string(),
+        })
+        .collect()
+}
+
+/// Every byte as `\u00XX`, as a JSON encoder escaping everything would write it.
+fn json_unicode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\u{b:04x}")).collect()
 }
 
 #[tokio::test]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::TestServer;
 use common::execute::{Exec, Options, upstream_body};
-use common::upstream::Behavior;
 use serde_json::json;
+use steward_testkit::Reply;
 
 fn key(k: &str) -> Option<serde_json::Value> {
     Some(json!({"idempotency_key": k, "source": "test"}))
@@ -77,7 +77,7 @@ async fn scenario(f: &Exec, other: &TestServer) {
 /// same one; the post-send timeout is stored and replayed.
 async fn in_progress(f: &Exec, other: &TestServer) {
     f.allow_reads().await;
-    f.upstream.set(Behavior::Hang);
+    f.upstream.set(Reply::Hang);
     let slow = f.execute(f.get("", &[]), key("key-slow"), "p-slow");
     let others = async {
         tokio::time::sleep(Duration::from_millis(700)).await;

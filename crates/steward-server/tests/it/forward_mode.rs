@@ -6,7 +6,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod client;
-mod upstream;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,11 +20,11 @@ use steward_store::governance::{AuditFilter, AuditOrder};
 use tokio::sync::Notify;
 
 use self::client::{Streaming, open};
-use self::upstream::{Reply, Step, Upstream, send};
 use crate::common::workload::{
     Workload, create_session, enrolled, htu, jti, now, owner, session_token, tenant,
 };
 use crate::common::{TestServer, free_port_env, install_crypto_provider};
+use steward_testkit::upstream::{Reply, Step, TestUpstream, send};
 
 /// The integration secret of every fixture.
 const SECRET: &str = "sk-live-forward-secret-0001";
@@ -34,7 +33,7 @@ const SECRET: &str = "sk-live-forward-secret-0001";
 /// upstream), an integration with [`SECRET`], allow rules, an enrolled workload and a session.
 struct Fwd {
     server: TestServer,
-    upstream: Upstream,
+    upstream: TestUpstream,
     workload: Workload,
     token: String,
     tenant: String,
@@ -94,7 +93,7 @@ impl Fwd {
     async fn start(extra_env: &[(&str, &str)]) -> Self {
         install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
-        let upstream = Upstream::start().await;
+        let upstream = TestUpstream::start().await.unwrap();
         crate::common::init_data_dir(dir.path()).await;
         let server =
             TestServer::start(dir.path(), environment(dir.path(), &upstream, extra_env)).await.unwrap();
@@ -210,7 +209,7 @@ impl Fwd {
 
 fn environment(
     dir: &Path,
-    upstream: &Upstream,
+    upstream: &TestUpstream,
     extra: &[(&str, &str)],
 ) -> steward_server::startup::Environment {
     let ca = dir.join("upstream-ca.pem");
@@ -233,7 +232,7 @@ fn new_correlation() -> String {
 async fn a_json_call_gets_the_secret_and_nothing_of_the_hop() {
     let f = Fwd::start(&[]).await;
     let answer = br#"{"id":"chatcmpl-1","choices":[{"message":{"content":"hello"}}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
-    f.upstream.reply(Reply::full(
+    f.upstream.queue(Reply::full(
         200,
         &[
             ("content-type", "application/json"),
@@ -307,7 +306,7 @@ async fn a_json_call_gets_the_secret_and_nothing_of_the_hop() {
 #[tokio::test]
 async fn a_head_request_ends_complete_without_a_body() {
     let f = Fwd::start(&[]).await;
-    f.upstream.reply(Reply::new(
+    f.upstream.queue(Reply::chunked(
         200,
         &[("content-type", "application/json"), ("content-length", "11")],
         vec![],
@@ -513,7 +512,7 @@ async fn sse_events_reach_the_client_as_they_arrive() {
     let gate = Arc::new(Notify::new());
     let first = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n";
     let last = b"data: {\"choices\":[{\"delta\":{\"content\":\"lo\"}}]}\n\ndata: [DONE]\n\n";
-    f.upstream.reply(Reply::new(
+    f.upstream.queue(Reply::chunked(
         200,
         &sse_headers(),
         vec![send(first), Step::Wait(gate.clone()), send(last)],
@@ -552,10 +551,10 @@ async fn a_secret_split_across_two_chunks_is_redacted() {
     let (head, tail) = SECRET.split_at(11);
     let one = format!("data: {{\"echo\":\"{head}");
     let two = format!("{tail}\"}}\n\n");
-    f.upstream.reply(Reply::new(
+    f.upstream.queue(Reply::chunked(
         200,
         &sse_headers(),
-        vec![send(one.as_bytes()), Step::Sleep(Duration::from_millis(100)), send(two.as_bytes())],
+        vec![send(one.as_bytes()), Step::Pause(Duration::from_millis(100)), send(two.as_bytes())],
     ));
     let correlation = new_correlation();
     let mut response = f.chat(true, &correlation).await;
@@ -569,7 +568,7 @@ async fn a_secret_split_across_two_chunks_is_redacted() {
 #[tokio::test]
 async fn an_idle_upstream_ends_the_stream_with_idle_timeout() {
     let f = Fwd::start(&[("STEWARD_EGRESS__STREAM_IDLE_TIMEOUT_MS", "400")]).await;
-    f.upstream.reply(Reply::new(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Hang]));
+    f.upstream.queue(Reply::chunked(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Hang]));
     let correlation = new_correlation();
     let mut response = f.chat(true, &correlation).await;
     assert_eq!(response.next_chunk().await.unwrap().unwrap(), "data: 1\n\n");
@@ -586,7 +585,7 @@ async fn an_idle_upstream_ends_the_stream_with_idle_timeout() {
 #[tokio::test]
 async fn an_upstream_that_breaks_mid_stream_is_upstream_error() {
     let f = Fwd::start(&[]).await;
-    f.upstream.reply(Reply::new(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Abort]));
+    f.upstream.queue(Reply::chunked(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Close]));
     let correlation = new_correlation();
     let mut response = f.chat(true, &correlation).await;
     let (body, error) = response.rest().await;
@@ -599,7 +598,7 @@ async fn an_upstream_that_breaks_mid_stream_is_upstream_error() {
 #[tokio::test]
 async fn a_client_that_goes_away_mid_stream_is_client_closed() {
     let f = Fwd::start(&[]).await;
-    f.upstream.reply(Reply::new(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Hang]));
+    f.upstream.queue(Reply::chunked(200, &sse_headers(), vec![send(b"data: 1\n\n"), Step::Hang]));
     let correlation = new_correlation();
     let mut response = f.chat(true, &correlation).await;
     assert_eq!(response.next_chunk().await.unwrap().unwrap(), "data: 1\n\n");
@@ -619,7 +618,11 @@ async fn usage_is_recorded_for_an_openai_stream() {
         "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":7,\"total_tokens\":18}}\n\n",
         "data: [DONE]\n\n",
     ];
-    f.upstream.reply(Reply::new(200, &sse_headers(), events.iter().map(|e| send(e.as_bytes())).collect()));
+    f.upstream.queue(Reply::chunked(
+        200,
+        &sse_headers(),
+        events.iter().map(|e| send(e.as_bytes())).collect(),
+    ));
     let correlation = new_correlation();
     let mut response = f.chat(true, &correlation).await;
     let (body, _) = response.rest().await;
@@ -632,7 +635,7 @@ async fn usage_is_recorded_for_an_openai_stream() {
 async fn an_upstream_error_status_passes_through_unchanged() {
     let f = Fwd::start(&[]).await;
     let answer = br#"{"error":{"message":"boom","type":"server_error"}}"#;
-    f.upstream.reply(Reply::full(
+    f.upstream.queue(Reply::full(
         500,
         &[("content-type", "application/json"), ("x-request-id", "r-500")],
         answer,
@@ -664,7 +667,7 @@ async fn an_answer_steward_cannot_pass_on_is_a_502_of_its_own() {
         ),
     ];
     for (reply, code) in cases {
-        f.upstream.reply(reply);
+        f.upstream.queue(reply);
         let correlation = new_correlation();
         let response = f.chat(false, &correlation).await;
         response_json(response, 502, code, &correlation).await;
@@ -715,7 +718,7 @@ async fn a_dpop_bound_session_works_with_the_forward_htu() {
 async fn json_rpc_calls_are_audited_with_their_method_and_tool() {
     let f = Fwd::start(&[]).await;
     let body = br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"search_issues","arguments":{"q":"bug"}}}"#;
-    f.upstream.reply(Reply::full(
+    f.upstream.queue(Reply::full(
         200,
         &[("content-type", "application/json")],
         br#"{"jsonrpc":"2.0","id":3,"result":{}}"#,

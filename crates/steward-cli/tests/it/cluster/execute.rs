@@ -10,7 +10,7 @@ use http::Method;
 use serde_json::{Value, json};
 use steward_crypto::DpopKey;
 use steward_testkit::http_client::TestResponse;
-use steward_testkit::{TestUpstream, UpstreamBehavior};
+use steward_testkit::{Reply, TestUpstream};
 
 use super::{Cluster, Workload, proof};
 
@@ -262,8 +262,8 @@ impl Exec {
         verify
     }
 
-    pub fn set_upstream(&self, behavior: UpstreamBehavior) {
-        self.upstream.set(behavior);
+    pub fn set_upstream(&self, reply: Reply) {
+        self.upstream.set(reply);
     }
 }
 

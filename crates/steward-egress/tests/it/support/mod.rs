@@ -1,6 +1,6 @@
-//! Real local servers for the egress tests: an HTTPS upstream that records every request it gets
-//! (raw, in the order the headers arrived) and a minimal UDP DNS responder. No mocks: real sockets,
-//! real TLS with a CA made at test time.
+//! What the egress tests share: a forwarder and resolver set up for loopback, and the real local
+//! servers they talk to (`steward_testkit`'s HTTPS upstream, which records every request as it
+//! arrived, and its UDP DNS responder). No mocks: real sockets, real TLS with a CA made at test time.
 
 // Test scaffolding: a failure to bind or build is a broken test environment, so it panics.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -8,15 +8,43 @@
 // Not every test binary uses the DNS responder.
 #[allow(unused_imports)]
 pub use steward_testkit::dns;
-pub mod upstream;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
 use steward_egress::{Forwarder, ForwarderSettings, HickoryResolve, ResolverSettings};
+use steward_testkit::pki::TestCa;
+use steward_testkit::upstream::{Reply, TestUpstream, UpstreamOptions};
+
+/// An upstream on 127.0.0.1 (any free port, a fresh CA) answering every request with `reply`.
+pub async fn upstream(reply: Reply) -> TestUpstream {
+    let upstream = TestUpstream::start().await.unwrap();
+    upstream.set(reply);
+    upstream
+}
+
+/// An upstream on `ip:port` (port 0 = any) with a certificate for `hosts` from `ca`, answering
+/// every request with `reply`.
+pub async fn upstream_at(
+    ip: IpAddr,
+    port: u16,
+    ca: Arc<TestCa>,
+    hosts: &[&str],
+    reply: Reply,
+) -> TestUpstream {
+    let options = UpstreamOptions {
+        bind: SocketAddr::new(ip, port),
+        hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
+        ca: Some(ca),
+        ..UpstreamOptions::default()
+    };
+    let upstream = TestUpstream::start_with(options).await.unwrap();
+    upstream.set(reply);
+    upstream
+}
 
 /// A resolver answering `localhost` (and `names`) from static hosts, with no DNS server needed.
 pub fn static_resolver(names: &[(&str, &[IpAddr])]) -> HickoryResolve {

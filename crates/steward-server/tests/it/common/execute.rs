@@ -12,9 +12,9 @@ use steward_server::startup::Environment;
 use steward_store::governance::{AuditFilter, AuditOrder};
 use steward_testkit::http_client::TestResponse;
 
-use super::upstream::Upstream;
 use super::workload::{Workload, call, enrolled, owner, session_token, tenant};
 use super::{TestServer, free_port_env, install_crypto_provider};
+use steward_testkit::TestUpstream;
 
 /// An embedded fixture with `env` as extra environment, and the directory it lives in (keep it
 /// alive as long as the fixture).
@@ -50,7 +50,7 @@ pub struct Options {
 
 pub struct Exec {
     pub server: TestServer,
-    pub upstream: Upstream,
+    pub upstream: TestUpstream,
     pub workload: Workload,
     pub token: String,
     pub tenant: String,
@@ -108,7 +108,7 @@ pub fn template(
 
 pub const HOSTS: [&str; 3] = ["api.example.test", "private.example.test", "metadata.example.test"];
 
-fn egress_env(dir: &Path, upstream: &Upstream, extra: &[(String, String)]) -> Vec<(String, String)> {
+fn egress_env(dir: &Path, upstream: &TestUpstream, extra: &[(String, String)]) -> Vec<(String, String)> {
     let ca = dir.join("upstream-ca.pem");
     std::fs::write(&ca, &upstream.ca_pem).unwrap();
     let mut env = vec![
@@ -132,7 +132,7 @@ impl Exec {
     /// An embedded (SQLite) Steward in `dir`.
     pub async fn embedded(dir: &Path, options: Options) -> Self {
         install_crypto_provider();
-        let upstream = Upstream::start().await;
+        let upstream = TestUpstream::start().await.unwrap();
         super::init_data_dir(dir).await;
         let server = TestServer::start(dir, environment(egress_env(dir, &upstream, &options.env)))
             .await
@@ -144,7 +144,7 @@ impl Exec {
     pub async fn shared(temp: &Path, database_url: &str, options: Options) -> (Self, TestServer) {
         use steward_testkit::unique_redis_prefix;
         install_crypto_provider();
-        let upstream = Upstream::start().await;
+        let upstream = TestUpstream::start().await.unwrap();
         let (first_dir, second_dir) = (temp.join("first"), temp.join("second"));
         super::init_shared_pair(database_url, &first_dir, &second_dir).await;
         let mut extra = options.env.clone();
@@ -161,7 +161,7 @@ impl Exec {
         (exec, second)
     }
 
-    async fn provision(server: TestServer, upstream: Upstream, dir: &Path, options: &Options) -> Self {
+    async fn provision(server: TestServer, upstream: TestUpstream, dir: &Path, options: &Options) -> Self {
         let tenant = tenant(&server, false).await;
         let body = template(&tenant, upstream.port(), 1, &HOSTS, options.default_injection.as_ref());
         let (status, published) = owner(&server, Method::POST, "/v1/templates", Some(body)).await;

@@ -6,7 +6,6 @@
 pub mod console;
 pub mod execute;
 pub mod logs;
-pub mod upstream;
 pub mod workload;
 
 use std::net::SocketAddr;
