@@ -65,7 +65,12 @@ impl Call {
 
     /// `GET` of a streamed body of `bytes` bytes.
     pub fn blob(bytes: u64) -> Self {
-        Self { method: "GET", path: format!("{BLOB_PATH}?bytes={bytes}"), headers: vec![], body: Bytes::new() }
+        Self {
+            method: "GET",
+            path: format!("{BLOB_PATH}?bytes={bytes}"),
+            headers: vec![],
+            body: Bytes::new(),
+        }
     }
 
     /// The path without its query.
@@ -73,12 +78,7 @@ impl Call {
         self.path.split_once('?').map_or(self.path.as_str(), |(path, _)| path)
     }
 
-    fn request(
-        &self,
-        uri: &str,
-        host: &str,
-        extra: &[(&str, &str)],
-    ) -> Result<Request<Full<Bytes>>> {
+    fn request(&self, uri: &str, host: &str, extra: &[(&str, &str)]) -> Result<Request<Full<Bytes>>> {
         let mut request = Request::builder().method(self.method).uri(uri).header("host", host);
         for (name, value) in &self.headers {
             request = request.header(*name, value);
@@ -169,10 +169,9 @@ impl ForwardFactory {
             })
             .collect();
         let dpop = match &workload.dpop {
-            Some(key) => Some((
-                DpopKey::from_pkcs8(DpopAlg::Es256, &key.to_pkcs8()?)?,
-                workload.session_token.clone(),
-            )),
+            Some(key) => {
+                Some((DpopKey::from_pkcs8(DpopAlg::Es256, &key.to_pkcs8()?)?, workload.session_token.clone()))
+            }
             None => None,
         };
         let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };

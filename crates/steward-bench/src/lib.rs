@@ -132,9 +132,8 @@ pub fn expand_targets(names: &[String]) -> Result<Vec<String>, String> {
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         match name {
             "all" => wanted.extend(TARGETS),
-            "sse" | "stream" => {
-                wanted.extend(TARGETS.iter().filter(|t| t.strip_prefix(name).is_some_and(|r| r.starts_with('-'))))
-            }
+            "sse" | "stream" => wanted
+                .extend(TARGETS.iter().filter(|t| t.strip_prefix(name).is_some_and(|r| r.starts_with('-')))),
             _ if TARGETS.contains(&name) => {
                 wanted.push(TARGETS.iter().find(|t| **t == name).copied().unwrap_or(name))
             }

@@ -163,7 +163,8 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         NginxChoice::Auto => {
             let found = nginx::find();
             if found.is_none() {
-                run.notes.push("no nginx binary found (--nginx auto): the nginx baselines were skipped".into());
+                run.notes
+                    .push("no nginx binary found (--nginx auto): the nginx baselines were skipped".into());
             }
             found
         }
@@ -209,9 +210,13 @@ async fn with_steward(
 ) -> Result<()> {
     let options = run.options;
     let setup = steward::setup(&process.admin, run.upstream.addr.port()).await?;
-    let workload =
-        steward::enroll_and_open_session(&process.public_url, &setup, &work_dir.join("workload"), options.dpop)
-            .await?;
+    let workload = steward::enroll_and_open_session(
+        &process.public_url,
+        &setup,
+        &work_dir.join("workload"),
+        options.dpop,
+    )
+    .await?;
     let identity = &workload.identity;
     let steward_endpoint = Endpoint {
         addr: process.data_addr,
@@ -280,7 +285,12 @@ async fn with_steward(
     Ok(())
 }
 
-async fn nginx_phases(run: &mut Run<'_>, proxy: &nginx::Nginx, ca: &pki::BenchCa, workload: &Workload) -> Result<()> {
+async fn nginx_phases(
+    run: &mut Run<'_>,
+    proxy: &nginx::Nginx,
+    ca: &pki::BenchCa,
+    workload: &Workload,
+) -> Result<()> {
     let identity = &workload.identity;
     let endpoint = Endpoint {
         addr: proxy.addr,

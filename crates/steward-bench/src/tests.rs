@@ -121,10 +121,7 @@ fn targets_expand_in_run_order() {
         expand_targets(&names(&["forward", "direct", "steward", "nginx"])).unwrap(),
         names(&["direct", "nginx", "steward", "forward"])
     );
-    assert_eq!(
-        expand_targets(&names(&["sse"])).unwrap(),
-        names(&["sse-direct", "sse-nginx", "sse-forward"])
-    );
+    assert_eq!(expand_targets(&names(&["sse"])).unwrap(), names(&["sse-direct", "sse-nginx", "sse-forward"]));
     assert_eq!(
         expand_targets(&names(&["stream", "stream-forward"])).unwrap(),
         names(&["stream-direct", "stream-forward", "stream-nginx"])
@@ -137,7 +134,8 @@ fn targets_expand_in_run_order() {
 
 #[test]
 fn forward_error_bodies_are_classified_by_their_nested_code() {
-    let body = br#"{"type":"error","error":{"type":"approval_required","code":"approval_required","message":"m"}}"#;
+    let body =
+        br#"{"type":"error","error":{"type":"approval_required","code":"approval_required","message":"m"}}"#;
     assert_eq!(load::classify_status(403, body), "approval_required");
     assert_eq!(load::classify_status(403, br#"{"error":{"message":"no code"}}"#), "http_403");
 }
@@ -151,7 +149,8 @@ fn upstream_stream_helpers() {
     let event = upstream::sse_event(3);
     let text = std::str::from_utf8(&event).unwrap();
     assert!(text.starts_with("event: delta\ndata: {") && text.ends_with("\n\n"), "{text:?}");
-    let data: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    let data: serde_json::Value =
+        serde_json::from_str(text.lines().nth(1).unwrap().strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(data["index"], 3);
 }
 
@@ -264,7 +263,10 @@ fn forward_ratios_compare_like_with_like() {
 
     // A phase that measured nothing yields no ratio rather than a false one.
     report.phases.retain(|p| p.name != "sse-nginx");
-    report.phases.push(report::PhaseResult { latency: LatencySummary::default(), ..phase("sse-nginx", 0.0, 0.0, 0.0) });
+    report.phases.push(report::PhaseResult {
+        latency: LatencySummary::default(),
+        ..phase("sse-nginx", 0.0, 0.0, 0.0)
+    });
     report.compute_ratios();
     assert_eq!(report.ratios.sse_ttfb_p50_forward_minus_nginx_ms, None);
 }

@@ -92,8 +92,14 @@ fn blob_chunk() -> Bytes {
 enum UpstreamBody {
     Full(Option<Bytes>),
     /// Events sent so far, and the timer of the next one.
-    Sse { sent: usize, next: Option<Pin<Box<Sleep>>> },
-    Blob { remaining: u64, chunk: Bytes },
+    Sse {
+        sent: usize,
+        next: Option<Pin<Box<Sleep>>>,
+    },
+    Blob {
+        remaining: u64,
+        chunk: Bytes,
+    },
 }
 
 impl Body for UpstreamBody {
@@ -110,10 +116,10 @@ impl Body for UpstreamBody {
                 if *sent >= SSE_EVENTS {
                     return Poll::Ready(None);
                 }
-                if let Some(timer) = next {
-                    if timer.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
+                if let Some(timer) = next
+                    && timer.as_mut().poll(cx).is_pending()
+                {
+                    return Poll::Pending;
                 }
                 let event = sse_event(*sent);
                 *sent += 1;
