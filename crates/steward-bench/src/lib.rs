@@ -1,31 +1,32 @@
-//! The load harness of issue 8: a local HTTPS upstream, Steward as a child process (embedded, or
-//! shared with PostgreSQL and Redis), the direct and nginx baselines, one load generator for all of
-//! them, and the report (`--output json|text`).
+//! The load harness of issues 8 and 14: a local HTTPS upstream, Steward as a child process
+//! (embedded, or shared with PostgreSQL and Redis), the direct and nginx baselines, one load
+//! generator for all of them, and the report (`--output json|text`). Steward is driven in execute
+//! mode (`POST /v1/execute`, the envelope) and in forward mode (`/v1/forward/…`, the request as is),
+//! plus two streaming measurements of forward mode: the time to the first byte of an SSE answer, and
+//! one large streamed body with Steward's RSS sampled.
 //!
 //! It measures; it must not change what it measures: Steward runs exactly as `steward serve` runs it
 //! (`startup::prepare` + `runtime::run`), configured only through its documented environment overlay.
 
 pub mod admin;
+pub mod calls;
 pub mod load;
 pub mod nginx;
 pub mod pki;
 pub mod report;
+pub mod rss;
 pub mod steward;
+pub mod stream;
 pub mod upstream;
 
+mod phases;
+
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use rustls_pki_types::ServerName;
 use serde::Serialize;
 
-use crate::load::{Endpoint, LoadMode, LoadPlan, RequestFactory, client_tls};
-use crate::report::{Machine, Report, RssReport, proc_memory};
-use crate::steward::{BENCH_SECRET, EchoFactory, ExecuteFactory, StewardOptions};
-use crate::upstream::UPSTREAM_HOST;
+pub use crate::phases::run;
 
 /// Where nginx comes from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -60,8 +61,13 @@ pub struct BenchOptions {
     pub postgres_url: Option<String>,
     pub redis_url: Option<String>,
     pub nginx: NginxChoice,
-    /// Which of `direct`, `nginx`, `steward` to run.
+    /// The phases to run, expanded by [`expand_targets`].
     pub targets: Vec<String>,
+    /// Connections of the `sse-*` phases (closed loop).
+    pub sse_connections: usize,
+    /// The size of each `stream-*` body, and how many are sent per target.
+    pub stream_bytes: u64,
+    pub stream_runs: usize,
     /// The command line, for the report.
     pub command: String,
 }
@@ -86,191 +92,63 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(value * scale))
 }
 
-fn wants(options: &BenchOptions, target: &str) -> bool {
-    options.targets.iter().any(|t| t == target)
-}
-
-/// Samples a process's RSS once a second until dropped.
-struct RssSampler {
-    samples: Arc<Mutex<Vec<u64>>>,
-    task: tokio::task::JoinHandle<()>,
-    pid: u32,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&samples);
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                if let Some((rss, _)) = proc_memory(pid)
-                    && let Ok(mut s) = sink.lock()
-                {
-                    s.push(rss);
-                }
-            }
-        });
-        Self { samples, task, pid }
-    }
-
-    fn finish(self) -> RssReport {
-        self.task.abort();
-        let samples_kib = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
-        let peak_kib = proc_memory(self.pid).map(|(_, hwm)| hwm).unwrap_or(0);
-        RssReport { peak_kib, samples_kib }
-    }
-}
-
-/// Runs the phases the options ask for and returns the report.
-pub async fn run(options: &BenchOptions) -> Result<Report> {
-    let work = tempfile::tempdir().context("creating the run's temp directory")?;
-    let plan = LoadPlan {
-        connections: options.connections.max(1),
-        mode: match options.rate {
-            Some(rate) if rate > 0.0 => LoadMode::Rate(rate),
-            Some(_) => bail!("--rate must be above 0"),
-            None => LoadMode::Closed,
-        },
-        warmup: options.warmup,
-        duration: options.duration,
+/// `100MiB`, `1GiB`, `64KiB`, `10MB`, `1kB`, or plain bytes.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return Err(format!("{text:?} is not a size (100MiB, 64KiB, 1GB, or bytes)")),
     };
-    if plan.duration.is_zero() {
-        bail!("--duration must be above 0");
-    }
-    let mix = steward::parse_mix(&options.mix)?;
-    let mut notes = Vec::new();
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a size (100MiB, 64KiB, 1GB)"))?;
+    value.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
+}
 
-    let ca = pki::BenchCa::new()?;
-    let upstream_leaf = ca.server_cert(&[UPSTREAM_HOST, "localhost"])?;
-    let upstream_ca_file = work.path().join("upstream-ca.crt");
-    std::fs::write(&upstream_ca_file, &ca.cert_pem)?;
-    let upstream = upstream::start(&upstream_leaf, options.response_bytes).await?;
-    let upstream_host = format!("{UPSTREAM_HOST}:{}", upstream.addr.port());
-    let injected = format!("Bearer {BENCH_SECRET}");
-    let mut phases = Vec::new();
+/// Every phase the harness knows, in the order it runs them.
+pub const TARGETS: [&str; 10] = [
+    "direct",
+    "sse-direct",
+    "stream-direct",
+    "stream-forward",
+    "nginx",
+    "stream-nginx",
+    "sse-nginx",
+    "sse-forward",
+    "steward",
+    "forward",
+];
 
-    if wants(options, "direct") {
-        let endpoint = Endpoint {
-            addr: upstream.addr,
-            server_name: ServerName::try_from(UPSTREAM_HOST)?.to_owned(),
-            tls: client_tls(&ca.cert_pem, None)?,
-        };
-        let factory: Arc<dyn RequestFactory> =
-            Arc::new(EchoFactory::new(upstream_host.clone(), options.body_bytes, Some(injected.clone())));
-        let before = upstream.connections.load(Ordering::Relaxed);
-        let mut result = load::run("direct", &endpoint, factory, &plan).await?;
-        result.upstream_connections = upstream.connections.load(Ordering::Relaxed) - before;
-        phases.push(result);
-    }
-
-    let nginx_binary = match &options.nginx {
-        _ if !wants(options, "nginx") => None,
-        NginxChoice::Off => None,
-        NginxChoice::Auto => {
-            let found = nginx::find();
-            if found.is_none() {
-                notes.push("no nginx binary found (--nginx auto): the nginx baseline was skipped".into());
+/// The `--targets` list: phase names, plus `sse` (= `sse-direct,sse-nginx,sse-forward`), `stream`
+/// (= the three `stream-*`) and `all`; duplicates dropped, in [`TARGETS`] order.
+pub fn expand_targets(names: &[String]) -> Result<Vec<String>, String> {
+    let mut wanted = Vec::new();
+    for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        match name {
+            "all" => wanted.extend(TARGETS),
+            "sse" | "stream" => wanted
+                .extend(TARGETS.iter().filter(|t| t.strip_prefix(name).is_some_and(|r| r.starts_with('-')))),
+            _ if TARGETS.contains(&name) => {
+                wanted.push(TARGETS.iter().find(|t| **t == name).copied().unwrap_or(name))
             }
-            found
-        }
-        NginxChoice::Path(path) => Some(path.clone()),
-    };
-
-    if wants(options, "steward") || nginx_binary.is_some() {
-        let steward_options = StewardOptions {
-            postgres_url: options.postgres_url.clone(),
-            redis_url: options.redis_url.clone(),
-            upstream_ca_file: upstream_ca_file.clone(),
-        };
-        let process = steward::launch(work.path(), &steward_options).await?;
-        let outcome = async {
-            let setup = steward::setup(&process.admin, upstream.addr.port()).await?;
-            let workload = steward::enroll_and_open_session(
-                &process.public_url,
-                &setup,
-                &work.path().join("workload"),
-                options.dpop,
-            )
-            .await?;
-            let identity = &workload.identity;
-            let mtls = client_tls(&identity.ca_pem, Some((&identity.cert_pem, identity.key_pem.as_str())))?;
-
-            if let Some(binary) = &nginx_binary {
-                let leaf = ca.server_cert(&["localhost"])?;
-                let proxy = nginx::start(
-                    binary,
-                    work.path(),
-                    upstream.addr,
-                    &upstream_ca_file,
-                    &process.ca_pem()?,
-                    &leaf,
-                    &injected,
-                )
-                .await?;
-                let endpoint = Endpoint {
-                    addr: proxy.addr,
-                    server_name: ServerName::try_from("localhost")?.to_owned(),
-                    tls: client_tls(&ca.cert_pem, Some((&identity.cert_pem, identity.key_pem.as_str())))?,
-                };
-                let factory: Arc<dyn RequestFactory> = Arc::new(EchoFactory::new(
-                    format!("localhost:{}", proxy.addr.port()),
-                    options.body_bytes,
-                    None,
+            _ => {
+                return Err(format!(
+                    "unknown target {name:?} (one of {}, or sse, stream, all)",
+                    TARGETS.join(", ")
                 ));
-                let before = upstream.connections.load(Ordering::Relaxed);
-                let result = load::run("nginx", &endpoint, factory, &plan).await;
-                proxy.stop().await?;
-                let mut result = result?;
-                result.upstream_connections = upstream.connections.load(Ordering::Relaxed) - before;
-                phases.push(result);
             }
-
-            if wants(options, "steward") {
-                let factory: Arc<dyn RequestFactory> = Arc::new(ExecuteFactory::new(
-                    &process.public_url,
-                    process.data_addr,
-                    upstream.addr.port(),
-                    &setup.integration_id,
-                    &workload,
-                    &mix,
-                    options.body_bytes,
-                )?);
-                let endpoint = Endpoint {
-                    addr: process.data_addr,
-                    server_name: ServerName::try_from("localhost")?.to_owned(),
-                    tls: mtls,
-                };
-                let before = upstream.connections.load(Ordering::Relaxed);
-                let sampler = RssSampler::start(process.pid);
-                let result = load::run("steward", &endpoint, factory, &plan).await;
-                let rss = sampler.finish();
-                let mut result = result?;
-                result.rss = Some(rss);
-                result.upstream_connections = upstream.connections.load(Ordering::Relaxed) - before;
-                phases.push(result);
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        let log = std::fs::read_to_string(&process.log_file).unwrap_or_default();
-        process.stop().await?;
-        if let Err(error) = outcome {
-            bail!("{error:#}\nSteward's log:\n{log}");
         }
     }
-
-    let mut report = Report {
-        machine: Machine::detect(),
-        command: options.command.clone(),
-        options: serde_json::to_value(options)?,
-        phases,
-        ratios: Default::default(),
-        notes,
-    };
-    report.compute_ratios();
-    Ok(report)
+    if wanted.is_empty() {
+        return Err("--targets names no target".into());
+    }
+    Ok(TARGETS.iter().filter(|t| wanted.contains(t)).map(|t| (*t).to_owned()).collect())
 }
 
 #[cfg(test)]

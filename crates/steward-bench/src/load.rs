@@ -4,6 +4,8 @@
 //! is read. Open loop (`--rate`): request i is *scheduled* at `start + i / rate`; a free task sends
 //! it at that time (or as soon as it is free, when all are busy) and its latency is measured from the
 //! scheduled time, so a stall is charged to every request it delayed (no coordinated omission).
+//! What is timed is either the whole answer ([`Measure::Complete`]) or the time to its first body
+//! byte ([`Measure::FirstByte`], for streams; the rest of the body is still read to its end).
 
 // The load generator is a client of the target under test (loopback); not egress of Steward.
 // (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
@@ -20,6 +22,7 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
@@ -53,15 +56,19 @@ pub trait RequestFactory: Send + Sync {
     }
 }
 
-/// 200 → `ok`, 202 → `approval_required`; otherwise the `error` field of a JSON error body, or
-/// `http_<status>`.
+/// 200 → `ok`, 202 → `approval_required`; otherwise the code of a JSON error body — the `error`
+/// field of execute's errors, or `error.code` of forward mode's (`{"type":"error","error":{…}}`) —
+/// or `http_<status>`.
 pub fn classify_status(status: u16, body: &[u8]) -> String {
     match status {
         200 => "ok".to_owned(),
         202 => "approval_required".to_owned(),
         _ => serde_json::from_slice::<serde_json::Value>(body)
             .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .and_then(|v| {
+                let error = v.get("error")?;
+                error.as_str().or_else(|| error.get("code")?.as_str()).map(str::to_owned)
+            })
             .unwrap_or_else(|| format!("http_{status}")),
     }
 }
@@ -75,12 +82,31 @@ pub enum LoadMode {
     Rate(f64),
 }
 
+/// What one request's latency is.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    /// Until the last byte of the answer.
+    Complete,
+    /// Until the first byte of the answer's body (TTFB of a stream).
+    FirstByte,
+}
+
+impl Measure {
+    pub fn label(self) -> &'static str {
+        match self {
+            Measure::Complete => "complete",
+            Measure::FirstByte => "first_byte",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
     pub connections: usize,
     pub mode: LoadMode,
     pub warmup: Duration,
     pub duration: Duration,
+    pub measure: Measure,
 }
 
 struct WorkerResult {
@@ -131,8 +157,9 @@ pub async fn run(
         let factory = Arc::clone(&factory);
         let next = Arc::clone(&next);
         let mode = plan.mode;
+        let measure = plan.measure;
         tasks.push(tokio::spawn(async move {
-            worker(sender, endpoint, factory, next, mode, start, measure_from, end).await
+            worker(sender, endpoint, factory, next, mode, measure, start, measure_from, end).await
         }));
     }
     let kinds = factory.kinds().to_vec();
@@ -162,6 +189,7 @@ pub async fn run(
     };
     Ok(PhaseResult {
         name: name.to_owned(),
+        measure: plan.measure.label().to_owned(),
         mode: match plan.mode {
             LoadMode::Closed => "connections".to_owned(),
             LoadMode::Rate(_) => "rate".to_owned(),
@@ -183,6 +211,25 @@ pub async fn run(
     })
 }
 
+/// Reads an answer's body to its end; returns the whole body (kept only when `keep`) and when its
+/// first byte arrived (`None` for an empty body).
+pub async fn read_body(body: Incoming, keep: bool) -> Result<(Vec<u8>, Option<Instant>), hyper::Error> {
+    let mut body = body;
+    let mut kept = Vec::new();
+    let mut first = None;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data()
+            && !data.is_empty()
+        {
+            first.get_or_insert_with(Instant::now);
+            if keep {
+                kept.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok((kept, first))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn worker(
     mut sender: SendRequest<Full<Bytes>>,
@@ -190,6 +237,7 @@ async fn worker(
     factory: Arc<dyn RequestFactory>,
     next: Arc<AtomicU64>,
     mode: LoadMode,
+    measure: Measure,
     start: Instant,
     measure_from: Instant,
     end: Instant,
@@ -212,9 +260,12 @@ async fn worker(
         }
         tokio::time::sleep_until(scheduled).await;
         let measured = scheduled >= measure_from;
-        let record = |result: &mut WorkerResult, kind: usize, code: String| {
+        // `at`: when the timed part ended (now, unless the first byte of a stream came earlier).
+        let record = |result: &mut WorkerResult, kind: usize, code: String, at: Instant| {
             if measured {
-                let micros = u64::try_from(scheduled.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+                let micros = u64::try_from(at.saturating_duration_since(scheduled).as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
                 result.histograms[kind].saturating_record(micros);
                 *result.outcomes.entry(code).or_insert(0) += 1;
                 result.requests += 1;
@@ -227,7 +278,7 @@ async fn worker(
                     connected = true;
                 }
                 Err(_) => {
-                    record(&mut result, 0, "connect_failed".to_owned());
+                    record(&mut result, 0, "connect_failed".to_owned(), Instant::now());
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
@@ -236,36 +287,37 @@ async fn worker(
         let (kind, request) = match factory.make(seq) {
             Ok(r) => r,
             Err(_) => {
-                record(&mut result, 0, "request_build_failed".to_owned());
+                record(&mut result, 0, "request_build_failed".to_owned(), Instant::now());
                 continue;
             }
         };
         if sender.ready().await.is_err() {
             connected = false;
-            record(&mut result, kind, "connection_closed".to_owned());
+            record(&mut result, kind, "connection_closed".to_owned(), Instant::now());
             continue;
         }
         match sender.send_request(request).await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                match response.into_body().collect().await {
-                    Ok(body) => {
-                        let code = if status == 200 {
-                            "ok".to_owned()
-                        } else {
-                            factory.classify(status, &body.to_bytes())
+                match read_body(response.into_body(), status != 200).await {
+                    Ok((body, first)) => {
+                        let code =
+                            if status == 200 { "ok".to_owned() } else { factory.classify(status, &body) };
+                        let at = match measure {
+                            Measure::FirstByte => first.unwrap_or_else(Instant::now),
+                            Measure::Complete => Instant::now(),
                         };
-                        record(&mut result, kind, code);
+                        record(&mut result, kind, code, at);
                     }
                     Err(_) => {
                         connected = false;
-                        record(&mut result, kind, "body_read_failed".to_owned());
+                        record(&mut result, kind, "body_read_failed".to_owned(), Instant::now());
                     }
                 }
             }
             Err(_) => {
                 connected = false;
-                record(&mut result, kind, "transport_error".to_owned());
+                record(&mut result, kind, "transport_error".to_owned(), Instant::now());
             }
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use steward_bench::{BenchOptions, NginxChoice, parse_duration};
+use steward_bench::{BenchOptions, NginxChoice, expand_targets, parse_duration, parse_size};
 use steward_server::StartupError;
 use steward_server::startup::Environment;
 use steward_server::{config, runtime};
@@ -29,7 +29,7 @@ enum Output {
 #[derive(Debug, Parser)]
 #[command(
     name = "steward-bench",
-    about = "Load harness: Steward's execute path against direct and nginx baselines"
+    about = "Load harness: Steward's execute and forward modes against direct and nginx baselines"
 )]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
@@ -65,9 +65,20 @@ struct Cli {
     /// `auto` (find nginx on PATH), `off`, or the path of an nginx binary.
     #[arg(long, default_value = "auto")]
     nginx: NginxChoice,
-    /// Which targets to run, comma-separated: direct, nginx, steward.
-    #[arg(long, default_value = "direct,nginx,steward", value_delimiter = ',')]
+    /// Which phases to run, comma-separated: direct, nginx, steward (execute), forward, sse-direct,
+    /// sse-nginx, sse-forward, stream-direct, stream-nginx, stream-forward; `sse` and `stream` name
+    /// their three, `all` every phase.
+    #[arg(long, default_value = "direct,nginx,steward,forward", value_delimiter = ',')]
     targets: Vec<String>,
+    /// Connections of the SSE time-to-first-byte phases (closed loop, `--duration` each).
+    #[arg(long, default_value_t = 8)]
+    sse_connections: usize,
+    /// The size of each large streamed answer of the `stream-*` phases.
+    #[arg(long, default_value = "100MiB", value_parser = parse_size)]
+    stream_bytes: u64,
+    /// Large streamed answers per `stream-*` phase (after one unmeasured 1 MiB stream).
+    #[arg(long, default_value_t = 3)]
+    stream_runs: usize,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -107,12 +118,13 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    for target in &cli.targets {
-        if !["direct", "nginx", "steward"].contains(&target.as_str()) {
-            eprintln!("steward-bench: unknown target {target:?} (direct, nginx, steward)");
+    let targets = match expand_targets(&cli.targets) {
+        Ok(targets) => targets,
+        Err(message) => {
+            eprintln!("steward-bench: {message}");
             return std::process::ExitCode::from(2);
         }
-    }
+    };
     let options = BenchOptions {
         duration: cli.duration,
         warmup: cli.warmup,
@@ -125,7 +137,10 @@ fn main() -> std::process::ExitCode {
         postgres_url: cli.postgres_url,
         redis_url: cli.redis_url,
         nginx: cli.nginx,
-        targets: cli.targets,
+        targets,
+        sse_connections: cli.sse_connections,
+        stream_bytes: cli.stream_bytes,
+        stream_runs: cli.stream_runs,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     match runtime.block_on(steward_bench::run(&options)) {

@@ -1,7 +1,9 @@
 //! The nginx baseline: a plain mTLS-terminating reverse proxy to the same upstream (client
 //! certificate verified against the workload CA, HTTPS keep-alive upstream pool, an injected
 //! `authorization` header) — the fastest thing a user could put in Steward's place. Optional: the
-//! harness runs without it.
+//! harness runs without it. The streams (`/v1/stream/`: SSE and the large body) go through a
+//! location with `proxy_buffering off`, as one would proxy a streaming API with nginx: each chunk
+//! is passed on as it arrives instead of being collected (or spooled to disk) first.
 
 // The bench waits for its local nginx baseline to listen; not egress of Steward.
 // (`clippy.toml` bans `TcpStream::connect` outside steward-egress.)
@@ -53,6 +55,19 @@ pub fn config(
     authorization: &str,
 ) -> String {
     let d = dir.display();
+    let proxy = format!(
+        r#"            proxy_pass https://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {UPSTREAM_HOST};
+            proxy_set_header Authorization "{authorization}";
+            proxy_ssl_server_name on;
+            proxy_ssl_name {UPSTREAM_HOST};
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate {upstream_ca};
+            proxy_ssl_session_reuse on;"#,
+        upstream_ca = upstream_ca.display(),
+    );
     let user = if running_as_root() { "user root;\n" } else { "" };
     format!(
         r#"{user}worker_processes auto;
@@ -83,17 +98,12 @@ http {{
         ssl_verify_client on;
         ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
-            proxy_pass https://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host {UPSTREAM_HOST};
-            proxy_set_header Authorization "{authorization}";
-            proxy_ssl_server_name on;
-            proxy_ssl_name {UPSTREAM_HOST};
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate {upstream_ca};
-            proxy_ssl_session_reuse on;
+{proxy}
             proxy_buffering on;
+        }}
+        location /v1/stream/ {{
+{proxy}
+            proxy_buffering off;
         }}
     }}
 }}
@@ -101,7 +111,6 @@ http {{
         cert = cert.display(),
         key = key.display(),
         client_ca = client_ca.display(),
-        upstream_ca = upstream_ca.display(),
     )
 }
 

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::stream::{StreamRun, median_mib_per_second};
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct LatencySummary {
@@ -49,6 +51,8 @@ pub struct RssReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct PhaseResult {
     pub name: String,
+    /// What a latency is: `complete` (to the last byte) or `first_byte` (TTFB of a stream).
+    pub measure: String,
     /// `connections` (closed loop) or `rate` (open loop).
     pub mode: String,
     pub connections: usize,
@@ -97,7 +101,8 @@ impl Machine {
     }
 }
 
-/// Throughput ratios of Steward against the baselines (successful requests/s).
+/// Throughput ratios of Steward against the baselines (successful requests/s), and the forward-mode
+/// comparisons of issue 14.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Ratios {
     pub steward_over_direct: Option<f64>,
@@ -106,6 +111,20 @@ pub struct Ratios {
     /// Latency Steward adds over direct at p50 and p99 (ms).
     pub added_p50_ms_over_direct: Option<f64>,
     pub added_p99_ms_over_direct: Option<f64>,
+    /// Forward mode against execute (`steward`), both on the same 1 KiB load (ok/s).
+    pub forward_over_execute: Option<f64>,
+    pub forward_over_nginx: Option<f64>,
+    pub forward_added_p50_ms_over_direct: Option<f64>,
+    pub forward_added_p99_ms_over_direct: Option<f64>,
+    /// Time to first byte of an SSE stream: forward mode minus nginx (`proxy_buffering off`), ms.
+    pub sse_ttfb_p50_forward_minus_nginx_ms: Option<f64>,
+    pub sse_ttfb_p99_forward_minus_nginx_ms: Option<f64>,
+    pub sse_ttfb_p50_forward_minus_direct_ms: Option<f64>,
+    /// Median MiB/s of the large stream through forward mode, and over direct's.
+    pub stream_forward_mib_per_second: Option<f64>,
+    pub stream_forward_over_direct: Option<f64>,
+    /// The largest RSS rise of the Steward child during one large stream (KiB).
+    pub stream_forward_max_rss_growth_kib: Option<u64>,
 }
 
 /// Everything a run measured.
@@ -115,6 +134,8 @@ pub struct Report {
     pub command: String,
     pub options: serde_json::Value,
     pub phases: Vec<PhaseResult>,
+    /// The large streamed answers (`stream-*` targets), one per run.
+    pub streams: Vec<StreamRun>,
     pub ratios: Ratios,
     pub notes: Vec<String>,
 }
@@ -124,20 +145,42 @@ impl Report {
         self.phases.iter().find(|p| p.name == name)
     }
 
-    /// Fills [`Report::ratios`] from the `direct`, `nginx` and `steward` phases.
+    fn stream_runs(&self, name: &str) -> Vec<&StreamRun> {
+        self.streams.iter().filter(|s| s.name == name).collect()
+    }
+
+    /// Fills [`Report::ratios`] from the phases and streams present.
     pub fn compute_ratios(&mut self) {
         let rate = |name: &str| self.phase(name).map(|p| p.ok_per_second).filter(|r| *r > 0.0);
         let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
-        let (direct, nginx, steward) = (rate("direct"), rate("nginx"), rate("steward"));
-        let added = |f: fn(&LatencySummary) -> f64| {
-            Some(f(&self.phase("steward")?.latency) - f(&self.phase("direct")?.latency))
+        let (direct, nginx, steward, forward) =
+            (rate("direct"), rate("nginx"), rate("steward"), rate("forward"));
+        let minus = |a: &str, b: &str, f: fn(&LatencySummary) -> f64| {
+            let (a, b) = (self.phase(a)?, self.phase(b)?);
+            (a.latency.count > 0 && b.latency.count > 0).then(|| f(&a.latency) - f(&b.latency))
         };
+        let stream_forward = median_mib_per_second(&self.stream_runs("stream-forward"));
+        let stream_direct = median_mib_per_second(&self.stream_runs("stream-direct"));
         self.ratios = Ratios {
             steward_over_direct: ratio(steward, direct),
             steward_over_nginx: ratio(steward, nginx),
             nginx_over_direct: ratio(nginx, direct),
-            added_p50_ms_over_direct: added(|l| l.p50_ms),
-            added_p99_ms_over_direct: added(|l| l.p99_ms),
+            added_p50_ms_over_direct: minus("steward", "direct", |l| l.p50_ms),
+            added_p99_ms_over_direct: minus("steward", "direct", |l| l.p99_ms),
+            forward_over_execute: ratio(forward, steward),
+            forward_over_nginx: ratio(forward, nginx),
+            forward_added_p50_ms_over_direct: minus("forward", "direct", |l| l.p50_ms),
+            forward_added_p99_ms_over_direct: minus("forward", "direct", |l| l.p99_ms),
+            sse_ttfb_p50_forward_minus_nginx_ms: minus("sse-forward", "sse-nginx", |l| l.p50_ms),
+            sse_ttfb_p99_forward_minus_nginx_ms: minus("sse-forward", "sse-nginx", |l| l.p99_ms),
+            sse_ttfb_p50_forward_minus_direct_ms: minus("sse-forward", "sse-direct", |l| l.p50_ms),
+            stream_forward_mib_per_second: stream_forward,
+            stream_forward_over_direct: ratio(stream_forward, stream_direct),
+            stream_forward_max_rss_growth_kib: self
+                .stream_runs("stream-forward")
+                .iter()
+                .filter_map(|s| s.rss.as_ref().map(|r| r.growth_kib))
+                .max(),
         };
     }
 
@@ -152,7 +195,7 @@ impl Report {
         let _ = writeln!(out, "command: {}", self.command);
         let _ = writeln!(
             out,
-            "\n{:<9} {:>11} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "\n{:<12} {:>11} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
             "target", "mode", "conns", "requests", "req/s", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
         );
         for p in &self.phases {
@@ -163,7 +206,7 @@ impl Report {
             let l = &p.latency;
             let _ = writeln!(
                 out,
-                "{:<9} {:>11} {:>6} {:>9} {:>10.0} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                "{:<12} {:>11} {:>6} {:>9} {:>10.0} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
                 p.name,
                 mode,
                 p.connections,
@@ -197,6 +240,32 @@ impl Report {
                 );
             }
         }
+        if self.phases.iter().any(|p| p.measure == "first_byte") {
+            let _ = writeln!(out, "(sse-* rows: latency = time to the first body byte of an SSE answer)");
+        }
+        for s in &self.streams {
+            let _ = write!(
+                out,
+                "{}: {:.1} MiB in {:.3} s = {:.1} MiB/s, first byte after {:.3} ms",
+                s.name,
+                s.bytes as f64 / 1048576.0,
+                s.seconds,
+                s.mib_per_second,
+                s.ttfb_ms
+            );
+            if let Some(rss) = &s.rss {
+                let _ = write!(
+                    out,
+                    "; steward RSS before {:.1} MiB, max {:.1} MiB (+{:.2} MiB), after {:.1} MiB ({} samples)",
+                    rss.before_kib as f64 / 1024.0,
+                    rss.max_kib as f64 / 1024.0,
+                    rss.growth_kib as f64 / 1024.0,
+                    rss.after_kib as f64 / 1024.0,
+                    rss.samples
+                );
+            }
+            let _ = writeln!(out);
+        }
         let r = &self.ratios;
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3}"));
         let _ = writeln!(
@@ -211,6 +280,28 @@ impl Report {
             "steward adds over direct: p50 {} ms, p99 {} ms",
             fmt(r.added_p50_ms_over_direct),
             fmt(r.added_p99_ms_over_direct)
+        );
+        let _ = writeln!(
+            out,
+            "forward mode: forward/execute {}  forward/nginx {}  adds over direct p50 {} ms, p99 {} ms",
+            fmt(r.forward_over_execute),
+            fmt(r.forward_over_nginx),
+            fmt(r.forward_added_p50_ms_over_direct),
+            fmt(r.forward_added_p99_ms_over_direct)
+        );
+        let _ = writeln!(
+            out,
+            "sse ttfb: forward - nginx p50 {} ms, p99 {} ms; forward - direct p50 {} ms",
+            fmt(r.sse_ttfb_p50_forward_minus_nginx_ms),
+            fmt(r.sse_ttfb_p99_forward_minus_nginx_ms),
+            fmt(r.sse_ttfb_p50_forward_minus_direct_ms)
+        );
+        let _ = writeln!(
+            out,
+            "stream: forward median {} MiB/s, forward/direct {}, max steward RSS rise {} KiB",
+            fmt(r.stream_forward_mib_per_second),
+            fmt(r.stream_forward_over_direct),
+            r.stream_forward_max_rss_growth_kib.map_or("-".to_owned(), |k| k.to_string())
         );
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");

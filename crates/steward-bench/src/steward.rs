@@ -24,7 +24,7 @@ use tokio::process::{Child, Command};
 
 use crate::admin::{AdminClient, field};
 use crate::load::RequestFactory;
-use crate::upstream::{ECHO_PATH, UPSTREAM_HOST, json_of_size};
+use crate::upstream::{BLOB_PATH, ECHO_PATH, SSE_PATH, UPSTREAM_HOST, json_of_size};
 
 /// The secret Steward injects (`authorization: Bearer …`); the baselines send the same header.
 pub const BENCH_SECRET: &str = "bench-secret-0123456789";
@@ -192,8 +192,24 @@ fn group(id: &str, path: &str, approval: bool) -> Value {
     })
 }
 
+/// A `GET` group without a body (the streams of forward mode).
+fn stream_group(id: &str, path: &str, query: &[&str], headers: &[&str]) -> Value {
+    json!({
+        "group_id": id,
+        "risk_tier": "low",
+        "approval_mode": "none",
+        "methods": ["GET"],
+        "path_patterns": [format!("^{path}$")],
+        "query_allowlist": query,
+        "header_forward_allowlist": headers,
+        "response_header_allowlist": ["content-type", "x-request-id"],
+        "approval_preview": [],
+    })
+}
+
 /// Tenant, workload, template `tpl_bench` (groups `bench_echo`, `bench_denied` without an allow
-/// rule, `bench_approval` with `approval_mode: required`), integration and allow policies.
+/// rule, `bench_approval` with `approval_mode: required`, and the `GET` streams `bench_events` (SSE)
+/// and `bench_blob` (`?bytes=N`) of forward mode), integration and allow policies.
 pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
     let tenant = admin.expect("POST", "/v1/tenants", &json!({"name": "bench"}), 201).await?;
     let tenant_id = field(&tenant, "/tenant_id")?;
@@ -220,6 +236,8 @@ pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
             group("bench_echo", ECHO_PATH, false),
             group("bench_denied", "/v1/denied", false),
             group("bench_approval", "/v1/approval", true),
+            stream_group("bench_events", SSE_PATH, &[], &["accept"]),
+            stream_group("bench_blob", BLOB_PATH, &["bytes"], &[]),
         ],
     });
     admin.expect("POST", "/v1/templates", &template, 201).await?;
@@ -233,11 +251,13 @@ pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
         )
         .await?;
     let integration_id = field(&integration, "/integration_id")?;
-    for group in ["bench_echo", "bench_approval"] {
+    for (group, method) in
+        [("bench_echo", "POST"), ("bench_approval", "POST"), ("bench_events", "GET"), ("bench_blob", "GET")]
+    {
         let rule = json!({
             "rule_type": "allow",
             "scope": {"tenant_id": tenant_id, "integration_id": integration_id, "action_group": group,
-                      "method": "POST", "host": UPSTREAM_HOST},
+                      "method": method, "host": UPSTREAM_HOST},
             "description": "steward-bench"
         });
         admin.expect("POST", "/v1/policies", &rule, 201).await?;
@@ -419,39 +439,5 @@ impl RequestFactory for ExecuteFactory {
             request = request.header("dpop", proof);
         }
         Ok((kind, request.body(Full::new(self.bodies[kind].clone()))?))
-    }
-}
-
-/// The same upstream request sent directly (or through nginx): `POST /v1/echo` with the JSON body
-/// and, when `authorization` is set, the header Steward would inject.
-#[derive(Debug)]
-pub struct EchoFactory {
-    kinds: Vec<String>,
-    host: String,
-    body: Bytes,
-    authorization: Option<String>,
-}
-
-impl EchoFactory {
-    pub fn new(host: String, body_bytes: usize, authorization: Option<String>) -> Self {
-        Self { kinds: vec!["allowed".into()], host, body: json_of_size(body_bytes), authorization }
-    }
-}
-
-impl RequestFactory for EchoFactory {
-    fn kinds(&self) -> &[String] {
-        &self.kinds
-    }
-
-    fn make(&self, _seq: u64) -> Result<(usize, Request<Full<Bytes>>)> {
-        let mut request = Request::builder()
-            .method("POST")
-            .uri(ECHO_PATH)
-            .header("host", &self.host)
-            .header("content-type", "application/json");
-        if let Some(auth) = &self.authorization {
-            request = request.header("authorization", auth);
-        }
-        Ok((0, request.body(Full::new(self.body.clone()))?))
     }
 }
