@@ -432,25 +432,9 @@ async fn forward_fixture() -> ForwardFixture {
     let upstream = steward_testkit::TestUpstream::start().await.unwrap();
     let (sse_port, sse_ca, sse_events) = sse_upstream().await;
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let upstream_ca = temp.path().join("upstream-ca.pem");
-    std::fs::write(&upstream_ca, format!("{}\n{sse_ca}", upstream.ca_pem)).unwrap();
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    let mut serve = steward();
-    serve
-        .args(["serve", "--config"])
-        .arg(data.join("steward.toml"))
-        .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
-        .env(
-            "STEWARD_EGRESS__STATIC_HOSTS",
-            r#"{"api.example.test"=["127.0.0.1"],"other.example.test"=["127.0.0.1"]}"#,
-        )
-        .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
-        .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
-    ports.apply(&mut serve);
+    let hosts = ["api.example.test", "other.example.test"];
+    let cas = format!("{}\n{sse_ca}", upstream.ca_pem);
+    let (data, ports, broker_url, serve) = loopback_serve_command(temp.path(), &hosts, &cas);
     let server = spawn_serving(serve, &ports).await;
     let admin_token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
     let admin = |method, path: String, body| {
@@ -459,7 +443,6 @@ async fn forward_fixture() -> ForwardFixture {
     };
     let tenant = admin(Method::POST, "/v1/tenants".into(), Some(json!({"name": "acme"}))).await;
     let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
-    let hosts = ["api.example.test", "other.example.test"];
     let single = template(&tenant_id, "tpl_cli", &hosts[..1], upstream.port());
     admin(Method::POST, "/v1/templates".into(), Some(single)).await;
     let integration = admin(

@@ -88,23 +88,9 @@ async fn fixture_with(server_env: &[(&str, &str)]) -> Fixture {
     let upstream = TestUpstream::start().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
     let root = temp.path().to_path_buf();
-    let data = root.join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let upstream_ca = root.join("upstream-ca.pem");
-    std::fs::write(&upstream_ca, &upstream.ca_pem).unwrap();
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    let mut serve = steward();
-    serve
-        .args(["serve", "--config"])
-        .arg(data.join("steward.toml"))
-        .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
-        .env("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#)
-        .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
-        .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
+    let (data, ports, broker_url, mut serve) =
+        loopback_serve_command(&root, &["api.example.test"], &upstream.ca_pem);
     serve.envs(server_env.iter().copied());
-    ports.apply(&mut serve);
     let child = spawn_serving(serve, &ports).await;
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
 

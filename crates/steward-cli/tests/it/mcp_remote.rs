@@ -130,22 +130,7 @@ impl Fixture {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
         let remote = RemoteServer::start(&dir).await;
-        let data = dir.join("data");
-        let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-        assert!(output.status.success(), "{}", stderr(&output));
-        let upstream_ca = dir.join("upstream-ca.pem");
-        std::fs::write(&upstream_ca, &remote.ca_pem).unwrap();
-        let ports = Ports::new();
-        let broker_url = format!("https://localhost:{}", ports.data);
-        let mut serve = steward();
-        serve
-            .args(["serve", "--config"])
-            .arg(data.join("steward.toml"))
-            .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
-            .env("STEWARD_EGRESS__STATIC_HOSTS", format!(r#"{{"{HOST}"=["127.0.0.1"]}}"#))
-            .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
-            .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
-        ports.apply(&mut serve);
+        let (data, ports, broker_url, serve) = loopback_serve_command(&dir, &[HOST], &remote.ca_pem);
         let server = spawn_serving(serve, &ports).await;
         let admin_token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
         let admin = |method, path: String, body| {

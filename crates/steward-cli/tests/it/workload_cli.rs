@@ -90,22 +90,8 @@ async fn enroll_then_call_with_and_without_dpop_and_the_exit_codes() {
     install_crypto_provider();
     let upstream = steward_testkit::TestUpstream::start().await.unwrap();
     let temp = tempfile::tempdir().unwrap();
-    let data = temp.path().join("data");
-    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let upstream_ca = temp.path().join("upstream-ca.pem");
-    std::fs::write(&upstream_ca, &upstream.ca_pem).unwrap();
-    let ports = Ports::new();
-    let broker_url = format!("https://localhost:{}", ports.data);
-    let mut serve = steward();
-    serve
-        .args(["serve", "--config"])
-        .arg(data.join("steward.toml"))
-        .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
-        .env("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#)
-        .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
-        .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
-    ports.apply(&mut serve);
+    let (data, ports, broker_url, serve) =
+        loopback_serve_command(temp.path(), &["api.example.test"], &upstream.ca_pem);
     let mut child = spawn_serving(serve, &ports).await;
     let token = std::fs::read_to_string(data.join("admin-token")).unwrap().trim().to_owned();
 

@@ -151,6 +151,35 @@ pub async fn admin_api(
     response.json()
 }
 
+/// `steward init` into `<root>/data`, and a `steward serve` command for it whose egress sends `hosts`
+/// to a loopback upstream trusted through `upstream_ca_pem` (written to `<root>/upstream-ca.pem`).
+/// Returns the data directory, the ports, the broker URL and the command, to which a test adds its
+/// own environment before `spawn_serving`.
+pub fn loopback_serve_command(
+    root: &Path,
+    hosts: &[&str],
+    upstream_ca_pem: &str,
+) -> (PathBuf, Ports, String, Command) {
+    let data = root.join("data");
+    let output = run(steward().args(["init", "--data-dir"]).arg(&data));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let upstream_ca = root.join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, upstream_ca_pem).unwrap();
+    let ports = Ports::new();
+    let broker_url = format!("https://localhost:{}", ports.data);
+    let static_hosts: Vec<String> = hosts.iter().map(|host| format!(r#""{host}"=["127.0.0.1"]"#)).collect();
+    let mut serve = steward();
+    serve
+        .args(["serve", "--config"])
+        .arg(data.join("steward.toml"))
+        .env("STEWARD_PUBLIC_BASE_URL", &broker_url)
+        .env("STEWARD_EGRESS__STATIC_HOSTS", format!("{{{}}}", static_hosts.join(",")))
+        .env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#)
+        .env("STEWARD_EGRESS__EXTRA_CA_FILES", format!("[{:?}]", upstream_ca.display().to_string()));
+    ports.apply(&mut serve);
+    (data, ports, broker_url, serve)
+}
+
 /// Writes `ports` (and a public URL) into an initialized data directory's `steward.toml`, so the
 /// server and every command that reads the file agree without environment overrides.
 pub fn write_ports(data_dir: &Path, ports: &Ports, public_url: Option<&str>) {
