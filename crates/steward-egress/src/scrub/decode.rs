@@ -79,34 +79,46 @@ pub(super) fn unit_lengths(text: &[u8], pos: usize, want: u8) -> Lengths {
     out
 }
 
-/// The end of the longest match of `needle` at `start` (spelled unit by unit), or `None`.
-pub(super) fn longest_match(needle: &[u8], text: &[u8], start: usize) -> Option<usize> {
-    let mut best: Option<usize> = None;
-    // States (needle index, text position) still to explore. Until the first branch there is one
-    // path, so no state can come twice; from then on every state scheduled is remembered.
+/// What [`walk_spellings`] does with a state after its visitor has seen it.
+enum Visit {
+    /// Go on to the states reachable by spelling the next needle byte.
+    Expand,
+    /// Nothing follows from this state (the whole needle is spelled).
+    Skip,
+    /// The answer is known: end the walk.
+    Stop,
+}
+
+/// Walks, depth first, every way `needle` can be spelled unit by unit from `start`, showing each
+/// state (needle index, text position) to `visit` once. Until the first branch there is one path,
+/// so no state can come twice; from then on every state scheduled is remembered.
+fn walk_spellings(needle: &[u8], text: &[u8], start: usize, mut visit: impl FnMut(usize, usize) -> Visit) {
     let mut pending: Vec<(usize, usize)> = Vec::new();
     let mut seen: Option<HashSet<(usize, usize)>> = None;
     let mut state = Some((0usize, start));
     while let Some((i, pos)) = state {
         state = None;
-        match needle.get(i) {
-            None => best = best.max(Some(pos)),
-            Some(&want) => {
-                let lengths = unit_lengths(text, pos, want);
-                if lengths.len() > 1 && seen.is_none() {
-                    seen = Some(HashSet::new());
-                }
-                for len in lengths.iter() {
-                    let next = (i + 1, pos + len);
-                    if let Some(seen) = seen.as_mut()
-                        && !seen.insert(next)
-                    {
-                        continue;
+        match visit(i, pos) {
+            Visit::Stop => return,
+            Visit::Skip => {}
+            Visit::Expand => {
+                if let Some(&want) = needle.get(i) {
+                    let lengths = unit_lengths(text, pos, want);
+                    if lengths.len() > 1 && seen.is_none() {
+                        seen = Some(HashSet::new());
                     }
-                    if state.is_none() {
-                        state = Some(next);
-                    } else {
-                        pending.push(next);
+                    for len in lengths.iter() {
+                        let next = (i + 1, pos + len);
+                        if let Some(seen) = seen.as_mut()
+                            && !seen.insert(next)
+                        {
+                            continue;
+                        }
+                        if state.is_none() {
+                            state = Some(next);
+                        } else {
+                            pending.push(next);
+                        }
                     }
                 }
             }
@@ -115,45 +127,36 @@ pub(super) fn longest_match(needle: &[u8], text: &[u8], start: usize) -> Option<
             state = pending.pop();
         }
     }
+}
+
+/// The end of the longest match of `needle` at `start` (spelled unit by unit), or `None`.
+pub(super) fn longest_match(needle: &[u8], text: &[u8], start: usize) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    walk_spellings(needle, text, start, |i, pos| {
+        if i == needle.len() {
+            best = best.max(Some(pos));
+            Visit::Skip
+        } else {
+            Visit::Expand
+        }
+    });
     best
 }
 
 /// Whether `text[start..]` (to its end) is a proper prefix of some spelling of `needle`: the text
 /// runs out before the spelling does, so more text could still complete (or lengthen) a match.
 pub(super) fn is_partial(needle: &[u8], text: &[u8], start: usize) -> bool {
-    let mut pending: Vec<(usize, usize)> = Vec::new();
-    let mut seen: Option<HashSet<(usize, usize)>> = None;
-    let mut state = Some((0usize, start));
-    while let Some((i, pos)) = state {
-        state = None;
+    let mut partial = false;
+    walk_spellings(needle, text, start, |i, pos| match needle.get(i) {
         // A path that spelled the whole needle inside the text is a complete match, not a partial.
-        if let Some(&want) = needle.get(i) {
-            if pos >= text.len() || partial_unit(&text[pos..], want) {
-                return true;
-            }
-            let lengths = unit_lengths(text, pos, want);
-            if lengths.len() > 1 && seen.is_none() {
-                seen = Some(HashSet::new());
-            }
-            for len in lengths.iter() {
-                let next = (i + 1, pos + len);
-                if let Some(seen) = seen.as_mut()
-                    && !seen.insert(next)
-                {
-                    continue;
-                }
-                if state.is_none() {
-                    state = Some(next);
-                } else {
-                    pending.push(next);
-                }
-            }
+        None => Visit::Skip,
+        Some(&want) if pos >= text.len() || partial_unit(&text[pos..], want) => {
+            partial = true;
+            Visit::Stop
         }
-        if state.is_none() {
-            state = pending.pop();
-        }
-    }
-    false
+        Some(_) => Visit::Expand,
+    });
+    partial
 }
 
 /// Whether `rest` (not empty, running to the end of the text) is a proper prefix of a unit that
