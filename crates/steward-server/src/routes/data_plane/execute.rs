@@ -18,7 +18,7 @@ use steward_types::ErrorCode;
 use utoipa::ToSchema;
 
 use super::session_auth::{ExecuteScope, SessionPrincipal, SessionRejection};
-use crate::http::{ApiError, DeferredBody, LogFields, RequestContext};
+use crate::http::{ApiError, DeferredBody, RequestContext};
 use crate::routes::admin::ErrorBody;
 use crate::services::AppState;
 use crate::services::approvals::approval_summary;
@@ -96,8 +96,7 @@ pub async fn execute(
         Ok(session) => (session.mtls, None),
         Err(SessionRejection { error, principal: Some(principal) }) => (principal, Some(error)),
         Err(SessionRejection { error, principal: None }) => {
-            metrics::counter!("steward_execute_total", "decision" => "denied", "reason" => error.code.as_str())
-                .increment(1);
+            crate::services::execute::count_unidentified_refusal(&error);
             return error.into_response();
         }
     };
@@ -110,14 +109,8 @@ pub async fn execute(
             Err(error) => execution.refuse(error).await,
         },
     };
-    let mut response = render(outcome, &context.correlation_id);
-    response.extensions_mut().insert(LogFields {
-        tenant_id: Some(principal.tenant_id.to_string()),
-        workload_id: Some(principal.workload_id.to_string()),
-        integration_id: execution.integration_id().map(str::to_owned),
-        ..LogFields::default()
-    });
-    response
+    let integration_id = execution.integration_id().map(str::to_owned);
+    super::with_log_fields(render(outcome, &context.correlation_id), &principal, integration_id)
 }
 
 impl ExecuteBody {

@@ -23,6 +23,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::http::LogFields;
 use crate::services::AppState;
 
 /// Every data-plane route, and the OpenAPI document describing them: health, enrollment, sessions,
@@ -82,4 +83,20 @@ fn forward_document(document: &mut utoipa::openapi::OpenApi) {
 /// at `GET /v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     api(0).1
+}
+
+/// The request log line's workload ids for a data-plane answer (the reason code an error response already carries is kept).
+pub(crate) fn with_log_fields(
+    mut response: axum::response::Response,
+    principal: &MtlsPrincipal,
+    integration_id: Option<String>,
+) -> axum::response::Response {
+    let reason_code = response.extensions().get::<LogFields>().and_then(|f| f.reason_code.clone());
+    response.extensions_mut().insert(LogFields {
+        tenant_id: Some(principal.tenant_id.to_string()),
+        workload_id: Some(principal.workload_id.to_string()),
+        integration_id,
+        reason_code,
+    });
+    response
 }

@@ -25,7 +25,7 @@ pub mod run;
 
 pub use input::{ClientInfo, ExecuteInput, Mode, RequestBody};
 pub use outcome::{Executed, Outcome, throttled_error};
-pub use run::{Answer, Execution, Finisher, Pending, Prepared, Sent, Step, Wire};
+pub use run::{Answer, Execution, Finisher, Pending, Prepared, Sent, Step, Wire, count_unidentified_refusal};
 
 use std::sync::Arc;
 

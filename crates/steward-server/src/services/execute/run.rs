@@ -179,6 +179,12 @@ fn count(decision: &str, reason: &str) {
         .increment(1);
 }
 
+/// Counts the refusal of a caller that could not be identified: there is no principal, so no
+/// execution and no audit event, only the metric (envelope and forward mode alike).
+pub fn count_unidentified_refusal(error: &ApiError) {
+    count("denied", error.code.as_str());
+}
+
 impl<'a> Execution<'a> {
     pub fn new(
         state: &'a AppState,

@@ -13,7 +13,7 @@ use steward_canon::Method;
 use steward_types::ErrorCode;
 
 use super::{answer, body, error, headers, jsonrpc, target};
-use crate::http::{ApiError, LogFields, RequestContext};
+use crate::http::{ApiError, RequestContext};
 use crate::routes::data_plane::openapi::ForwardError;
 use crate::routes::data_plane::session_auth::{ExecuteScope, SessionPrincipal, SessionRejection};
 use crate::services::AppState;
@@ -79,13 +79,16 @@ pub async fn forward(
     let principal = match SessionPrincipal::<ExecuteScope>::from_request_parts(&mut parts, &state).await {
         Ok(session) => session.mtls,
         Err(SessionRejection { error, principal: None }) => {
-            metrics::counter!("steward_execute_total", "decision" => "denied", "reason" => error.code.as_str())
-                .increment(1);
+            crate::services::execute::count_unidentified_refusal(&error);
             return error::refusal(error, &correlation_id);
         }
         Err(SessionRejection { error, principal: Some(principal) }) => {
             let outcome = Execution::new(&state, &context, &principal, Mode::Forward).refuse(error).await;
-            return with_log_fields(render(outcome, &correlation_id), &principal, None);
+            return crate::routes::data_plane::with_log_fields(
+                render(outcome, &correlation_id),
+                &principal,
+                None,
+            );
         }
     };
     let mut execution = Execution::new(&state, &context, &principal, Mode::Forward);
@@ -101,7 +104,11 @@ pub async fn forward(
         }
         Err(refusal) => {
             let outcome = execution.refuse(refusal).await;
-            return with_log_fields(render(outcome, &correlation_id), &principal, None);
+            return crate::routes::data_plane::with_log_fields(
+                render(outcome, &correlation_id),
+                &principal,
+                None,
+            );
         }
     };
     let step = execution.prepare(input).await;
@@ -110,7 +117,7 @@ pub async fn forward(
         Step::Done(outcome) => render(outcome, &correlation_id),
         Step::Ready(prepared) => answer::send(&state, execution, *prepared, &correlation_id).await,
     };
-    with_log_fields(response, &principal, integration)
+    crate::routes::data_plane::with_log_fields(response, &principal, integration)
 }
 
 /// Step 2 for forward mode: the raw target, the method, the headers, the body (bounded), and the
@@ -174,20 +181,4 @@ pub(super) fn render(outcome: Outcome, correlation_id: &str) -> Response {
             error::refusal(refusal, correlation_id)
         }
     }
-}
-
-/// The request log line's ids (the reason code an error response already carries is kept).
-fn with_log_fields(
-    mut response: Response,
-    principal: &crate::services::identity::MtlsPrincipal,
-    integration_id: Option<String>,
-) -> Response {
-    let reason_code = response.extensions().get::<LogFields>().and_then(|f| f.reason_code.clone());
-    response.extensions_mut().insert(LogFields {
-        tenant_id: Some(principal.tenant_id.to_string()),
-        workload_id: Some(principal.workload_id.to_string()),
-        integration_id,
-        reason_code,
-    });
-    response
 }
