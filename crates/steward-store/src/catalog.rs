@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use serde_json::Value;
-use steward_types::{IntegrationId, PolicyId, TenantId, Timestamp};
+use steward_types::{IntegrationId, PolicyId, TenantId, Timestamp, WorkloadId};
 
 use crate::{EnvelopeRecord, StoreError};
 
@@ -135,7 +135,7 @@ pub struct PolicyRecord {
     pub action_group: String,
     pub method: String,
     pub host: String,
-    pub workload_id: Option<String>,
+    pub workload_id: Option<WorkloadId>,
     pub rule_type: String,
     pub rule: Value,
     pub created_at: Timestamp,
@@ -147,8 +147,8 @@ pub struct PolicyRecord {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyFilter {
     /// Only these tenants (`None`: every tenant).
-    pub tenant_ids: Option<Vec<String>>,
-    pub integration_id: Option<String>,
+    pub tenant_ids: Option<Vec<TenantId>>,
+    pub integration_id: Option<IntegrationId>,
 }
 
 #[async_trait]
@@ -177,7 +177,7 @@ pub trait CatalogStore: Send + Sync {
     // ----- integrations ---------------------------------------------------------------------------
 
     /// Whether a tenant row exists (integrations and policies reference one).
-    async fn catalog_tenant_exists(&self, tenant_id: &str) -> Result<bool, StoreError>;
+    async fn catalog_tenant_exists(&self, tenant_id: &TenantId) -> Result<bool, StoreError>;
 
     /// Creates an integration with its first secret version in one transaction. The record's
     /// secret summary fields are ignored.
@@ -187,18 +187,18 @@ pub trait CatalogStore: Send + Sync {
         secret: &NewSecretVersion,
     ) -> Result<CreateIntegrationOutcome, StoreError>;
 
-    async fn integration(&self, integration_id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
+    async fn integration(&self, integration_id: &IntegrationId) -> Result<Option<IntegrationRecord>, StoreError>;
 
     /// The integrations of these tenants (every tenant when `None`), in creation order.
     async fn list_integrations(
         &self,
-        tenant_ids: Option<&[String]>,
+        tenant_ids: Option<&[TenantId]>,
     ) -> Result<Vec<IntegrationRecord>, StoreError>;
 
     /// Applies a patch to a live (not deleted) integration; `None` when there is none.
     async fn update_integration(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
         patch: &IntegrationPatch,
         now: Timestamp,
     ) -> Result<Option<IntegrationRecord>, StoreError>;
@@ -207,23 +207,23 @@ pub trait CatalogStore: Send + Sync {
     /// version number → [`StoreError::Conflict`] (a concurrent write won; the caller retries).
     async fn add_secret_version(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
         secret: &NewSecretVersion,
     ) -> Result<bool, StoreError>;
 
     /// The newest secret version whose ciphertext still exists, or `None`.
-    async fn current_secret(&self, integration_id: &str) -> Result<Option<SecretVersionRecord>, StoreError>;
+    async fn current_secret(&self, integration_id: &IntegrationId) -> Result<Option<SecretVersionRecord>, StoreError>;
 
     /// Deletes an integration for good in one transaction: disabled, `deleted_at` set, and every
     /// envelope of its secret versions crypto-shredded (body wiped, `destroyed_at` set); rows are kept.
     /// `false` when it is missing or already deleted.
-    async fn delete_integration(&self, integration_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn delete_integration(&self, integration_id: &IntegrationId, now: Timestamp) -> Result<bool, StoreError>;
 
     // ----- policies -------------------------------------------------------------------------------
 
     async fn insert_policy(&self, policy: &PolicyRecord) -> Result<(), StoreError>;
 
-    async fn policy(&self, policy_id: &str) -> Result<Option<PolicyRecord>, StoreError>;
+    async fn policy(&self, policy_id: &PolicyId) -> Result<Option<PolicyRecord>, StoreError>;
 
     /// Active policies matching the filter, in creation order.
     async fn list_policies(&self, filter: &PolicyFilter) -> Result<Vec<PolicyRecord>, StoreError>;
@@ -231,11 +231,11 @@ pub trait CatalogStore: Send + Sync {
     /// The active rules of one (tenant, integration, action group), for evaluation.
     async fn active_policies(
         &self,
-        tenant_id: &str,
-        integration_id: &str,
+        tenant_id: &TenantId,
+        integration_id: &IntegrationId,
         action_group: &str,
     ) -> Result<Vec<PolicyRecord>, StoreError>;
 
     /// Disables a rule (kept for audit); `false` when it is missing or already disabled.
-    async fn disable_policy(&self, policy_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn disable_policy(&self, policy_id: &PolicyId, now: Timestamp) -> Result<bool, StoreError>;
 }

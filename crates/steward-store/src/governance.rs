@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use steward_types::{ApprovalId, SigningKeyId, Timestamp};
+use steward_types::{ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
 
 use crate::audit::AuditEvent;
 use crate::{EnvelopeRecord, SigningKeyRecord, StoreError};
@@ -120,9 +120,9 @@ impl ApprovalMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewApproval {
     pub approval_id: ApprovalId,
-    pub tenant_id: String,
-    pub workload_id: String,
-    pub integration_id: String,
+    pub tenant_id: TenantId,
+    pub workload_id: WorkloadId,
+    pub integration_id: IntegrationId,
     /// The canonical descriptor's digest (one pending approval per digest).
     pub digest: String,
     /// The canonical descriptor, as policy saw it.
@@ -158,9 +158,9 @@ impl PendingApproval {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApprovalRecord {
     pub approval_id: ApprovalId,
-    pub tenant_id: String,
-    pub workload_id: String,
-    pub integration_id: String,
+    pub tenant_id: TenantId,
+    pub workload_id: WorkloadId,
+    pub integration_id: IntegrationId,
     pub digest: String,
     pub descriptor: serde_json::Value,
     pub preview: Option<EnvelopeRecord>,
@@ -168,10 +168,10 @@ pub struct ApprovalRecord {
     pub state: StoredApprovalState,
     pub mode: Option<ApprovalMode>,
     /// The rule a `rule` approval or a denial created.
-    pub policy_id: Option<String>,
+    pub policy_id: Option<PolicyId>,
     pub reason: Option<String>,
     /// The admin token id that decided (or canceled).
-    pub decided_by: Option<String>,
+    pub decided_by: Option<TokenId>,
     pub created_at: Timestamp,
     /// Pending: when the request stops waiting. Approved `once`: when the approval lapses unused.
     pub expires_at: Timestamp,
@@ -200,7 +200,7 @@ impl ApprovalRecord {
 /// Which approvals a list returns. `tenant_ids: None` means every tenant (an owner's list).
 #[derive(Debug, Clone)]
 pub struct ApprovalFilter {
-    pub tenant_ids: Option<Vec<String>>,
+    pub tenant_ids: Option<Vec<TenantId>>,
     pub status: Option<ApprovalStatus>,
     /// The moment statuses are computed at.
     pub now: Timestamp,
@@ -210,13 +210,13 @@ pub struct ApprovalFilter {
 /// denial). The indexed columns are copied out of `rule.scope` by the caller.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewPolicyRow {
-    pub policy_id: String,
-    pub tenant_id: String,
-    pub integration_id: String,
+    pub policy_id: PolicyId,
+    pub tenant_id: TenantId,
+    pub integration_id: IntegrationId,
     pub action_group: String,
     pub method: String,
     pub host: String,
-    pub workload_id: Option<String>,
+    pub workload_id: Option<WorkloadId>,
     pub rule_type: String,
     /// The whole rule JSON (`spec/pipeline.md`, "Policy").
     pub rule: serde_json::Value,
@@ -236,7 +236,7 @@ pub struct ApprovalDecision {
     pub approval_id: ApprovalId,
     pub outcome: DecisionOutcome,
     pub policy: Option<NewPolicyRow>,
-    pub decided_by: String,
+    pub decided_by: TokenId,
     pub reason: Option<String>,
     pub decided_at: Timestamp,
     /// The new expiry (approved `once`: `decided_at + approval.approved_ttl_seconds`); `None` keeps it.
@@ -298,9 +298,9 @@ pub trait GovernanceStore: Send + Sync {
     /// gets the same approval while one is pending).
     async fn pending_approval_for_digest(
         &self,
-        tenant_id: &str,
-        workload_id: &str,
-        integration_id: &str,
+        tenant_id: &TenantId,
+        workload_id: &WorkloadId,
+        integration_id: &IntegrationId,
         digest: &str,
         now: Timestamp,
     ) -> Result<Option<ApprovalRecord>, StoreError>;
@@ -309,9 +309,9 @@ pub trait GovernanceStore: Send + Sync {
     /// if any (policy step 2 of `spec/pipeline.md`).
     async fn approved_once_for_digest(
         &self,
-        tenant_id: &str,
-        workload_id: &str,
-        integration_id: &str,
+        tenant_id: &TenantId,
+        workload_id: &WorkloadId,
+        integration_id: &IntegrationId,
         digest: &str,
         now: Timestamp,
     ) -> Result<Option<ApprovalRecord>, StoreError>;
@@ -321,9 +321,9 @@ pub trait GovernanceStore: Send + Sync {
     /// lookup (and cache that answer) when there is none.
     async fn has_approved_once(
         &self,
-        tenant_id: &str,
-        workload_id: &str,
-        integration_id: &str,
+        tenant_id: &TenantId,
+        workload_id: &WorkloadId,
+        integration_id: &IntegrationId,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
 
@@ -343,7 +343,7 @@ pub trait GovernanceStore: Send + Sync {
     async fn cancel_approval(
         &self,
         approval_id: &ApprovalId,
-        decided_by: &str,
+        decided_by: &TokenId,
         reason: Option<&str>,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
@@ -352,7 +352,7 @@ pub trait GovernanceStore: Send + Sync {
     async fn consume_approval(&self, approval_id: &ApprovalId, now: Timestamp) -> Result<bool, StoreError>;
 
     /// The tenant's `approval_webhook_url` (`None` when unset or the tenant does not exist).
-    async fn approval_webhook_url(&self, tenant_id: &str) -> Result<Option<String>, StoreError>;
+    async fn approval_webhook_url(&self, tenant_id: &TenantId) -> Result<Option<String>, StoreError>;
 
     // ----- audit search ---------------------------------------------------------------------------
 

@@ -3,16 +3,16 @@
 //! in the coordination service — and the stored response is an envelope.
 
 use async_trait::async_trait;
-use steward_types::Timestamp;
+use steward_types::{IntegrationId, TenantId, Timestamp, WorkloadId};
 
 use crate::{EnvelopeRecord, StoreError};
 
 /// (tenant, workload, integration, key): the scope of one idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyScope {
-    pub tenant_id: String,
-    pub workload_id: String,
-    pub integration_id: String,
+    pub tenant_id: TenantId,
+    pub workload_id: WorkloadId,
+    pub integration_id: IntegrationId,
     pub key: String,
 }
 

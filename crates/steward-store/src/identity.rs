@@ -8,7 +8,7 @@
 //! the transaction that makes the change, so concurrent instances cannot both pass it.
 
 use async_trait::async_trait;
-use steward_types::{SessionId, SigningKeyId, TenantId, Timestamp, WorkloadId};
+use steward_types::{EnrollmentTokenId, SessionId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
 
 use crate::{AdminTokenRecord, SigningKeyRecord, StoreError};
 
@@ -54,7 +54,7 @@ impl WorkloadRecord {
 /// A one-time enrollment token (only its SHA-256 is stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnrollmentTokenRecord {
-    pub token_id: String,
+    pub token_id: EnrollmentTokenId,
     pub workload_id: WorkloadId,
     pub token_hash: [u8; 32],
     pub created_at: Timestamp,
@@ -155,7 +155,7 @@ pub trait IdentityStore: Send + Sync {
     /// active owner token.
     async fn revoke_admin_token(
         &self,
-        token_id: &str,
+        token_id: &TokenId,
         now: Timestamp,
     ) -> Result<RevokeAdminTokenOutcome, StoreError>;
 
@@ -164,7 +164,7 @@ pub trait IdentityStore: Send + Sync {
     /// A name already taken gives [`StoreError::Conflict`].
     async fn insert_tenant(&self, tenant: &TenantRecord) -> Result<(), StoreError>;
 
-    async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>, StoreError>;
+    async fn tenant(&self, tenant_id: &TenantId) -> Result<Option<TenantRecord>, StoreError>;
 
     /// Every tenant, in creation order (the caller limits it to what the admin may see).
     async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError>;
@@ -183,10 +183,10 @@ pub trait IdentityStore: Send + Sync {
         token: &EnrollmentTokenRecord,
     ) -> Result<(), StoreError>;
 
-    async fn workload(&self, workload_id: &str) -> Result<Option<WorkloadRecord>, StoreError>;
+    async fn workload(&self, workload_id: &WorkloadId) -> Result<Option<WorkloadRecord>, StoreError>;
 
     /// The workloads of a tenant (deleted ones included), in creation order.
-    async fn list_workloads(&self, tenant_id: &str) -> Result<Vec<WorkloadRecord>, StoreError>;
+    async fn list_workloads(&self, tenant_id: &TenantId) -> Result<Vec<WorkloadRecord>, StoreError>;
 
     /// Writes `enabled`, `ip_allowlist`, `dpop_required` and `updated_at` of a workload that is not
     /// deleted. Returns whether it was written.
@@ -195,7 +195,7 @@ pub trait IdentityStore: Send + Sync {
     /// Deletes a workload for good in one transaction: disabled with `deleted_at`, its sessions and
     /// certificates revoked, its unused enrollment tokens superseded; rows kept. Returns false when
     /// the workload is unknown; deleting a deleted workload changes nothing and returns true.
-    async fn delete_workload(&self, workload_id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    async fn delete_workload(&self, workload_id: &WorkloadId, now: Timestamp) -> Result<bool, StoreError>;
 
     // ----- enrollment tokens and certificates -----------------------------------------------------
 
@@ -213,7 +213,7 @@ pub trait IdentityStore: Send + Sync {
     /// workload is active. Of two concurrent uses of one token exactly one is `Recorded`.
     async fn record_certificate(
         &self,
-        enrollment_token_id: Option<&str>,
+        enrollment_token_id: Option<&EnrollmentTokenId>,
         certificate: &CertificateRecord,
         now: Timestamp,
     ) -> Result<RecordCertificateOutcome, StoreError>;
@@ -226,13 +226,13 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// The certificates of a workload, oldest first.
-    async fn list_certificates(&self, workload_id: &str) -> Result<Vec<CertificateRecord>, StoreError>;
+    async fn list_certificates(&self, workload_id: &WorkloadId) -> Result<Vec<CertificateRecord>, StoreError>;
 
     /// Revokes one certificate of a workload at `now` (an earlier revocation time is kept). Returns
     /// the certificate after the change, or `None` when the workload has no such certificate.
     async fn revoke_certificate(
         &self,
-        workload_id: &str,
+        workload_id: &WorkloadId,
         serial: &str,
         now: Timestamp,
     ) -> Result<Option<CertificateRecord>, StoreError>;
@@ -244,12 +244,12 @@ pub trait IdentityStore: Send + Sync {
     async fn session_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Revokes every unrevoked session of a workload; returns how many.
-    async fn revoke_workload_sessions(&self, workload_id: &str, now: Timestamp) -> Result<u64, StoreError>;
+    async fn revoke_workload_sessions(&self, workload_id: &WorkloadId, now: Timestamp) -> Result<u64, StoreError>;
 
     /// How many sessions the workload created after `since` (exclusive), and the oldest of them.
     async fn recent_sessions(
         &self,
-        workload_id: &str,
+        workload_id: &WorkloadId,
         since: Timestamp,
     ) -> Result<RecentSessions, StoreError>;
 

@@ -13,7 +13,7 @@
 //! expires by itself if its holder dies.
 
 use async_trait::async_trait;
-use steward_types::Timestamp;
+use steward_types::{IntegrationId, Timestamp};
 
 use crate::catalog::NewSecretVersion;
 use crate::{EnvelopeRecord, StoreError};
@@ -21,7 +21,7 @@ use crate::{EnvelopeRecord, StoreError};
 /// A cached access token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuth2TokenRecord {
-    pub integration_id: String,
+    pub integration_id: IntegrationId,
     /// The secret version (refresh token or client secret) the token was obtained with.
     pub secret_version: u64,
     /// The sealed access token.
@@ -58,13 +58,13 @@ pub enum StoreTokenOutcome {
 #[async_trait]
 pub trait OAuth2Store: Send + Sync {
     /// The integration's row, or `None` when no token was ever cached nor lease taken.
-    async fn oauth2_token_state(&self, integration_id: &str) -> Result<Option<OAuth2TokenState>, StoreError>;
+    async fn oauth2_token_state(&self, integration_id: &IntegrationId) -> Result<Option<OAuth2TokenState>, StoreError>;
 
     /// Takes the refresh lease until `until` when it is free, expired (`<= now`) or already `holder`'s.
     /// Returns whether `holder` holds it now.
     async fn take_oauth2_refresh_lease(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
         holder: &str,
         now: Timestamp,
         until: Timestamp,
@@ -74,7 +74,7 @@ pub trait OAuth2Store: Send + Sync {
     /// error code) when the refresh failed.
     async fn release_oauth2_refresh_lease(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
         holder: &str,
         error: Option<&str>,
         now: Timestamp,
@@ -94,7 +94,7 @@ pub trait OAuth2Store: Send + Sync {
     /// meanwhile is kept), shredding its envelope. Returns whether it was dropped.
     async fn drop_oauth2_token(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
         envelope_id: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError>;

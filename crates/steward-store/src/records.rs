@@ -2,7 +2,7 @@
 //! [`EnvelopeRecord`]s; token values only as SHA-256 hashes.
 
 use serde::{Deserialize, Serialize};
-use steward_types::{SigningKeyId, Timestamp, TokenId};
+use steward_types::{SigningKeyId, TenantId, Timestamp, TokenId};
 
 /// One sealed secret. `body` is the envelope JSON (`{"v":1,"kek_id",…}`), `aad` the JCS context it
 /// is bound to (kept so the keyring can be rotated by re-wrapping without knowing every owner), and
@@ -52,7 +52,7 @@ pub struct AdminTokenRecord {
     pub name: String,
     pub role: AdminRole,
     /// Empty for owners (all tenants).
-    pub tenant_ids: Vec<String>,
+    pub tenant_ids: Vec<TenantId>,
     pub token_hash: [u8; 32],
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,

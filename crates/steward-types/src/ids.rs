@@ -69,7 +69,70 @@ macro_rules! prefixed_id {
                 Self::parse(&value).map_err(serde::de::Error::custom)
             }
         }
+
+        sqlx_text_id!($name);
     };
+}
+
+/// With the `sqlx` feature, an id is a text column for every sqlx backend whose `String` is (SQLite
+/// and PostgreSQL): it binds as its text and decodes only if the text parses, so a stored value that
+/// is not such an id is a decode error (never a panic, never an unchecked id).
+#[cfg(feature = "sqlx")]
+macro_rules! sqlx_text_id {
+    ($name:ident) => {
+        impl<DB: sqlx::Database> sqlx::Type<DB> for $name
+        where
+            String: sqlx::Type<DB>,
+        {
+            fn type_info() -> DB::TypeInfo {
+                <String as sqlx::Type<DB>>::type_info()
+            }
+
+            fn compatible(ty: &DB::TypeInfo) -> bool {
+                <String as sqlx::Type<DB>>::compatible(ty)
+            }
+        }
+
+        impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for $name
+        where
+            String: sqlx::Encode<'q, DB>,
+        {
+            fn encode(
+                self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode(self.0, buf)
+            }
+
+            fn encode_by_ref(
+                &self,
+                buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+            ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+                <String as sqlx::Encode<'q, DB>>::encode_by_ref(&self.0, buf)
+            }
+
+            fn size_hint(&self) -> usize {
+                <String as sqlx::Encode<'q, DB>>::size_hint(&self.0)
+            }
+        }
+
+        impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for $name
+        where
+            &'r str: sqlx::Decode<'r, DB>,
+        {
+            fn decode(
+                value: <DB as sqlx::Database>::ValueRef<'r>,
+            ) -> Result<Self, sqlx::error::BoxDynError> {
+                let text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
+                Ok(Self::parse(text)?)
+            }
+        }
+    };
+}
+
+#[cfg(not(feature = "sqlx"))]
+macro_rules! sqlx_text_id {
+    ($name:ident) => {};
 }
 
 prefixed_id!(/// A tenant.
@@ -88,6 +151,8 @@ prefixed_id!(/// A data-plane session.
     SessionId, "sess_", "session id");
 prefixed_id!(/// An admin token.
     TokenId, "tok_", "token id");
+prefixed_id!(/// A one-time enrollment token of a workload (its row, not the `stw_enr_` secret).
+    EnrollmentTokenId, "enr_", "enrollment token id");
 prefixed_id!(/// A manifest signing key (`kid`).
     SigningKeyId, "mk_", "manifest signing key id");
 prefixed_id!(/// An audit checkpoint.

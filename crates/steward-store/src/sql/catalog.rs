@@ -61,8 +61,6 @@ macro_rules! impl_catalog_store {
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<$crate::catalog::IntegrationRecord, $crate::StoreError> {
                 use sqlx::Row as _;
-                let id: String = row.try_get("integration_id").map_err($crate::sql::corrupt)?;
-                let tenant: String = row.try_get("tenant_id").map_err($crate::sql::corrupt)?;
                 let pin: Option<i64> = row.try_get("template_version").map_err($crate::sql::corrupt)?;
                 let injection: String = row.try_get("injection").map_err($crate::sql::corrupt)?;
                 let injection: serde_json::Value = serde_json::from_str(&injection).map_err($crate::sql::corrupt)?;
@@ -71,8 +69,8 @@ macro_rules! impl_catalog_store {
                 let bound_injection: Option<String> =
                     row.try_get("bound_injection").map_err($crate::sql::corrupt)?;
                 Ok($crate::catalog::IntegrationRecord {
-                    integration_id: steward_types::IntegrationId::parse(&id).map_err($crate::sql::corrupt)?,
-                    tenant_id: steward_types::TenantId::parse(&tenant).map_err($crate::sql::corrupt)?,
+                    integration_id: row.try_get("integration_id").map_err($crate::sql::corrupt)?,
+                    tenant_id: row.try_get("tenant_id").map_err($crate::sql::corrupt)?,
                     name: row.try_get("name").map_err($crate::sql::corrupt)?,
                     provider: row.try_get("provider").map_err($crate::sql::corrupt)?,
                     template_owner: row.try_get("template_owner").map_err($crate::sql::corrupt)?,
@@ -97,14 +95,11 @@ macro_rules! impl_catalog_store {
                 row: &<$db as sqlx::Database>::Row,
             ) -> Result<$crate::catalog::PolicyRecord, $crate::StoreError> {
                 use sqlx::Row as _;
-                let id: String = row.try_get("policy_id").map_err($crate::sql::corrupt)?;
-                let tenant: String = row.try_get("tenant_id").map_err($crate::sql::corrupt)?;
-                let integration: String = row.try_get("integration_id").map_err($crate::sql::corrupt)?;
                 let rule: String = row.try_get("rule").map_err($crate::sql::corrupt)?;
                 Ok($crate::catalog::PolicyRecord {
-                    policy_id: steward_types::PolicyId::parse(&id).map_err($crate::sql::corrupt)?,
-                    tenant_id: steward_types::TenantId::parse(&tenant).map_err($crate::sql::corrupt)?,
-                    integration_id: steward_types::IntegrationId::parse(&integration).map_err($crate::sql::corrupt)?,
+                    policy_id: row.try_get("policy_id").map_err($crate::sql::corrupt)?,
+                    tenant_id: row.try_get("tenant_id").map_err($crate::sql::corrupt)?,
+                    integration_id: row.try_get("integration_id").map_err($crate::sql::corrupt)?,
                     action_group: row.try_get("action_group").map_err($crate::sql::corrupt)?,
                     method: row.try_get("method").map_err($crate::sql::corrupt)?,
                     host: row.try_get("host").map_err($crate::sql::corrupt)?,
@@ -118,7 +113,7 @@ macro_rules! impl_catalog_store {
 
             async fn insert_secret_version_tx(
                 tx: &mut sqlx::Transaction<'_, $db>,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 secret: &$crate::catalog::NewSecretVersion,
             ) -> Result<(), $crate::StoreError> {
                 let at = secret.created_at;
@@ -294,7 +289,7 @@ macro_rules! impl_catalog_store {
                 rows.iter().map(Self::template_from_row).collect()
             }
 
-            async fn catalog_tenant_exists(&self, tenant_id: &str) -> Result<bool, $crate::StoreError> {
+            async fn catalog_tenant_exists(&self, tenant_id: &steward_types::TenantId) -> Result<bool, $crate::StoreError> {
                 let row = sqlx::query("SELECT tenant_id FROM tenants WHERE tenant_id = $1")
                     .bind(tenant_id)
                     .fetch_optional(self.reader())
@@ -338,14 +333,14 @@ macro_rules! impl_catalog_store {
                     }
                     Err(other) => return Err(other),
                 }
-                Self::insert_secret_version_tx(&mut tx, integration.integration_id.as_str(), secret).await?;
+                Self::insert_secret_version_tx(&mut tx, &integration.integration_id, secret).await?;
                 tx.commit().await.map_err(map)?;
                 Ok($crate::catalog::CreateIntegrationOutcome::Created)
             }
 
             async fn integration(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
             ) -> Result<Option<$crate::catalog::IntegrationRecord>, $crate::StoreError> {
                 let sql = format!("{} WHERE i.integration_id = $1", $crate::sql::catalog::INTEGRATION_SELECT);
                 let row = sqlx::query(&sql)
@@ -358,7 +353,7 @@ macro_rules! impl_catalog_store {
 
             async fn list_integrations(
                 &self,
-                tenant_ids: Option<&[String]>,
+                tenant_ids: Option<&[steward_types::TenantId]>,
             ) -> Result<Vec<$crate::catalog::IntegrationRecord>, $crate::StoreError> {
                 let filter = match tenant_ids {
                     Some([]) => return Ok(Vec::new()),
@@ -379,7 +374,7 @@ macro_rules! impl_catalog_store {
 
             async fn update_integration(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 patch: &$crate::catalog::IntegrationPatch,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::catalog::IntegrationRecord>, $crate::StoreError> {
@@ -425,7 +420,7 @@ macro_rules! impl_catalog_store {
 
             async fn add_secret_version(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 secret: &$crate::catalog::NewSecretVersion,
             ) -> Result<bool, $crate::StoreError> {
                 let map = $crate::sql::map_sqlx;
@@ -454,7 +449,7 @@ macro_rules! impl_catalog_store {
 
             async fn current_secret(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
             ) -> Result<Option<$crate::catalog::SecretVersionRecord>, $crate::StoreError> {
                 use sqlx::Row as _;
                 let row = sqlx::query(
@@ -476,13 +471,12 @@ macro_rules! impl_catalog_store {
                 if destroyed.is_some() {
                     return Ok(None);
                 }
-                let id: String = row.try_get("integration_id").map_err($crate::sql::corrupt)?;
                 let hosts: String = row.try_get("bound_hosts").map_err($crate::sql::corrupt)?;
                 let injection: Option<String> = row.try_get("bound_injection").map_err($crate::sql::corrupt)?;
                 let oauth2: Option<String> = row.try_get("oauth2_config").map_err($crate::sql::corrupt)?;
                 let client_id: Option<String> = row.try_get("k_envelope_id").map_err($crate::sql::corrupt)?;
                 Ok(Some($crate::catalog::SecretVersionRecord {
-                    integration_id: steward_types::IntegrationId::parse(&id).map_err($crate::sql::corrupt)?,
+                    integration_id: row.try_get("integration_id").map_err($crate::sql::corrupt)?,
                     version: $crate::sql::catalog::to_u64(row.try_get("version").map_err($crate::sql::corrupt)?)?,
                     secret_type: row.try_get("secret_type").map_err($crate::sql::corrupt)?,
                     envelope: Self::envelope_from_row(&row, "e_")?,
@@ -499,7 +493,7 @@ macro_rules! impl_catalog_store {
 
             async fn delete_integration(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
                 let map = $crate::sql::map_sqlx;
@@ -553,7 +547,7 @@ macro_rules! impl_catalog_store {
                 .bind(&policy.action_group)
                 .bind(&policy.method)
                 .bind(&policy.host)
-                .bind(policy.workload_id.as_deref())
+                .bind(policy.workload_id.as_ref())
                 .bind(&policy.rule_type)
                 .bind(rule)
                 .bind(policy.created_at.unix_micros())
@@ -566,7 +560,7 @@ macro_rules! impl_catalog_store {
 
             async fn policy(
                 &self,
-                policy_id: &str,
+                policy_id: &steward_types::PolicyId,
             ) -> Result<Option<$crate::catalog::PolicyRecord>, $crate::StoreError> {
                 let sql = format!("{} WHERE policy_id = $1", $crate::sql::catalog::POLICY_SELECT);
                 let row = sqlx::query(&sql)
@@ -591,11 +585,11 @@ macro_rules! impl_catalog_store {
                         " AND tenant_id IN ({})",
                         $crate::sql::catalog::placeholders(1, tenants.len())
                     ));
-                    binds.extend(tenants.iter().map(String::as_str));
+                    binds.extend(tenants.iter().map(steward_types::TenantId::as_str));
                 }
                 if let Some(integration_id) = &filter.integration_id {
                     sql.push_str(&format!(" AND integration_id = ${}", binds.len() + 1));
-                    binds.push(integration_id);
+                    binds.push(integration_id.as_str());
                 }
                 sql.push_str(" ORDER BY created_at, policy_id");
                 let mut query = sqlx::query(&sql);
@@ -608,8 +602,8 @@ macro_rules! impl_catalog_store {
 
             async fn active_policies(
                 &self,
-                tenant_id: &str,
-                integration_id: &str,
+                tenant_id: &steward_types::TenantId,
+                integration_id: &steward_types::IntegrationId,
                 action_group: &str,
             ) -> Result<Vec<$crate::catalog::PolicyRecord>, $crate::StoreError> {
                 let sql = format!(
@@ -629,7 +623,7 @@ macro_rules! impl_catalog_store {
 
             async fn disable_policy(
                 &self,
-                policy_id: &str,
+                policy_id: &steward_types::PolicyId,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
                 let map = $crate::sql::map_sqlx;

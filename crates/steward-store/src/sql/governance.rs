@@ -30,11 +30,11 @@ impl Binds {
     }
 
     /// `column IN ($a, $b, …)`; an empty list matches nothing.
-    pub(crate) fn in_list(&mut self, column: &str, values: &[String]) -> String {
+    pub(crate) fn in_list<V: AsRef<str>>(&mut self, column: &str, values: &[V]) -> String {
         if values.is_empty() {
             return "1 = 0".to_owned();
         }
-        let placeholders: Vec<String> = values.iter().map(|v| self.text(v)).collect();
+        let placeholders: Vec<String> = values.iter().map(|v| self.text(v.as_ref())).collect();
         format!("{column} IN ({})", placeholders.join(", "))
     }
 }
@@ -73,9 +73,9 @@ macro_rules! impl_governance_store {
                 &self,
                 condition: &str,
                 order: &str,
-                tenant_id: &str,
-                workload_id: &str,
-                integration_id: &str,
+                tenant_id: &steward_types::TenantId,
+                workload_id: &steward_types::WorkloadId,
+                integration_id: &steward_types::IntegrationId,
                 digest: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
@@ -113,7 +113,6 @@ macro_rules! impl_governance_store {
                 let get_opt_int = |column: &str| -> Result<Option<i64>, $crate::StoreError> {
                     row.try_get::<Option<i64>, _>(column).map_err(corrupt)
                 };
-                let approval_id = get_text("approval_id")?;
                 let state = get_text("status")?;
                 let preview = match get_opt("p_envelope_id")? {
                     Some(envelope_id) => Some($crate::EnvelopeRecord {
@@ -129,10 +128,10 @@ macro_rules! impl_governance_store {
                     None => serde_json::Value::Null,
                 };
                 Ok($crate::governance::ApprovalRecord {
-                    approval_id: steward_types::ApprovalId::parse(&approval_id).map_err(corrupt)?,
-                    tenant_id: get_text("tenant_id")?,
-                    workload_id: get_text("workload_id")?,
-                    integration_id: get_text("integration_id")?,
+                    approval_id: row.try_get("approval_id").map_err(corrupt)?,
+                    tenant_id: row.try_get("tenant_id").map_err(corrupt)?,
+                    workload_id: row.try_get("workload_id").map_err(corrupt)?,
+                    integration_id: row.try_get("integration_id").map_err(corrupt)?,
                     digest: get_text("digest")?,
                     descriptor: serde_json::from_str(&get_text("descriptor")?).map_err(corrupt)?,
                     preview,
@@ -146,9 +145,9 @@ macro_rules! impl_governance_store {
                         ),
                         None => None,
                     },
-                    policy_id: get_opt("policy_id")?,
+                    policy_id: row.try_get("policy_id").map_err(corrupt)?,
                     reason: get_opt("reason")?,
-                    decided_by: get_opt("decided_by")?,
+                    decided_by: row.try_get("decided_by").map_err(corrupt)?,
                     created_at: $crate::sql::timestamp(get_int("created_at")?)?,
                     expires_at: $crate::sql::timestamp(get_int("expires_at")?)?,
                     decided_at: $crate::sql::opt_timestamp(get_opt_int("decided_at")?)?,
@@ -174,9 +173,8 @@ macro_rules! impl_governance_store {
             ) -> Result<$crate::SigningKeyRecord, $crate::StoreError> {
                 use sqlx::Row as _;
                 use $crate::sql::corrupt;
-                let kid: String = row.try_get("kid").map_err(corrupt)?;
                 Ok($crate::SigningKeyRecord {
-                    kid: steward_types::SigningKeyId::parse(&kid).map_err(corrupt)?,
+                    kid: row.try_get("kid").map_err(corrupt)?,
                     public_key: row.try_get("public_key").map_err(corrupt)?,
                     private_key: Self::envelope_from_row(row, "pk_")?,
                     created_at: $crate::sql::timestamp(row.try_get("created_at").map_err(corrupt)?)?,
@@ -321,9 +319,9 @@ macro_rules! impl_governance_store {
 
             async fn pending_approval_for_digest(
                 &self,
-                tenant_id: &str,
-                workload_id: &str,
-                integration_id: &str,
+                tenant_id: &steward_types::TenantId,
+                workload_id: &steward_types::WorkloadId,
+                integration_id: &steward_types::IntegrationId,
                 digest: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
@@ -334,9 +332,9 @@ macro_rules! impl_governance_store {
 
             async fn approved_once_for_digest(
                 &self,
-                tenant_id: &str,
-                workload_id: &str,
-                integration_id: &str,
+                tenant_id: &steward_types::TenantId,
+                workload_id: &steward_types::WorkloadId,
+                integration_id: &steward_types::IntegrationId,
                 digest: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::governance::ApprovalRecord>, $crate::StoreError> {
@@ -347,9 +345,9 @@ macro_rules! impl_governance_store {
 
             async fn has_approved_once(
                 &self,
-                tenant_id: &str,
-                workload_id: &str,
-                integration_id: &str,
+                tenant_id: &steward_types::TenantId,
+                workload_id: &steward_types::WorkloadId,
+                integration_id: &steward_types::IntegrationId,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
                 let row = sqlx::query(
@@ -436,7 +434,7 @@ macro_rules! impl_governance_store {
                     .bind(&policy.action_group)
                     .bind(&policy.method)
                     .bind(&policy.host)
-                    .bind(policy.workload_id.as_deref())
+                    .bind(policy.workload_id.as_ref())
                     .bind(&policy.rule_type)
                     .bind(rule)
                     .bind(policy.created_at.unix_micros())
@@ -451,7 +449,7 @@ macro_rules! impl_governance_store {
             async fn cancel_approval(
                 &self,
                 approval_id: &steward_types::ApprovalId,
-                decided_by: &str,
+                decided_by: &steward_types::TokenId,
                 reason: Option<&str>,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
@@ -488,7 +486,7 @@ macro_rules! impl_governance_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn approval_webhook_url(&self, tenant_id: &str) -> Result<Option<String>, $crate::StoreError> {
+            async fn approval_webhook_url(&self, tenant_id: &steward_types::TenantId) -> Result<Option<String>, $crate::StoreError> {
                 use sqlx::Row as _;
                 let row = sqlx::query("SELECT approval_webhook_url FROM tenants WHERE tenant_id = $1")
                     .bind(tenant_id)
@@ -586,15 +584,13 @@ macro_rules! impl_governance_store {
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err($crate::sql::map_sqlx)?;
-                let old_kid: Option<String> = match old {
+                let old_kid: Option<steward_types::SigningKeyId> = match old {
                     Some(row) => Some(row.try_get("kid").map_err($crate::sql::corrupt)?),
                     None => None,
                 };
                 Self::activate_signing_key_tx(&mut tx, new, now).await?;
                 tx.commit().await.map_err($crate::sql::map_sqlx)?;
-                old_kid
-                    .map(|kid| steward_types::SigningKeyId::parse(&kid).map_err($crate::sql::corrupt))
-                    .transpose()
+                Ok(old_kid)
             }
 
             async fn published_signing_keys(

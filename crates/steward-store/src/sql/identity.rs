@@ -7,7 +7,7 @@
 //! SQLite's single writer connection serializes every write transaction anyway.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use steward_types::{SessionId, TenantId, Timestamp, TokenId, WorkloadId};
+use steward_types::{EnrollmentTokenId, SessionId, TenantId, Timestamp, TokenId, WorkloadId};
 
 use crate::identity::{
     CertificateRecord, EnrollmentTokenRecord, SessionRecord, TenantRecord, WorkloadRecord,
@@ -25,7 +25,7 @@ where
     row.try_get(column).map_err(corrupt)
 }
 
-fn json_list<'r, R>(row: &'r R, column: &str) -> Result<Vec<String>, StoreError>
+fn json_list<'r, R, T: serde::de::DeserializeOwned>(row: &'r R, column: &str) -> Result<Vec<T>, StoreError>
 where
     R: Row,
     String: Decode<'r, R::Database> + Type<R::Database>,
@@ -60,16 +60,16 @@ pub(crate) fn to_json(list: &[String]) -> Result<String, StoreError> {
 pub(crate) fn admin_token_from_row<'r, R>(row: &'r R) -> Result<AdminTokenRecord, StoreError>
 where
     R: Row,
+    TokenId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let token_id: String = get(row, "token_id")?;
     let role: String = get(row, "role")?;
     Ok(AdminTokenRecord {
-        token_id: TokenId::parse(&token_id).map_err(corrupt)?,
+        token_id: get(row, "token_id")?,
         name: get(row, "name")?,
         role: AdminRole::parse(&role).ok_or_else(|| corrupt(format!("unknown admin role {role:?}")))?,
         tenant_ids: json_list(row, "tenant_ids")?,
@@ -83,15 +83,15 @@ where
 pub(crate) fn tenant_from_row<'r, R>(row: &'r R) -> Result<TenantRecord, StoreError>
 where
     R: Row,
+    TenantId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     bool: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let tenant_id: String = get(row, "tenant_id")?;
     Ok(TenantRecord {
-        tenant_id: TenantId::parse(&tenant_id).map_err(corrupt)?,
+        tenant_id: get(row, "tenant_id")?,
         name: get(row, "name")?,
         dpop_required: get(row, "dpop_required")?,
         approval_webhook_url: get(row, "approval_webhook_url")?,
@@ -103,17 +103,17 @@ where
 pub(crate) fn workload_from_row<'r, R>(row: &'r R) -> Result<WorkloadRecord, StoreError>
 where
     R: Row,
+    TenantId: Decode<'r, R::Database> + Type<R::Database>,
+    WorkloadId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     bool: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let workload_id: String = get(row, "workload_id")?;
-    let tenant_id: String = get(row, "tenant_id")?;
     Ok(WorkloadRecord {
-        workload_id: WorkloadId::parse(&workload_id).map_err(corrupt)?,
-        tenant_id: TenantId::parse(&tenant_id).map_err(corrupt)?,
+        workload_id: get(row, "workload_id")?,
+        tenant_id: get(row, "tenant_id")?,
         name: get(row, "name")?,
         san_uri: get(row, "san_uri")?,
         enabled: get(row, "enabled")?,
@@ -128,16 +128,17 @@ where
 pub(crate) fn enrollment_token_from_row<'r, R>(row: &'r R) -> Result<EnrollmentTokenRecord, StoreError>
 where
     R: Row,
+    EnrollmentTokenId: Decode<'r, R::Database> + Type<R::Database>,
+    WorkloadId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let workload_id: String = get(row, "workload_id")?;
     Ok(EnrollmentTokenRecord {
         token_id: get(row, "token_id")?,
-        workload_id: WorkloadId::parse(&workload_id).map_err(corrupt)?,
+        workload_id: get(row, "workload_id")?,
         token_hash: hash32(get(row, "token_hash")?)?,
         created_at: micros(row, "created_at")?,
         expires_at: micros(row, "expires_at")?,
@@ -149,15 +150,15 @@ where
 pub(crate) fn certificate_from_row<'r, R>(row: &'r R) -> Result<CertificateRecord, StoreError>
 where
     R: Row,
+    WorkloadId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
     Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let workload_id: String = get(row, "workload_id")?;
     Ok(CertificateRecord {
         serial: get(row, "serial")?,
-        workload_id: WorkloadId::parse(&workload_id).map_err(corrupt)?,
+        workload_id: get(row, "workload_id")?,
         not_before: micros(row, "not_before")?,
         not_after: micros(row, "not_after")?,
         thumbprint: get(row, "thumbprint")?,
@@ -170,6 +171,8 @@ where
 pub(crate) fn session_from_row<'r, R>(row: &'r R) -> Result<SessionRecord, StoreError>
 where
     R: Row,
+    SessionId: Decode<'r, R::Database> + Type<R::Database>,
+    WorkloadId: Decode<'r, R::Database> + Type<R::Database>,
     String: Decode<'r, R::Database> + Type<R::Database>,
     Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     i64: Decode<'r, R::Database> + Type<R::Database>,
@@ -177,11 +180,9 @@ where
     Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
     for<'c> &'c str: ColumnIndex<R>,
 {
-    let session_id: String = get(row, "session_id")?;
-    let workload_id: String = get(row, "workload_id")?;
     Ok(SessionRecord {
-        session_id: SessionId::parse(&session_id).map_err(corrupt)?,
-        workload_id: WorkloadId::parse(&workload_id).map_err(corrupt)?,
+        session_id: get(row, "session_id")?,
+        workload_id: get(row, "workload_id")?,
         token_hash: hash32(get(row, "token_hash")?)?,
         scopes: json_list(row, "scopes")?,
         cert_thumbprint: get(row, "cert_thumbprint")?,
@@ -216,7 +217,7 @@ macro_rules! impl_identity_store {
                     "INSERT INTO enrollment_tokens (token_id, workload_id, token_hash, created_at, expires_at, \
                      used_at, superseded_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
-                .bind(&token.token_id)
+                .bind(token.token_id.as_str())
                 .bind(token.workload_id.as_str())
                 .bind(&token.token_hash[..])
                 .bind(token.created_at.unix_micros())
@@ -245,7 +246,7 @@ macro_rules! impl_identity_store {
 
             async fn revoke_admin_token(
                 &self,
-                token_id: &str,
+                token_id: &steward_types::TokenId,
                 now: steward_types::Timestamp,
             ) -> Result<$crate::identity::RevokeAdminTokenOutcome, $crate::StoreError> {
                 use $crate::identity::RevokeAdminTokenOutcome;
@@ -330,7 +331,7 @@ macro_rules! impl_identity_store {
 
             async fn tenant(
                 &self,
-                tenant_id: &str,
+                tenant_id: &steward_types::TenantId,
             ) -> Result<Option<$crate::identity::TenantRecord>, $crate::StoreError> {
                 let row = sqlx::query(&format!(
                     "SELECT {} FROM tenants WHERE tenant_id = $1",
@@ -404,7 +405,7 @@ macro_rules! impl_identity_store {
 
             async fn workload(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
             ) -> Result<Option<$crate::identity::WorkloadRecord>, $crate::StoreError> {
                 let row = sqlx::query(&format!(
                     "SELECT {} FROM workloads WHERE workload_id = $1",
@@ -419,7 +420,7 @@ macro_rules! impl_identity_store {
 
             async fn list_workloads(
                 &self,
-                tenant_id: &str,
+                tenant_id: &steward_types::TenantId,
             ) -> Result<Vec<$crate::identity::WorkloadRecord>, $crate::StoreError> {
                 let rows = sqlx::query(&format!(
                     "SELECT {} FROM workloads WHERE tenant_id = $1 ORDER BY created_at, workload_id",
@@ -454,7 +455,7 @@ macro_rules! impl_identity_store {
 
             async fn delete_workload(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
                 let at = now.unix_micros();
@@ -535,7 +536,7 @@ macro_rules! impl_identity_store {
 
             async fn record_certificate(
                 &self,
-                enrollment_token_id: Option<&str>,
+                enrollment_token_id: Option<&steward_types::EnrollmentTokenId>,
                 certificate: &$crate::identity::CertificateRecord,
                 now: steward_types::Timestamp,
             ) -> Result<$crate::identity::RecordCertificateOutcome, $crate::StoreError> {
@@ -624,7 +625,7 @@ macro_rules! impl_identity_store {
 
             async fn list_certificates(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
             ) -> Result<Vec<$crate::identity::CertificateRecord>, $crate::StoreError> {
                 let rows = sqlx::query(&format!(
                     "SELECT {} FROM issued_certificates WHERE workload_id = $1 ORDER BY issued_at, serial",
@@ -639,7 +640,7 @@ macro_rules! impl_identity_store {
 
             async fn revoke_certificate(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
                 serial: &str,
                 now: steward_types::Timestamp,
             ) -> Result<Option<$crate::identity::CertificateRecord>, $crate::StoreError> {
@@ -709,7 +710,7 @@ macro_rules! impl_identity_store {
 
             async fn revoke_workload_sessions(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
                 now: steward_types::Timestamp,
             ) -> Result<u64, $crate::StoreError> {
                 let done =
@@ -724,7 +725,7 @@ macro_rules! impl_identity_store {
 
             async fn recent_sessions(
                 &self,
-                workload_id: &str,
+                workload_id: &steward_types::WorkloadId,
                 since: steward_types::Timestamp,
             ) -> Result<$crate::identity::RecentSessions, $crate::StoreError> {
                 let row = sqlx::query(
@@ -820,8 +821,7 @@ macro_rules! impl_identity_store {
                             tx.rollback().await.map_err($crate::sql::map_sqlx)?;
                             return Ok(KeyRotationOutcome::NotDue);
                         }
-                        let kid: String = row.try_get("kid").map_err($crate::sql::corrupt)?;
-                        Some(steward_types::SigningKeyId::parse(&kid).map_err($crate::sql::corrupt)?)
+                        Some(row.try_get("kid").map_err($crate::sql::corrupt)?)
                     }
                     None => None,
                 };

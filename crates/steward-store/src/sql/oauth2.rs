@@ -8,7 +8,7 @@ macro_rules! impl_oauth2_store {
         impl $crate::oauth2::OAuth2Store for $store {
             async fn oauth2_token_state(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
             ) -> Result<Option<$crate::oauth2::OAuth2TokenState>, $crate::StoreError> {
                 use sqlx::Row as _;
                 let corrupt = $crate::sql::corrupt;
@@ -32,7 +32,7 @@ macro_rules! impl_oauth2_store {
                 let token = match (envelope_id, version, expires_at, obtained_at) {
                     (Some(_), Some(version), Some(expires_at), Some(obtained_at)) => {
                         Some($crate::oauth2::OAuth2TokenRecord {
-                            integration_id: integration_id.to_owned(),
+                            integration_id: integration_id.clone(),
                             secret_version: $crate::sql::catalog::to_u64(version)?,
                             access_token: Self::envelope_from_row(&row, "e_")?,
                             expires_at: $crate::sql::timestamp(expires_at)?,
@@ -52,7 +52,7 @@ macro_rules! impl_oauth2_store {
 
             async fn take_oauth2_refresh_lease(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 holder: &str,
                 now: steward_types::Timestamp,
                 until: steward_types::Timestamp,
@@ -80,7 +80,7 @@ macro_rules! impl_oauth2_store {
 
             async fn release_oauth2_refresh_lease(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 holder: &str,
                 error: Option<&str>,
                 now: steward_types::Timestamp,
@@ -110,7 +110,7 @@ macro_rules! impl_oauth2_store {
                 use sqlx::Row as _;
                 use $crate::oauth2::StoreTokenOutcome;
                 let map = $crate::sql::map_sqlx;
-                let id = token.integration_id.as_str();
+                let id = &token.integration_id;
                 let now = token.obtained_at.unix_micros();
                 let release = |tx: sqlx::Transaction<'static, $db>| async move {
                     tx.rollback().await.map_err(map)?;
@@ -201,7 +201,7 @@ macro_rules! impl_oauth2_store {
 
             async fn drop_oauth2_token(
                 &self,
-                integration_id: &str,
+                integration_id: &steward_types::IntegrationId,
                 envelope_id: &str,
                 now: steward_types::Timestamp,
             ) -> Result<bool, $crate::StoreError> {
