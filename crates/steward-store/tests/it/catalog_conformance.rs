@@ -152,13 +152,13 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
     let store = h.store();
     let t = tenant(&h, "t_one").await;
     let other = tenant(&h, "t_two").await;
-    assert!(store.catalog_tenant_exists("t_one").await?);
-    assert!(!store.catalog_tenant_exists("t_nope").await?);
+    assert!(store.catalog_tenant_exists(&TenantId::parse("t_one").unwrap()).await?);
+    assert!(!store.catalog_tenant_exists(&TenantId::parse("t_nope").unwrap()).await?);
 
     let first = integration(&t, "openai");
     let s1 = secret("a", 1, &["api.openai.com"], false);
     assert_eq!(store.create_integration(&first, &s1).await?, CreateIntegrationOutcome::Created);
-    let got = store.integration(first.integration_id.as_str()).await?.unwrap();
+    let got = store.integration(&first.integration_id).await?.unwrap();
     assert_eq!(got.secret_version, 1);
     assert_eq!(got.secret_updated_at, Some(s1.created_at));
     assert_eq!(got.bound_hosts, vec!["api.openai.com".to_owned()]);
@@ -174,7 +174,7 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
         CreateIntegrationOutcome::NameConflict
     );
     assert_eq!(store.envelope_counts_by_kek().await?, before);
-    assert_eq!(store.integration(dup.integration_id.as_str()).await?, None);
+    assert_eq!(store.integration(&dup.integration_id).await?, None);
     // Same name in another tenant: fine.
     let elsewhere = integration(&other, "openai");
     let created = store.create_integration(&elsewhere, &secret("b", 1, &["api.openai.com"], false)).await?;
@@ -182,8 +182,8 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
 
     // A second secret version, with OAuth2 settings and a client secret of its own.
     let s2 = secret("a", 2, &["api.openai.com", "auth.example.com"], true);
-    assert!(store.add_secret_version(first.integration_id.as_str(), &s2).await?);
-    let current = store.current_secret(first.integration_id.as_str()).await?.unwrap();
+    assert!(store.add_secret_version(&first.integration_id, &s2).await?);
+    let current = store.current_secret(&first.integration_id).await?.unwrap();
     assert_eq!(current.version, 2);
     assert_eq!(current.envelope, s2.envelope);
     assert_eq!(current.client_secret, s2.client_secret);
@@ -192,11 +192,11 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
     assert_eq!(current.bound_injection.as_ref(), Some(&s2.bound_injection));
     assert_eq!(current.secret_type, "oauth2_refresh_token");
     // A taken version number is a conflict.
-    let taken = store.add_secret_version(first.integration_id.as_str(), &secret("c", 2, &["x"], false)).await;
+    let taken = store.add_secret_version(&first.integration_id, &secret("c", 2, &["x"], false)).await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
-    assert!(!store.add_secret_version("i_missing", &secret("d", 1, &["x"], false)).await?);
+    assert!(!store.add_secret_version(&IntegrationId::parse("i_missing").unwrap(), &secret("d", 1, &["x"], false)).await?);
 
-    let listed = store.list_integrations(Some(&["t_one".to_owned()])).await?;
+    let listed = store.list_integrations(Some(&[TenantId::parse("t_one").unwrap()])).await?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].secret_version, 2);
     assert_eq!(store.list_integrations(None).await?.len(), 2);
@@ -210,7 +210,7 @@ pub async fn patching_an_integration_keeps_its_secret_binding(h: Harness) -> any
     let record = integration(&t, "gh");
     let written = secret("p", 1, &["api.github.com"], false);
     store.create_integration(&record, &written).await?;
-    let id = record.integration_id.as_str();
+    let id = &record.integration_id;
     let later = t0().plus_seconds(60);
     let patch = IntegrationPatch {
         enabled: Some(false),
@@ -228,7 +228,7 @@ pub async fn patching_an_integration_keeps_its_secret_binding(h: Harness) -> any
         IntegrationPatch { template_version: Some(None), injection: Some(None), ..Default::default() };
     let unpinned = store.update_integration(id, &unpin, later).await?.unwrap();
     assert_eq!((unpinned.template_version, unpinned.injection, unpinned.enabled), (None, None, false));
-    assert_eq!(store.update_integration("i_missing", &unpin, later).await?, None);
+    assert_eq!(store.update_integration(&IntegrationId::parse("i_missing").unwrap(), &unpin, later).await?, None);
     Ok(())
 }
 
@@ -241,33 +241,33 @@ pub async fn deleting_an_integration_shreds_every_ciphertext_and_keeps_rows(
     let kept = integration(&t, "kept");
     store.create_integration(&doomed, &secret("doomed", 1, &["h"], false)).await?;
     store
-        .add_secret_version(doomed.integration_id.as_str(), &secret("doomed", 2, &["h", "auth"], true))
+        .add_secret_version(&doomed.integration_id, &secret("doomed", 2, &["h", "auth"], true))
         .await?;
     store.create_integration(&kept, &secret("kept", 1, &["h"], false)).await?;
     assert_eq!(store.envelope_counts_by_kek().await?, BTreeMap::from([("k1".to_owned(), 4)]));
 
     let at = t0().plus_seconds(100);
-    assert!(store.delete_integration(doomed.integration_id.as_str(), at).await?);
-    assert!(!store.delete_integration(doomed.integration_id.as_str(), at).await?, "deleting twice");
+    assert!(store.delete_integration(&doomed.integration_id, at).await?);
+    assert!(!store.delete_integration(&doomed.integration_id, at).await?, "deleting twice");
     // Only the kept integration's envelope is live; the doomed ones are not listed nor counted.
     assert_eq!(store.envelope_counts_by_kek().await?, BTreeMap::from([("k1".to_owned(), 1)]));
     let live = store.list_envelopes(None, 100).await?;
     assert_eq!(live.iter().map(|e| e.envelope_id.as_str()).collect::<Vec<_>>(), vec!["env_kept_1"]);
-    assert_eq!(store.current_secret(doomed.integration_id.as_str()).await?, None);
-    assert!(store.current_secret(kept.integration_id.as_str()).await?.is_some());
+    assert_eq!(store.current_secret(&doomed.integration_id).await?, None);
+    assert!(store.current_secret(&kept.integration_id).await?.is_some());
 
-    let row = store.integration(doomed.integration_id.as_str()).await?.unwrap();
+    let row = store.integration(&doomed.integration_id).await?.unwrap();
     assert_eq!(row.deleted_at, Some(at));
     assert!(!row.enabled);
     assert_eq!(row.secret_version, 2, "rows are kept");
     // A deleted integration takes no new secret and no patch.
     assert!(
         !store
-            .add_secret_version(doomed.integration_id.as_str(), &secret("doomed", 3, &["h"], false))
+            .add_secret_version(&doomed.integration_id, &secret("doomed", 3, &["h"], false))
             .await?
     );
     let enable = IntegrationPatch { enabled: Some(true), ..Default::default() };
-    assert_eq!(store.update_integration(doomed.integration_id.as_str(), &enable, at).await?, None);
+    assert_eq!(store.update_integration(&doomed.integration_id, &enable, at).await?, None);
     // A re-wrap cannot resurrect a shredded envelope.
     let replaced = store.replace_envelope("env_doomed_1", "k1", &envelope("env_doomed_1", "k2")).await?;
     assert!(!replaced);
@@ -301,26 +301,26 @@ pub async fn policies_insert_list_and_disable(h: Harness) -> anyhow::Result<()> 
     for p in [&p1, &p2, &p3] {
         store.insert_policy(p).await?;
     }
-    assert_eq!(store.policy(p1.policy_id.as_str()).await?, Some(p1.clone()));
+    assert_eq!(store.policy(&p1.policy_id).await?, Some(p1.clone()));
     assert_eq!(
         store.list_policies(&PolicyFilter::default()).await?,
         vec![p1.clone(), p2.clone(), p3.clone()]
     );
-    let only_t1 = PolicyFilter { tenant_ids: Some(vec!["t_one".into()]), ..Default::default() };
+    let only_t1 = PolicyFilter { tenant_ids: Some(vec![TenantId::parse("t_one").unwrap()]), ..Default::default() };
     assert_eq!(store.list_policies(&only_t1).await?, vec![p1.clone(), p2.clone()]);
     let by_integration =
-        PolicyFilter { tenant_ids: None, integration_id: Some(i2.integration_id.as_str().to_owned()) };
+        PolicyFilter { tenant_ids: None, integration_id: Some(i2.integration_id.clone()) };
     assert_eq!(store.list_policies(&by_integration).await?, vec![p3.clone()]);
     let none = PolicyFilter { tenant_ids: Some(vec![]), ..Default::default() };
     assert!(store.list_policies(&none).await?.is_empty());
-    assert_eq!(store.active_policies("t_one", i1.integration_id.as_str(), "g1").await?, vec![p1.clone()]);
+    assert_eq!(store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?, vec![p1.clone()]);
 
     let at = t0().plus_seconds(50);
-    assert!(store.disable_policy(p1.policy_id.as_str(), at).await?);
-    assert!(!store.disable_policy(p1.policy_id.as_str(), at).await?);
-    assert_eq!(store.policy(p1.policy_id.as_str()).await?.unwrap().disabled_at, Some(at));
+    assert!(store.disable_policy(&p1.policy_id, at).await?);
+    assert!(!store.disable_policy(&p1.policy_id, at).await?);
+    assert_eq!(store.policy(&p1.policy_id).await?.unwrap().disabled_at, Some(at));
     assert_eq!(store.list_policies(&only_t1).await?, vec![p2]);
-    assert!(store.active_policies("t_one", i1.integration_id.as_str(), "g1").await?.is_empty());
+    assert!(store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?.is_empty());
     Ok(())
 }
 
@@ -332,7 +332,7 @@ pub async fn catalog_changes_move_the_change_counter(h: Harness) -> anyhow::Resu
     let t = tenant(&h, "t_one").await;
     let record = integration(&t, "a");
     store.create_integration(&record, &secret("a", 1, &["h"], false)).await?;
-    let id = record.integration_id.as_str();
+    let id = &record.integration_id;
     let mut last = store.change_counter().await?;
     let mut check = async |what: &str| -> anyhow::Result<()> {
         let now = store.change_counter().await?;
@@ -362,7 +362,7 @@ pub async fn catalog_changes_move_the_change_counter(h: Harness) -> anyhow::Resu
     };
     store.insert_policy(&policy).await?;
     check("a new policy").await?;
-    assert!(store.disable_policy(policy.policy_id.as_str(), t0().plus_seconds(2)).await?);
+    assert!(store.disable_policy(&policy.policy_id, t0().plus_seconds(2)).await?);
     check("disabling a policy").await?;
     assert!(store.delete_integration(id, t0().plus_seconds(3)).await?);
     check("deleting an integration").await?;

@@ -14,7 +14,7 @@ use steward_store::governance::{
     DecisionOutcome, NewApproval, NewPolicyRow, PendingApproval,
 };
 use steward_store::{SigningKeyRecord, Store, StoreError};
-use steward_types::{ApprovalId, SigningKeyId, Timestamp};
+use steward_types::{ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
 
 backend_suite!(
     approvals_insert_get_and_computed_status,
@@ -57,13 +57,22 @@ fn proposed_rule(tenant: &str) -> serde_json::Value {
     })
 }
 
+/// The (tenant, workload, integration) ids `seed` creates for `tenant`.
+fn ids(tenant: &str) -> (TenantId, WorkloadId, IntegrationId) {
+    (
+        TenantId::parse(&format!("t_{tenant}")).unwrap(),
+        WorkloadId::parse(&format!("w_{tenant}")).unwrap(),
+        IntegrationId::parse(&format!("i_{tenant}")).unwrap(),
+    )
+}
+
 fn new_approval(tenant: &str, created_at: Timestamp, ttl_seconds: i64) -> NewApproval {
     let id = ApprovalId::generate();
     NewApproval {
         approval_id: id.clone(),
-        tenant_id: format!("t_{tenant}"),
-        workload_id: format!("w_{tenant}"),
-        integration_id: format!("i_{tenant}"),
+        tenant_id: ids(tenant).0,
+        workload_id: ids(tenant).1,
+        integration_id: ids(tenant).2,
         digest: format!("sha256:{}", id.as_str()),
         descriptor: json!({"method": "POST", "host": "api.openai.com", "path": "/v1/responses"}),
         preview: Some(envelope(&format!("env_preview_{}", id.as_str()), "k1")),
@@ -75,13 +84,13 @@ fn new_approval(tenant: &str, created_at: Timestamp, ttl_seconds: i64) -> NewApp
 
 fn policy_row(tenant: &str, rule_type: &str, now: Timestamp) -> NewPolicyRow {
     NewPolicyRow {
-        policy_id: format!("pol_{}", ApprovalId::generate().as_str().trim_start_matches("apr_")),
-        tenant_id: format!("t_{tenant}"),
-        integration_id: format!("i_{tenant}"),
+        policy_id: PolicyId::generate(),
+        tenant_id: TenantId::parse(&format!("t_{tenant}")).unwrap(),
+        integration_id: IntegrationId::parse(&format!("i_{tenant}")).unwrap(),
         action_group: "openai_responses".into(),
         method: "POST".into(),
         host: "api.openai.com".into(),
-        workload_id: Some(format!("w_{tenant}")),
+        workload_id: Some(WorkloadId::parse(&format!("w_{tenant}")).unwrap()),
         rule_type: rule_type.into(),
         rule: proposed_rule(tenant),
         created_at: now,
@@ -93,7 +102,7 @@ fn decision(id: &ApprovalId, outcome: DecisionOutcome, at: Timestamp) -> Approva
         approval_id: id.clone(),
         outcome,
         policy: None,
-        decided_by: "tok_admin".into(),
+        decided_by: TokenId::parse("tok_admin").unwrap(),
         reason: None,
         decided_at: at,
         expires_at: None,
@@ -106,7 +115,7 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
     let approval = new_approval("one", t0(), 300);
     store.insert_approval(&approval).await?;
     let got = store.get_approval(&approval.approval_id).await?.expect("inserted");
-    assert_eq!(got.tenant_id, "t_one");
+    assert_eq!(got.tenant_id, TenantId::parse("t_one").unwrap());
     assert_eq!(got.descriptor, approval.descriptor);
     assert_eq!(got.proposed_rule, approval.proposed_rule);
     assert_eq!(got.preview, approval.preview);
@@ -118,11 +127,11 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
 
     // The same digest finds the pending approval until it expires.
     let found = store
-        .pending_approval_for_digest("t_one", "w_one", "i_one", &approval.digest, t0().plus_seconds(10))
+        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &approval.digest, t0().plus_seconds(10))
         .await?;
     assert_eq!(found.map(|a| a.approval_id), Some(approval.approval_id.clone()));
     let lapsed = store
-        .pending_approval_for_digest("t_one", "w_one", "i_one", &approval.digest, t0().plus_seconds(300))
+        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &approval.digest, t0().plus_seconds(300))
         .await?;
     assert_eq!(lapsed, None);
 
@@ -133,9 +142,9 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
         t0().plus_seconds(300),
     );
     assert!(!store.decide_approval(&late).await?);
-    assert_eq!(store.approval_webhook_url("t_one").await?.as_deref(), Some("https://hooks.example/one"));
-    assert_eq!(store.approval_webhook_url("t_two").await?, None);
-    assert_eq!(store.approval_webhook_url("t_missing").await?, None);
+    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_one").unwrap()).await?.as_deref(), Some("https://hooks.example/one"));
+    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_two").unwrap()).await?, None);
+    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_missing").unwrap()).await?, None);
     Ok(())
 }
 
@@ -152,7 +161,7 @@ async fn approvals_list_filters_by_tenant_and_status(h: Harness) -> anyhow::Resu
     let list = |tenant_ids: Option<Vec<&str>>, status| {
         let store = Arc::clone(&store);
         let filter = ApprovalFilter {
-            tenant_ids: tenant_ids.map(|ids| ids.into_iter().map(str::to_owned).collect()),
+            tenant_ids: tenant_ids.map(|ids| ids.into_iter().map(|id| TenantId::parse(id).unwrap()).collect()),
             status,
             now,
         };
@@ -198,7 +207,7 @@ async fn approvals_decide_once_rule_and_deny(h: Harness) -> anyhow::Result<()> {
     assert!(!store.decide_approval(&d).await?, "a second decision loses");
     let got = store.get_approval(&once.approval_id).await?.expect("approval");
     assert_eq!(got.mode, Some(ApprovalMode::Once));
-    assert_eq!(got.decided_by.as_deref(), Some("tok_admin"));
+    assert_eq!(got.decided_by.as_ref().map(TokenId::as_str), Some("tok_admin"));
     assert_eq!(got.decided_at, Some(now));
     assert_eq!(got.expires_at, now.plus_seconds(3600));
     assert_eq!(got.status_at(now.plus_seconds(3599)), ApprovalStatus::Approved);
@@ -212,14 +221,14 @@ async fn approvals_decide_once_rule_and_deny(h: Harness) -> anyhow::Result<()> {
     d.policy = Some(policy.clone());
     assert!(store.decide_approval(&d).await?);
     let got = store.get_approval(&rule.approval_id).await?.expect("approval");
-    assert_eq!(got.policy_id.as_deref(), Some(policy.policy_id.as_str()));
+    assert_eq!(got.policy_id.as_ref(), Some(&policy.policy_id));
     assert_eq!(got.status_at(now.plus_seconds(10 * 86_400)), ApprovalStatus::Approved);
 
     // deny: a policy insert that fails rolls the decision back.
     let denied = new_approval("one", t0(), 300);
     store.insert_approval(&denied).await?;
     let mut d = decision(&denied.approval_id, DecisionOutcome::Denied, now);
-    d.policy = Some(NewPolicyRow { integration_id: "i_missing".into(), ..policy_row("one", "deny", now) });
+    d.policy = Some(NewPolicyRow { integration_id: IntegrationId::parse("i_missing").unwrap(), ..policy_row("one", "deny", now) });
     assert!(store.decide_approval(&d).await.is_err(), "a foreign key violation fails the decision");
     assert_eq!(
         store.get_approval(&denied.approval_id).await?.expect("approval").status_at(now),
@@ -242,8 +251,8 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     let now = t0().plus_seconds(1);
     let pending = new_approval("one", t0(), 300);
     store.insert_approval(&pending).await?;
-    assert!(store.cancel_approval(&pending.approval_id, "tok_op", Some("typo"), now).await?);
-    assert!(!store.cancel_approval(&pending.approval_id, "tok_op", None, now).await?);
+    assert!(store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), Some("typo"), now).await?);
+    assert!(!store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
     assert_eq!(
         store.get_approval(&pending.approval_id).await?.expect("a").status_at(now),
         ApprovalStatus::Canceled
@@ -269,12 +278,12 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
         store.get_approval(&consumed.approval_id).await?.expect("a").status_at(now),
         ApprovalStatus::Executed
     );
-    assert!(!store.cancel_approval(&consumed.approval_id, "tok_op", None, now).await?, "consumed");
+    assert!(!store.cancel_approval(&consumed.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?, "consumed");
     assert!(
-        !store.cancel_approval(&once.approval_id, "tok_op", None, now.plus_seconds(60)).await?,
+        !store.cancel_approval(&once.approval_id, &TokenId::parse("tok_op").unwrap(), None, now.plus_seconds(60)).await?,
         "expired"
     );
-    assert!(store.cancel_approval(&once.approval_id, "tok_op", None, now).await?);
+    assert!(store.cancel_approval(&once.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
 
     // A rule approval is never canceled or consumed.
     let rule = new_approval("one", t0(), 300);
@@ -282,7 +291,7 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     let mut d = decision(&rule.approval_id, DecisionOutcome::Approved(ApprovalMode::Rule), now);
     d.policy = Some(policy_row("one", "allow", now));
     assert!(store.decide_approval(&d).await?);
-    assert!(!store.cancel_approval(&rule.approval_id, "tok_op", None, now).await?);
+    assert!(!store.cancel_approval(&rule.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
     assert!(!store.consume_approval(&rule.approval_id, now).await?);
     Ok(())
 }
@@ -361,7 +370,7 @@ async fn approvals_create_reuses_supersedes_and_follows_decisions(h: Harness) ->
     let old = store.get_approval(&first.approval_id).await?.expect("kept");
     assert_eq!(old.status_at(t0().plus_seconds(301)), ApprovalStatus::Expired);
     let found = store
-        .pending_approval_for_digest("t_one", "w_one", "i_one", &first.digest, t0().plus_seconds(301))
+        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &first.digest, t0().plus_seconds(301))
         .await?;
     assert_eq!(found.map(|a| a.approval_id), Some(later.approval_id.clone()));
     assert!(
@@ -562,7 +571,7 @@ async fn approved_once_presence_and_the_change_counter(h: Harness) -> anyhow::Re
     let now = t0().plus_seconds(1);
     let has = async |tenant: &str, at: Timestamp| {
         store
-            .has_approved_once(&format!("t_{tenant}"), &format!("w_{tenant}"), &format!("i_{tenant}"), at)
+            .has_approved_once(&ids(tenant).0, &ids(tenant).1, &ids(tenant).2, at)
             .await
     };
     let start = store.change_counter().await?;

@@ -12,7 +12,7 @@ use steward_store::{
     SqliteSynchronous, Store, StoreError,
 };
 use steward_testkit::TestDatabase;
-use steward_types::{ManualClock, SigningKeyId, Timestamp, TokenId};
+use steward_types::{ManualClock, SigningKeyId, TenantId, Timestamp, TokenId};
 use zeroize::Zeroizing;
 
 /// Instantiates every listed test once per backend: `backend_suite!(a, b)` for test functions of the
@@ -137,7 +137,7 @@ pub fn admin_token(hash_byte: u8, role: AdminRole) -> AdminTokenRecord {
         tenant_ids: if role == AdminRole::Owner {
             vec![]
         } else {
-            vec!["t_one".to_owned(), "t_two".to_owned()]
+            vec![TenantId::parse("t_one").unwrap(), TenantId::parse("t_two").unwrap()]
         },
         token_hash: [hash_byte; 32],
         created_at: t0(),

@@ -7,14 +7,15 @@ use crate::harness;
 
 use harness::{Harness, envelope, t0};
 use steward_store::{IdempotencyRecord, IdempotencyScope};
+use steward_types::{IntegrationId, TenantId, WorkloadId};
 
 backend_suite!(results_are_stored_once_read_back_and_replaced_only_after_expiry, scopes_are_isolated);
 
 fn scope(key: &str) -> IdempotencyScope {
     IdempotencyScope {
-        tenant_id: "t_one".into(),
-        workload_id: "w_one".into(),
-        integration_id: "i_one".into(),
+        tenant_id: TenantId::parse("t_one").unwrap(),
+        workload_id: WorkloadId::parse("w_one").unwrap(),
+        integration_id: IntegrationId::parse("i_one").unwrap(),
         key: key.into(),
     }
 }
@@ -62,7 +63,7 @@ async fn scopes_are_isolated(h: Harness) -> anyhow::Result<()> {
     store.store_idempotency_record(&record("a", "d1", "env_a", 0, 60), t0()).await?;
     assert!(store.idempotency_record(&scope("b"), t0()).await?.is_none());
     let mut other = scope("a");
-    other.workload_id = "w_two".into();
+    other.workload_id = WorkloadId::parse("w_two").unwrap();
     assert!(store.idempotency_record(&other, t0()).await?.is_none());
     Ok(())
 }

@@ -11,7 +11,7 @@ use steward_store::{
     RecentSessions, RecordCertificateOutcome, RevokeAdminTokenOutcome, SessionInsertOutcome, SessionRecord,
     SigningKeyRecord, Store, StoreError, TenantRecord, WorkloadRecord,
 };
-use steward_types::{SessionId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
+use steward_types::{EnrollmentTokenId, SessionId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
 
 backend_suite!(
     admin_tokens_list_and_revoke,
@@ -28,6 +28,7 @@ backend_suite!(
     concurrent_limited_session_inserts_never_exceed_the_limit,
     automatic_key_rotation_checks_age_under_the_lock,
     change_counter_moves_with_identity_changes_only,
+    malformed_stored_ids_are_decode_errors,
 );
 
 fn tenant(name: &str) -> TenantRecord {
@@ -59,7 +60,7 @@ fn workload(tenant: &TenantRecord, name: &str) -> WorkloadRecord {
 
 fn enrollment_token(workload: &WorkloadRecord, hash_byte: u8, at: Timestamp) -> EnrollmentTokenRecord {
     EnrollmentTokenRecord {
-        token_id: format!("enr_{}", TokenId::generate().as_str().trim_start_matches("tok_")),
+        token_id: EnrollmentTokenId::generate(),
         workload_id: workload.workload_id.clone(),
         token_hash: [hash_byte; 32],
         created_at: at,
@@ -117,17 +118,17 @@ async fn admin_tokens_list_and_revoke(h: Harness) -> anyhow::Result<()> {
 
     let now = t0().plus_seconds(10);
     assert_eq!(
-        store.revoke_admin_token(admin.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&admin.token_id, now).await?,
         RevokeAdminTokenOutcome::Revoked
     );
     // Revoking again changes nothing (the first revocation time stays).
     assert_eq!(
-        store.revoke_admin_token(admin.token_id.as_str(), now.plus_seconds(5)).await?,
+        store.revoke_admin_token(&admin.token_id, now.plus_seconds(5)).await?,
         RevokeAdminTokenOutcome::Revoked
     );
     let got = store.admin_token_by_hash(&admin.token_hash).await?.expect("token");
     assert_eq!(got.revoked_at, Some(now));
-    assert_eq!(store.revoke_admin_token("tok_missing", now).await?, RevokeAdminTokenOutcome::NotFound);
+    assert_eq!(store.revoke_admin_token(&TokenId::parse("tok_missing").unwrap(), now).await?, RevokeAdminTokenOutcome::NotFound);
     Ok(())
 }
 
@@ -138,7 +139,7 @@ async fn last_owner_token_is_protected(h: Harness) -> anyhow::Result<()> {
     let first = init.owner_token.clone();
     let now = t0().plus_seconds(10);
     assert_eq!(
-        store.revoke_admin_token(first.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&first.token_id, now).await?,
         RevokeAdminTokenOutcome::LastOwner
     );
 
@@ -147,23 +148,23 @@ async fn last_owner_token_is_protected(h: Harness) -> anyhow::Result<()> {
         AdminTokenRecord { expires_at: Some(t0().plus_seconds(5)), ..admin_token(2, AdminRole::Owner) };
     store.insert_admin_token(&expired).await?;
     assert_eq!(
-        store.revoke_admin_token(first.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&first.token_id, now).await?,
         RevokeAdminTokenOutcome::LastOwner
     );
     // Revoking the expired one is fine: it is not active.
     assert_eq!(
-        store.revoke_admin_token(expired.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&expired.token_id, now).await?,
         RevokeAdminTokenOutcome::Revoked
     );
 
     let second = AdminTokenRecord { expires_at: None, ..admin_token(3, AdminRole::Owner) };
     store.insert_admin_token(&second).await?;
     assert_eq!(
-        store.revoke_admin_token(first.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&first.token_id, now).await?,
         RevokeAdminTokenOutcome::Revoked
     );
     assert_eq!(
-        store.revoke_admin_token(second.token_id.as_str(), now).await?,
+        store.revoke_admin_token(&second.token_id, now).await?,
         RevokeAdminTokenOutcome::LastOwner
     );
     assert!(store.admin_token_by_hash(&second.token_hash).await?.expect("second").revoked_at.is_none());
@@ -183,7 +184,7 @@ async fn concurrent_owner_revocations_keep_one(h: Harness) -> anyhow::Result<()>
     let mut tasks = tokio::task::JoinSet::new();
     for id in ids {
         let store = Arc::clone(&store);
-        tasks.spawn(async move { store.revoke_admin_token(id.as_str(), t0().plus_seconds(60)).await });
+        tasks.spawn(async move { store.revoke_admin_token(&id, t0().plus_seconds(60)).await });
     }
     let mut refused = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -207,8 +208,8 @@ async fn tenants_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
     store.insert_tenant(&acme).await?;
     let other = TenantRecord { created_at: t0().plus_seconds(1), ..tenant("other") };
     store.insert_tenant(&other).await?;
-    assert_eq!(store.tenant(acme.tenant_id.as_str()).await?, Some(acme.clone()));
-    assert_eq!(store.tenant("t_missing").await?, None);
+    assert_eq!(store.tenant(&acme.tenant_id).await?, Some(acme.clone()));
+    assert_eq!(store.tenant(&TenantId::parse("t_missing").unwrap()).await?, None);
     assert_eq!(store.list_tenants().await?, vec![acme.clone(), other.clone()]);
 
     let duplicate = tenant("acme");
@@ -222,7 +223,7 @@ async fn tenants_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
         ..acme.clone()
     };
     assert!(store.update_tenant(&renamed).await?);
-    assert_eq!(store.tenant(acme.tenant_id.as_str()).await?, Some(renamed));
+    assert_eq!(store.tenant(&acme.tenant_id).await?, Some(renamed));
     let clash = TenantRecord { name: "acme-2".to_owned(), ..other.clone() };
     assert!(matches!(store.update_tenant(&clash).await, Err(StoreError::Conflict(_))));
     assert!(!store.update_tenant(&tenant("ghost")).await?);
@@ -232,8 +233,8 @@ async fn tenants_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
 async fn workloads_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
     let store = h.store();
     let (acme, first) = with_workload(&store).await?;
-    assert_eq!(store.workload(first.workload_id.as_str()).await?, Some(first.clone()));
-    assert_eq!(store.workload("w_missing").await?, None);
+    assert_eq!(store.workload(&first.workload_id).await?, Some(first.clone()));
+    assert_eq!(store.workload(&WorkloadId::parse("w_missing").unwrap()).await?, None);
 
     let duplicate = workload(&acme, "agent-1");
     let result = store.insert_workload(&duplicate, &enrollment_token(&duplicate, 2, t0())).await;
@@ -248,7 +249,7 @@ async fn workloads_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
     store.insert_workload(&elsewhere, &enrollment_token(&elsewhere, 3, t0())).await?;
     let second = WorkloadRecord { created_at: t0().plus_seconds(1), ..workload(&acme, "agent-2") };
     store.insert_workload(&second, &enrollment_token(&second, 4, t0())).await?;
-    assert_eq!(store.list_workloads(acme.tenant_id.as_str()).await?, vec![first.clone(), second]);
+    assert_eq!(store.list_workloads(&acme.tenant_id).await?, vec![first.clone(), second]);
 
     let patched = WorkloadRecord {
         enabled: false,
@@ -258,7 +259,7 @@ async fn workloads_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
         ..first.clone()
     };
     assert!(store.update_workload(&patched).await?);
-    let got = store.workload(first.workload_id.as_str()).await?.expect("workload");
+    let got = store.workload(&first.workload_id).await?.expect("workload");
     assert_eq!(got, patched);
     assert!(!got.is_active());
     Ok(())
@@ -337,7 +338,7 @@ async fn concurrent_consumption_records_one_certificate(h: Harness) -> anyhow::R
         }
     }
     assert_eq!(recorded, 1);
-    assert_eq!(store.list_certificates(workload.workload_id.as_str()).await?.len(), 1);
+    assert_eq!(store.list_certificates(&workload.workload_id).await?.len(), 1);
     Ok(())
 }
 
@@ -349,7 +350,7 @@ async fn certificates_list_lookup_and_revoke(h: Harness) -> anyhow::Result<()> {
     store.record_certificate(None, &first, t0()).await?;
     store.record_certificate(None, &second, t0()).await?;
     assert_eq!(
-        store.list_certificates(workload.workload_id.as_str()).await?,
+        store.list_certificates(&workload.workload_id).await?,
         vec![first.clone(), second.clone()]
     );
     assert_eq!(store.certificate("0a").await?, Some(first.clone()));
@@ -357,14 +358,14 @@ async fn certificates_list_lookup_and_revoke(h: Harness) -> anyhow::Result<()> {
     assert_eq!(store.certificate_by_thumbprint("nope").await?, None);
 
     let now = t0().plus_seconds(30);
-    let revoked = store.revoke_certificate(workload.workload_id.as_str(), "0a", now).await?.expect("revoked");
+    let revoked = store.revoke_certificate(&workload.workload_id, "0a", now).await?.expect("revoked");
     assert_eq!(revoked.revoked_at, Some(now));
     // Revoking again keeps the first time.
-    let again = store.revoke_certificate(workload.workload_id.as_str(), "0a", now.plus_seconds(1)).await?;
+    let again = store.revoke_certificate(&workload.workload_id, "0a", now.plus_seconds(1)).await?;
     assert_eq!(again.expect("still there").revoked_at, Some(now));
     // Another workload's serial is not found through this one.
     let other = workload_in(&store, &acme, "agent-9").await?;
-    assert_eq!(store.revoke_certificate(other.workload_id.as_str(), "0b", now).await?, None);
+    assert_eq!(store.revoke_certificate(&other.workload_id, "0b", now).await?, None);
     assert_eq!(store.certificate("0b").await?.expect("0b").revoked_at, None);
     Ok(())
 }
@@ -389,8 +390,8 @@ async fn delete_workload_revokes_everything_and_keeps_rows(h: Harness) -> anyhow
     store.insert_session(&session(&bystander, 12)).await?;
 
     let now = t0().plus_seconds(100);
-    assert!(store.delete_workload(workload.workload_id.as_str(), now).await?);
-    let deleted = store.workload(workload.workload_id.as_str()).await?.expect("row kept");
+    assert!(store.delete_workload(&workload.workload_id, now).await?);
+    let deleted = store.workload(&workload.workload_id).await?.expect("row kept");
     assert_eq!(deleted.deleted_at, Some(now));
     assert!(!deleted.enabled);
     assert_eq!(store.certificate("c1").await?.expect("c1").revoked_at, Some(now));
@@ -403,9 +404,9 @@ async fn delete_workload_revokes_everything_and_keeps_rows(h: Harness) -> anyhow
     // A deleted workload stays deleted: no update, no new token, deleting again changes nothing.
     assert!(!store.update_workload(&WorkloadRecord { enabled: true, ..deleted.clone() }).await?);
     assert!(!store.issue_enrollment_token(&enrollment_token(&workload, 13, now)).await?);
-    assert!(store.delete_workload(workload.workload_id.as_str(), now.plus_seconds(5)).await?);
-    assert_eq!(store.workload(workload.workload_id.as_str()).await?, Some(deleted));
-    assert!(!store.delete_workload("w_missing", now).await?);
+    assert!(store.delete_workload(&workload.workload_id, now.plus_seconds(5)).await?);
+    assert_eq!(store.workload(&workload.workload_id).await?, Some(deleted));
+    assert!(!store.delete_workload(&WorkloadId::parse("w_missing").unwrap(), now).await?);
     Ok(())
 }
 
@@ -418,8 +419,8 @@ async fn sessions_insert_and_revoke(h: Harness) -> anyhow::Result<()> {
     assert_eq!(store.session_by_hash(&[21; 32]).await?, Some(first));
     assert_eq!(store.session_by_hash(&[99; 32]).await?, None);
     let now = t0().plus_seconds(3);
-    assert_eq!(store.revoke_workload_sessions(workload.workload_id.as_str(), now).await?, 2);
-    assert_eq!(store.revoke_workload_sessions(workload.workload_id.as_str(), now).await?, 0);
+    assert_eq!(store.revoke_workload_sessions(&workload.workload_id, now).await?, 2);
+    assert_eq!(store.revoke_workload_sessions(&workload.workload_id, now).await?, 0);
     assert_eq!(store.session_by_hash(&[22; 32]).await?.expect("s").revoked_at, Some(now));
     Ok(())
 }
@@ -431,7 +432,7 @@ fn session_at(workload: &WorkloadRecord, hash_byte: u8, created_at: Timestamp) -
 async fn session_rate_limit_counts_a_window(h: Harness) -> anyhow::Result<()> {
     let store = h.store();
     let (tenant, workload) = with_workload(&store).await?;
-    let id = workload.workload_id.as_str();
+    let id = &workload.workload_id;
     assert_eq!(store.recent_sessions(id, t0()).await?, RecentSessions { count: 0, oldest: None });
     store.insert_session(&session_at(&workload, 1, t0())).await?;
     store.insert_session(&session_at(&workload, 2, t0().plus_seconds(10))).await?;
@@ -498,7 +499,7 @@ async fn concurrent_limited_session_inserts_never_exceed_the_limit(h: Harness) -
         }
     }
     assert_eq!(inserted, 5);
-    assert_eq!(store.recent_sessions(workload.workload_id.as_str(), t0()).await?.count, 5);
+    assert_eq!(store.recent_sessions(&workload.workload_id, t0()).await?.count, 5);
     Ok(())
 }
 
@@ -567,7 +568,7 @@ async fn automatic_key_rotation_checks_age_under_the_lock(h: Harness) -> anyhow:
 async fn change_counter_moves_with_identity_changes_only(h: Harness) -> anyhow::Result<()> {
     let store = h.store();
     let (tenant, workload) = with_workload(&store).await?;
-    let id = workload.workload_id.as_str();
+    let id = &workload.workload_id;
     let start = store.change_counter().await?;
     // New rows are not changes a cache could hold stale (it only keeps records it found).
     store.insert_session(&session(&workload, 1)).await?;
@@ -594,5 +595,51 @@ async fn change_counter_moves_with_identity_changes_only(h: Harness) -> anyhow::
     check("disabling a workload").await?;
     assert!(store.update_tenant(&TenantRecord { dpop_required: true, ..tenant.clone() }).await?);
     check("a tenant update").await?;
+    Ok(())
+}
+
+/// Ids decode through their sqlx `Decode`: a stored id that does not parse as its kind (written by
+/// hand, or by a tampered database) makes the read fail with `StoreError::Corrupt`, never a panic
+/// and never a record carrying an unchecked id.
+async fn malformed_stored_ids_are_decode_errors(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let good = tenant("well-formed");
+    store.insert_tenant(&good).await?;
+    assert_eq!(store.tenant(&good.tenant_id).await?, Some(good.clone()));
+
+    // A tenant id with the wrong prefix, then a workload whose own id is fine but whose tenant id
+    // has characters no id may contain.
+    h.raw(
+        "INSERT INTO tenants (tenant_id, name, dpop_required, approval_webhook_url, created_at, updated_at) \
+         VALUES ('w_not_a_tenant', 'bad-prefix', FALSE, NULL, 2, 2)",
+    )
+    .await?;
+    match store.list_tenants().await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("tenant id") && message.contains("w_not_a_tenant"), "{message}")
+        }
+        other => panic!("a malformed tenant id must be a decode error, got {other:?}"),
+    }
+
+    // A workload whose own id is fine but whose tenant is that malformed tenant, and one of the
+    // good tenant whose own id has characters no id may contain.
+    h.raw(&format!(
+        "INSERT INTO workloads (workload_id, tenant_id, name, san_uri, enabled, ip_allowlist, dpop_required, \
+         created_at, updated_at, deleted_at) VALUES \
+         ('w_fine', 'w_not_a_tenant', 'a', 'spiffe://x/a', TRUE, '[]', FALSE, 1, 1, NULL), \
+         ('w_UPPER', '{}', 'b', 'spiffe://x/b', TRUE, '[]', FALSE, 1, 1, NULL)",
+        good.tenant_id
+    ))
+    .await?;
+    match store.workload(&WorkloadId::parse("w_fine")?).await {
+        Err(StoreError::Corrupt(message)) => assert!(message.contains("w_not_a_tenant"), "{message}"),
+        other => panic!("a malformed tenant id must be a decode error, got {other:?}"),
+    }
+    match store.list_workloads(&good.tenant_id).await {
+        Err(StoreError::Corrupt(message)) => {
+            assert!(message.contains("workload id") && message.contains("w_UPPER"), "{message}")
+        }
+        other => panic!("a malformed workload id must be a decode error, got {other:?}"),
+    }
     Ok(())
 }

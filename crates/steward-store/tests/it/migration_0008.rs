@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 use steward_store::governance::{NewApproval, PendingApproval};
 use steward_store::{PostgresStore, SqliteStore, SqliteSynchronous, Store};
-use steward_types::{ApprovalId, Timestamp};
+use steward_types::{ApprovalId, IntegrationId, TenantId, Timestamp, WorkloadId};
 
 /// Applies the migrations of `dir` older than 0008, as a database last migrated before it.
 async fn migrate_before_0008<'c, A>(dir: &str, connection: A) -> anyhow::Result<()>
@@ -96,22 +96,24 @@ async fn check(store: &dyn Store) -> anyhow::Result<()> {
         ("i_plain", bearer.clone()),
         ("i_oauth", bearer.clone()),
     ] {
-        let secret = store.current_secret(id).await?.expect("secret");
+        let id = IntegrationId::parse(id)?;
+        let secret = store.current_secret(&id).await?.expect("secret");
         assert_eq!(secret.bound_injection, Some(expected.clone()), "{id}");
-        let integration = store.integration(id).await?.expect("integration");
+        let integration = store.integration(&id).await?.expect("integration");
         assert_eq!(integration.bound_injection, Some(expected), "{id}");
     }
 
     // The newest of the duplicates is the pending approval of its digest; the others were
     // superseded (still pending until they expire, as before), so the index holds.
     let at = Timestamp::from_unix_micros(NOW + 10_000_000)?;
-    let newest = store.pending_approval_for_digest("t_one", "w_one", "i_own", "d1", at).await?;
+    let (tenant, workload, own) = (TenantId::parse("t_one")?, WorkloadId::parse("w_one")?, IntegrationId::parse("i_own")?);
+    let newest = store.pending_approval_for_digest(&tenant, &workload, &own, "d1", at).await?;
     assert_eq!(newest.map(|a| a.approval_id.to_string()), Some("apr_new".to_owned()));
     let attempt = |digest: &str| NewApproval {
         approval_id: ApprovalId::generate(),
-        tenant_id: "t_one".into(),
-        workload_id: "w_one".into(),
-        integration_id: "i_own".into(),
+        tenant_id: tenant.clone(),
+        workload_id: workload.clone(),
+        integration_id: own.clone(),
         digest: digest.into(),
         descriptor: json!({}),
         preview: None,

@@ -21,7 +21,7 @@ backend_suite!(
     concurrent_lease_takers_get_exactly_one_lease,
 );
 
-async fn integration(h: &Harness) -> String {
+async fn integration(h: &Harness) -> IntegrationId {
     let tenant = TenantId::generate().to_string();
     h.raw(&format!(
         "INSERT INTO tenants (tenant_id, name, dpop_required, approval_webhook_url, created_at, updated_at) \
@@ -48,7 +48,7 @@ async fn integration(h: &Harness) -> String {
         bound_injection: None,
     };
     h.store().create_integration(&record, &secret(record.integration_id.as_str(), 1)).await.unwrap();
-    record.integration_id.to_string()
+    record.integration_id
 }
 
 fn secret(tag: &str, version: u64) -> NewSecretVersion {
@@ -64,9 +64,9 @@ fn secret(tag: &str, version: u64) -> NewSecretVersion {
     }
 }
 
-fn token(integration: &str, version: u64, envelope_id: &str, at: Timestamp) -> OAuth2TokenRecord {
+fn token(integration: &IntegrationId, version: u64, envelope_id: &str, at: Timestamp) -> OAuth2TokenRecord {
     OAuth2TokenRecord {
-        integration_id: integration.to_owned(),
+        integration_id: integration.clone(),
         secret_version: version,
         access_token: envelope(envelope_id, "k1"),
         expires_at: at.plus_seconds(3600),
@@ -158,7 +158,7 @@ async fn a_rotated_refresh_token_is_stored_atomically_with_the_access_token(
     let store = h.store();
     let id = integration(&h).await;
     assert!(store.take_oauth2_refresh_lease(&id, "a", t0(), t0().plus_seconds(30)).await?);
-    let rotated = secret(&id, 2);
+    let rotated = secret(id.as_str(), 2);
     let access = token(&id, 2, "env_at_rot", t0().plus_seconds(5));
     assert_eq!(store.store_oauth2_token(&access, "a", Some(&rotated)).await?, StoreTokenOutcome::Stored);
     let current = store.current_secret(&id).await?.unwrap();
@@ -181,7 +181,7 @@ async fn a_rotation_that_lost_to_an_admin_write_stores_nothing(h: Harness) -> an
     assert!(store.take_oauth2_refresh_lease(&id, "a", t0(), t0().plus_seconds(30)).await?);
     // An admin writes version 2 while the refresh (with version 1) is in flight.
     assert!(store.add_secret_version(&id, &secret(&format!("{id}_admin"), 2)).await?);
-    let mut rotated = secret(&id, 2);
+    let mut rotated = secret(id.as_str(), 2);
     rotated.envelope = envelope("env_rot_lost", "k1");
     rotated.client_secret = Some(envelope("env_rot_lost_cs", "k1"));
     let access = token(&id, 2, "env_at_lost", t0().plus_seconds(5));
