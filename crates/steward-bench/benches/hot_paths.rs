@@ -31,7 +31,7 @@ use steward_store::{
     EnrollmentTokenRecord, SessionRecord, SqliteStore, SqliteSynchronous, Store, TenantRecord, WorkloadRecord,
 };
 use steward_types::{
-    Clock, IntegrationId, SessionId, SharedClock, SigningKeyId, SystemClock, TenantId, Timestamp, TokenId,
+    Clock, EnrollmentTokenId, IntegrationId, SessionId, SharedClock, SigningKeyId, SystemClock, TenantId, Timestamp,
     WorkloadId,
 };
 use zeroize::Zeroizing;
@@ -193,7 +193,7 @@ fn workload(tenant: &TenantRecord) -> (WorkloadRecord, EnrollmentTokenRecord) {
         deleted_at: None,
     };
     let token = EnrollmentTokenRecord {
-        token_id: format!("enr_{}", TokenId::generate().as_str().trim_start_matches("tok_")),
+        token_id: EnrollmentTokenId::generate(),
         workload_id,
         token_hash: *uuid::Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().unwrap(),
         created_at: now(),

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use steward_policy::CompiledPolicySet;
 use steward_store::catalog::{IntegrationRecord, SecretVersionRecord, TemplateVersionRecord};
 use steward_store::{CertificateRecord, SessionRecord, Store, StoreError, TenantRecord, WorkloadRecord};
+use steward_types::{IntegrationId, TenantId, WorkloadId};
 
 /// How often the change counter is read.
 pub const POLL_EVERY: Duration = Duration::from_millis(250);
@@ -44,14 +45,14 @@ type PolicyKey = (String, String, String);
 struct Entries {
     // Only `Some` is ever kept; the `Option` is the store's answer as it came.
     sessions: HashMap<[u8; 32], Option<SessionRecord>>,
-    workloads: HashMap<String, Option<WorkloadRecord>>,
+    workloads: HashMap<WorkloadId, Option<WorkloadRecord>>,
     certificates: HashMap<String, Option<CertificateRecord>>,
-    tenants: HashMap<String, Option<TenantRecord>>,
-    integrations: HashMap<String, Option<IntegrationRecord>>,
+    tenants: HashMap<TenantId, Option<TenantRecord>>,
+    integrations: HashMap<IntegrationId, Option<IntegrationRecord>>,
     templates: HashMap<(String, String, Option<u64>), Option<TemplateVersionRecord>>,
-    secrets: HashMap<String, Option<SecretVersionRecord>>,
+    secrets: HashMap<IntegrationId, Option<SecretVersionRecord>>,
     policies: HashMap<PolicyKey, Arc<CompiledPolicySet>>,
-    approved_once: HashMap<(String, String, String), bool>,
+    approved_once: HashMap<(TenantId, WorkloadId, IntegrationId), bool>,
 }
 
 #[derive(Debug, Default)]
@@ -195,10 +196,10 @@ impl ReadCache {
         .await
     }
 
-    pub async fn workload(&self, workload_id: &str) -> Result<Option<WorkloadRecord>, StoreError> {
+    pub async fn workload(&self, workload_id: &WorkloadId) -> Result<Option<WorkloadRecord>, StoreError> {
         self.get_or_load(
             |e| &mut e.workloads,
-            workload_id.to_owned(),
+            workload_id.clone(),
             Option::is_some,
             || self.store.workload(workload_id),
         )
@@ -218,20 +219,23 @@ impl ReadCache {
         .await
     }
 
-    pub async fn tenant(&self, tenant_id: &str) -> Result<Option<TenantRecord>, StoreError> {
+    pub async fn tenant(&self, tenant_id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
         self.get_or_load(
             |e| &mut e.tenants,
-            tenant_id.to_owned(),
+            tenant_id.clone(),
             Option::is_some,
             || self.store.tenant(tenant_id),
         )
         .await
     }
 
-    pub async fn integration(&self, integration_id: &str) -> Result<Option<IntegrationRecord>, StoreError> {
+    pub async fn integration(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Option<IntegrationRecord>, StoreError> {
         self.get_or_load(
             |e| &mut e.integrations,
-            integration_id.to_owned(),
+            integration_id.clone(),
             Option::is_some,
             || self.store.integration(integration_id),
         )
@@ -259,11 +263,11 @@ impl ReadCache {
     /// be rotated by any instance's refresh, which must always start from the stored one.
     pub async fn current_secret(
         &self,
-        integration_id: &str,
+        integration_id: &IntegrationId,
     ) -> Result<Option<SecretVersionRecord>, StoreError> {
         self.get_or_load(
             |e| &mut e.secrets,
-            integration_id.to_owned(),
+            integration_id.clone(),
             |record| record.as_ref().is_some_and(|r| r.secret_type == "api_key"),
             || self.store.current_secret(integration_id),
         )
@@ -289,12 +293,12 @@ impl ReadCache {
     /// before acting on the absence in a way a person would notice (asking for a new approval).
     pub async fn has_approved_once(
         &self,
-        tenant_id: &str,
-        workload_id: &str,
-        integration_id: &str,
+        tenant_id: &TenantId,
+        workload_id: &WorkloadId,
+        integration_id: &IntegrationId,
         now: steward_types::Timestamp,
     ) -> Result<bool, StoreError> {
-        let key = (tenant_id.to_owned(), workload_id.to_owned(), integration_id.to_owned());
+        let key = (tenant_id.clone(), workload_id.clone(), integration_id.clone());
         self.get_or_load(
             |e| &mut e.approved_once,
             key,

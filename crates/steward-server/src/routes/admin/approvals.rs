@@ -11,7 +11,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_store::governance::{ApprovalFilter, ApprovalRecord, ApprovalStatus};
-use steward_types::{ApprovalId, ErrorCode};
+use steward_types::{ApprovalId, ErrorCode, TenantId};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -251,14 +251,15 @@ fn decision_view(record: &ApprovalRecord, decided: Decided) -> DecisionView {
 }
 
 /// The tenants an unfiltered list covers, or the one named in the query (step 2 of the check order).
+/// A named id that does not parse names no tenant: the list is empty, so nothing matches.
 pub(crate) fn scope(
     principal: &AdminPrincipal,
     tenant_id: Option<&str>,
-) -> Result<Option<Vec<String>>, ApiError> {
+) -> Result<Option<Vec<TenantId>>, ApiError> {
     match tenant_id {
         Some(tenant_id) => {
             principal.require_tenant(tenant_id)?;
-            Ok(Some(vec![tenant_id.to_owned()]))
+            Ok(Some(TenantId::parse(tenant_id).into_iter().collect()))
         }
         None if principal.role == steward_store::AdminRole::Owner => Ok(None),
         None => Ok(Some(principal.tenant_ids.clone())),
@@ -296,18 +297,18 @@ fn view(
     let preview = if approver { approvals::open_preview(state, record)? } else { None };
     Ok(ApprovalView {
         approval_id: record.approval_id.to_string(),
-        tenant_id: record.tenant_id.clone(),
-        workload_id: record.workload_id.clone(),
-        integration_id: record.integration_id.clone(),
+        tenant_id: record.tenant_id.to_string(),
+        workload_id: record.workload_id.to_string(),
+        integration_id: record.integration_id.to_string(),
         status: record.status_at(state.clock.now()).as_str().to_owned(),
         mode: record.mode.map(|m| m.as_str().to_owned()),
         descriptor: record.descriptor.clone(),
         preview,
         preview_redacted: record.preview.is_some() && !approver,
         proposed_rule: record.proposed_rule.clone(),
-        policy_id: record.policy_id.clone(),
+        policy_id: record.policy_id.as_ref().map(ToString::to_string),
         reason: record.reason.clone(),
-        decided_by: record.decided_by.clone(),
+        decided_by: record.decided_by.as_ref().map(ToString::to_string),
         created_at: record.created_at,
         expires_at: record.expires_at,
         decided_at: record.decided_at,

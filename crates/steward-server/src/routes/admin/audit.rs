@@ -307,7 +307,11 @@ fn filter_from(principal: &AdminPrincipal, query: &EventsQuery) -> Result<AuditF
             .transpose()
     };
     Ok(AuditFilter {
-        tenant_ids: if query.tenant_id.is_some() { None } else { tenant_ids },
+        tenant_ids: if query.tenant_id.is_some() {
+            None
+        } else {
+            tenant_ids.map(|ids| ids.iter().map(ToString::to_string).collect())
+        },
         tenant_id: query.tenant_id.clone(),
         workload_id: query.workload_id.clone(),
         integration_id: query.integration_id.clone(),

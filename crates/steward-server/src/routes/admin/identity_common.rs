@@ -3,10 +3,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 use steward_store::{CertificateRecord, TenantRecord, WorkloadRecord};
-use steward_types::{ErrorCode, Timestamp};
+use steward_types::{ErrorCode, TenantId, Timestamp};
 use utoipa::ToSchema;
 
 use crate::http::ApiError;
+use crate::services::AppState;
 
 /// The longest name of a token, tenant or workload.
 pub const MAX_NAME_CHARS: usize = 128;
@@ -64,6 +65,13 @@ where
 
 pub fn tenant_not_found(tenant_id: &str) -> ApiError {
     ApiError::new(ErrorCode::TenantNotFound, format!("no tenant {tenant_id} exists"))
+}
+
+/// The tenant a path names, parsed at the edge: a malformed id is answered exactly like an unknown
+/// one (404 `tenant_not_found`, the same message).
+pub async fn known_tenant(state: &AppState, tenant_id: &str) -> Result<TenantRecord, ApiError> {
+    let Ok(id) = TenantId::parse(tenant_id) else { return Err(tenant_not_found(tenant_id)) };
+    state.store.tenant(&id).await?.ok_or_else(|| tenant_not_found(tenant_id))
 }
 
 pub fn workload_not_found(workload_id: &str) -> ApiError {

@@ -98,8 +98,8 @@ async fn list_certificates(
     Path(workload_id): Path<String>,
 ) -> Result<Json<CertificateList>, ApiError> {
     principal.require(roles::READ)?;
-    visible_workload(&state, &principal, &workload_id).await?;
-    let certificates = state.store.list_certificates(&workload_id).await?;
+    let workload = visible_workload(&state, &principal, &workload_id).await?;
+    let certificates = state.store.list_certificates(&workload.workload_id).await?;
     Ok(Json(CertificateList { certificates: certificates.iter().map(CertificateView::from).collect() }))
 }
 
@@ -132,7 +132,7 @@ async fn revoke_certificate(
     let _: EmptyRequest = body.optional_json()?;
     let certificate = state
         .store
-        .revoke_certificate(&workload_id, &serial, state.clock.now())
+        .revoke_certificate(&workload.workload_id, &serial, state.clock.now())
         .await?
         .ok_or_else(not_found)?;
     record_admin_action(
@@ -163,7 +163,7 @@ async fn revoke_sessions(
     principal.require(roles::WRITE)?;
     let workload = visible_workload(&state, &principal, &workload_id).await?;
     let _: EmptyRequest = body.optional_json()?;
-    let revoked = state.store.revoke_workload_sessions(&workload_id, state.clock.now()).await?;
+    let revoked = state.store.revoke_workload_sessions(&workload.workload_id, state.clock.now()).await?;
     record_admin_action(
         &state,
         &context,

@@ -194,7 +194,7 @@ async fn create_integration(
         None,
     )
     .await?;
-    let stored = load_any(&state, integration_id.as_str()).await?;
+    let stored = load_any(&state, &integration_id).await?;
     Ok((StatusCode::CREATED, Extension(log_fields(&stored)), Json(view(stored))))
 }
 
@@ -211,7 +211,7 @@ async fn list_integrations(
     principal.require(roles::READ)?;
     principal.require_tenant(&tenant_id)?;
     let tenant = existing_tenant(&state, &tenant_id).await?;
-    let records = state.store.list_integrations(Some(&[tenant.as_str().to_owned()])).await?;
+    let records = state.store.list_integrations(Some(std::slice::from_ref(&tenant))).await?;
     Ok(Json(IntegrationList { integrations: records.into_iter().map(view).collect() }))
 }
 
@@ -259,7 +259,7 @@ async fn patch_integration(
         IntegrationPatch { enabled: body.enabled, template_version: body.template_version, injection };
     let updated = state
         .store
-        .update_integration(record.integration_id.as_str(), &patch, state.clock.now())
+        .update_integration(&record.integration_id, &patch, state.clock.now())
         .await?
         .ok_or_else(|| not_found(&integration_id))?;
     let mut changes = serde_json::Map::new();
@@ -308,7 +308,7 @@ async fn put_secret(
     let template =
         resolve_template(&state, &record.template_owner, &record.template_id, record.template_version)
             .await?;
-    let id = record.integration_id.as_str();
+    let id = &record.integration_id;
     let binding = Binding { template: &template, own_injection: record.injection.as_ref() };
     let mut current = record.secret_version;
     let written = loop {
@@ -362,7 +362,7 @@ async fn delete_integration(
 ) -> Result<(StatusCode, Extension<LogFields>), ApiError> {
     principal.require(roles::WRITE)?;
     let record = load_live(&state, &principal, &integration_id).await?;
-    let id = record.integration_id.as_str();
+    let id = &record.integration_id;
     if !state.store.delete_integration(id, state.clock.now()).await? {
         return Err(not_found(&integration_id));
     }
@@ -435,7 +435,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 pub(crate) async fn existing_tenant(state: &AppState, tenant_id: &str) -> Result<TenantId, ApiError> {
     let missing = || ApiError::new(ErrorCode::TenantNotFound, format!("tenant {tenant_id} does not exist"));
     let tenant = TenantId::parse(tenant_id).map_err(|_| missing())?;
-    if state.store.catalog_tenant_exists(tenant.as_str()).await? { Ok(tenant) } else { Err(missing()) }
+    if state.store.catalog_tenant_exists(&tenant).await? { Ok(tenant) } else { Err(missing()) }
 }
 
 fn not_found(integration_id: &str) -> ApiError {
@@ -448,10 +448,8 @@ pub(crate) async fn load(
     principal: &AdminPrincipal,
     integration_id: &str,
 ) -> Result<IntegrationRecord, ApiError> {
-    if IntegrationId::parse(integration_id).is_err() {
-        return Err(not_found(integration_id));
-    }
-    let record = state.store.integration(integration_id).await?;
+    let Ok(id) = IntegrationId::parse(integration_id) else { return Err(not_found(integration_id)) };
+    let record = state.store.integration(&id).await?;
     principal.visible(record, |r| r.tenant_id.as_str(), not_found(integration_id))
 }
 
@@ -471,8 +469,8 @@ async fn load_live(
     Ok(record)
 }
 
-async fn load_any(state: &AppState, integration_id: &str) -> Result<IntegrationRecord, ApiError> {
-    state.store.integration(integration_id).await?.ok_or_else(|| not_found(integration_id))
+async fn load_any(state: &AppState, integration_id: &IntegrationId) -> Result<IntegrationRecord, ApiError> {
+    state.store.integration(integration_id).await?.ok_or_else(|| not_found(integration_id.as_str()))
 }
 
 fn log_fields(record: &IntegrationRecord) -> LogFields {

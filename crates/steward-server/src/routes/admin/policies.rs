@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use steward_policy::PolicyRule;
 use steward_store::AdminRole;
 use steward_store::catalog::{PolicyFilter, PolicyRecord};
-use steward_types::{ErrorCode, PolicyId};
+use steward_types::{ErrorCode, IntegrationId, PolicyId, TenantId};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -90,7 +90,7 @@ async fn create_policy(
         |field: &str, message: String| ApiError::new(ErrorCode::PolicyInvalid, format!("{field}: {message}"));
     let integration = state
         .store
-        .integration(scope.integration_id.as_str())
+        .integration(&scope.integration_id)
         .await?
         .filter(|i| i.tenant_id == scope.tenant_id && i.deleted_at.is_none())
         .ok_or_else(|| {
@@ -125,7 +125,7 @@ async fn create_policy(
         action_group: scope.action_group.clone(),
         method: scope.method.clone(),
         host: scope.host.clone(),
-        workload_id: scope.workload_id.as_ref().map(ToString::to_string),
+        workload_id: scope.workload_id.clone(),
         rule_type: rule.rule_type().as_str().to_owned(),
         rule: rule.to_json(),
         created_at: state.clock.now(),
@@ -165,12 +165,19 @@ async fn list_policies(
     let tenant_ids = match query.tenant_id {
         Some(tenant) => {
             principal.require_tenant(&tenant)?;
+            // An id that does not parse names no tenant: nothing matches it.
+            let Ok(tenant) = TenantId::parse(&tenant) else { return Ok(Json(PolicyList { policies: vec![] })) };
             Some(vec![tenant])
         }
         None if principal.role == AdminRole::Owner => None,
         None => Some(principal.tenant_ids.clone()),
     };
-    let filter = PolicyFilter { tenant_ids, integration_id: query.integration_id };
+    let integration_id = match query.integration_id.as_deref().map(IntegrationId::parse) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Ok(Json(PolicyList { policies: vec![] })),
+    };
+    let filter = PolicyFilter { tenant_ids, integration_id };
     let records = state.store.list_policies(&filter).await?;
     Ok(Json(PolicyList { policies: records.iter().map(view).collect() }))
 }
@@ -201,13 +208,13 @@ async fn delete_policy(
 ) -> Result<StatusCode, ApiError> {
     principal.require(roles::WRITE)?;
     let record = load(&state, &principal, &policy_id).await?;
-    if record.disabled_at.is_some() || !state.store.disable_policy(&policy_id, state.clock.now()).await? {
+    if record.disabled_at.is_some() || !state.store.disable_policy(&record.policy_id, state.clock.now()).await? {
         return Err(ApiError::new(
             ErrorCode::PolicyNotFound,
             format!("policy {policy_id} was already deleted"),
         ));
     }
-    let disabled = state.store.policy(&policy_id).await?.ok_or_else(|| not_found(&policy_id))?;
+    let disabled = state.store.policy(&record.policy_id).await?.ok_or_else(|| not_found(&policy_id))?;
     let targets = json!({
         "tenant_id": record.tenant_id.as_str(), "integration_id": record.integration_id.as_str(),
         "policy_id": policy_id,
@@ -236,10 +243,8 @@ async fn load(
     principal: &AdminPrincipal,
     policy_id: &str,
 ) -> Result<PolicyRecord, ApiError> {
-    if PolicyId::parse(policy_id).is_err() {
-        return Err(not_found(policy_id));
-    }
-    let record = state.store.policy(policy_id).await?;
+    let Ok(id) = PolicyId::parse(policy_id) else { return Err(not_found(policy_id)) };
+    let record = state.store.policy(&id).await?;
     principal.visible(record, |r| r.tenant_id.as_str(), not_found(policy_id))
 }
 

@@ -165,7 +165,11 @@ async fn list_templates(
             Some(vec![GLOBAL_TENANT.to_owned(), tenant.to_owned()])
         }
         None if principal.role == steward_store::AdminRole::Owner => None,
-        None => Some(std::iter::once(GLOBAL_TENANT.to_owned()).chain(principal.tenant_ids.clone()).collect()),
+        None => Some(
+            std::iter::once(GLOBAL_TENANT.to_owned())
+                .chain(principal.tenant_ids.iter().map(ToString::to_string))
+                .collect(),
+        ),
     };
     let records = state.store.list_latest_templates(owners.as_deref()).await?;
     let templates = records.into_iter().map(view).collect::<Result<Vec<_>, _>>()?;
@@ -253,14 +257,14 @@ async fn require_owner_scope(
         }
         return Ok(());
     }
-    if TenantId::parse(owner).is_err() {
+    let Ok(tenant) = TenantId::parse(owner) else {
         return Err(ApiError::new(
             ErrorCode::RequestBodySchemaInvalid,
             format!("tenant_id: {owner:?} is neither a tenant id (t_…) nor \"global\""),
         ));
-    }
+    };
     principal.require_tenant(owner)?;
-    if !state.store.catalog_tenant_exists(owner).await? {
+    if !state.store.catalog_tenant_exists(&tenant).await? {
         return Err(ApiError::new(ErrorCode::TenantNotFound, format!("tenant {owner} does not exist")));
     }
     Ok(())

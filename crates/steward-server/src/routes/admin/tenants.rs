@@ -11,7 +11,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::identity_common::{
-    TenantView, double_option, tenant_not_found, validate_name, validate_webhook_url,
+    TenantView, double_option, known_tenant, tenant_not_found, validate_name, validate_webhook_url,
 };
 use super::{Admin, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
@@ -123,7 +123,7 @@ async fn get_tenant(
 ) -> Result<Json<TenantView>, ApiError> {
     principal.require(roles::READ)?;
     principal.require_tenant(&tenant_id)?;
-    let tenant = state.store.tenant(&tenant_id).await?.ok_or_else(|| tenant_not_found(&tenant_id))?;
+    let tenant = known_tenant(&state, &tenant_id).await?;
     Ok(Json(TenantView::from(&tenant)))
 }
 
@@ -141,7 +141,7 @@ async fn patch_tenant(
 ) -> Result<Json<TenantView>, ApiError> {
     principal.require(roles::OWNER)?;
     principal.require_tenant(&tenant_id)?;
-    let mut tenant = state.store.tenant(&tenant_id).await?.ok_or_else(|| tenant_not_found(&tenant_id))?;
+    let mut tenant = known_tenant(&state, &tenant_id).await?;
     let request: PatchTenantRequest = body.optional_json()?;
     if let Some(name) = &request.name {
         tenant.name = validate_name("name", name)?;

@@ -10,7 +10,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use steward_crypto::generate_token;
 use steward_store::{AdminRole, AdminTokenRecord, RevokeAdminTokenOutcome};
-use steward_types::{ErrorCode, TokenId};
+use steward_types::{ErrorCode, TenantId, TokenId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,7 +70,7 @@ impl From<&AdminTokenRecord> for TokenView {
             token_id: t.token_id.to_string(),
             name: t.name.clone(),
             role: t.role.as_str().to_owned(),
-            tenant_ids: t.tenant_ids.clone(),
+            tenant_ids: t.tenant_ids.iter().map(ToString::to_string).collect(),
             created_at: rfc3339(t.created_at),
             expires_at: t.expires_at.map(rfc3339),
             revoked_at: t.revoked_at.map(rfc3339),
@@ -152,7 +152,7 @@ async fn check_tenants(
     state: &AppState,
     role: AdminRole,
     requested: &[String],
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<TenantId>, ApiError> {
     if role == AdminRole::Owner {
         if !requested.is_empty() {
             return Err(ApiError::new(
@@ -170,15 +170,16 @@ async fn check_tenants(
     }
     let mut unique = BTreeSet::new();
     let mut tenant_ids = Vec::new();
-    for (i, tenant_id) in requested.iter().enumerate() {
-        if state.store.tenant(tenant_id).await?.is_none() {
-            return Err(ApiError::new(
-                ErrorCode::ValidationFailed,
-                format!("tenant_ids[{i}]: no tenant {tenant_id:?} exists"),
-            ));
+    for (i, raw) in requested.iter().enumerate() {
+        let missing =
+            || ApiError::new(ErrorCode::ValidationFailed, format!("tenant_ids[{i}]: no tenant {raw:?} exists"));
+        // A malformed id is reported exactly like an unknown one.
+        let tenant_id = TenantId::parse(raw).map_err(|_| missing())?;
+        if state.store.tenant(&tenant_id).await?.is_none() {
+            return Err(missing());
         }
         if unique.insert(tenant_id.clone()) {
-            tenant_ids.push(tenant_id.clone());
+            tenant_ids.push(tenant_id);
         }
     }
     Ok(tenant_ids)
@@ -207,7 +208,12 @@ async fn revoke_token(
     Path(token_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     principal.require(roles::OWNER)?;
-    match state.store.revoke_admin_token(&token_id, state.clock.now()).await? {
+    // A malformed id names no token: the same answer as an unknown one.
+    let outcome = match TokenId::parse(&token_id) {
+        Ok(id) => state.store.revoke_admin_token(&id, state.clock.now()).await?,
+        Err(_) => RevokeAdminTokenOutcome::NotFound,
+    };
+    match outcome {
         RevokeAdminTokenOutcome::Revoked => {}
         RevokeAdminTokenOutcome::NotFound => {
             return Err(ApiError::new(ErrorCode::TokenNotFound, format!("no admin token {token_id} exists")));

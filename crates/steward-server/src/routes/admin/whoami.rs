@@ -33,6 +33,6 @@ async fn whoami(Admin(principal): Admin) -> Result<Json<WhoAmI>, ApiError> {
         token_id: principal.token_id.to_string(),
         name: principal.name,
         role: principal.role.as_str().to_owned(),
-        tenant_ids: principal.tenant_ids,
+        tenant_ids: principal.tenant_ids.iter().map(ToString::to_string).collect(),
     }))
 }

@@ -7,12 +7,12 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use steward_crypto::{SecretToken, generate_token};
 use steward_store::{EnrollmentTokenRecord, StoreError, WorkloadRecord};
-use steward_types::{ErrorCode, TenantId, Timestamp, WorkloadId};
+use steward_types::{EnrollmentTokenId, ErrorCode, TenantId, Timestamp, WorkloadId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::identity_common::{WorkloadView, rfc3339, tenant_not_found, validate_name, workload_not_found};
+use super::identity_common::{WorkloadView, known_tenant, rfc3339, validate_name, workload_not_found};
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
 use crate::services::AppState;
@@ -77,7 +77,7 @@ pub(super) fn new_enrollment_token(
 ) -> (SecretToken, EnrollmentTokenRecord) {
     let token = generate_token(ENROLLMENT_TOKEN_PREFIX);
     let record = EnrollmentTokenRecord {
-        token_id: format!("enr_{}", uuid::Uuid::now_v7().simple()),
+        token_id: EnrollmentTokenId::generate(),
         workload_id: workload_id.clone(),
         token_hash: token.hash(),
         created_at: now,
@@ -95,7 +95,9 @@ pub(super) async fn visible_workload(
     principal: &AdminPrincipal,
     workload_id: &str,
 ) -> Result<WorkloadRecord, ApiError> {
-    let workload = state.store.workload(workload_id).await?;
+    // A malformed id is answered exactly like an unknown one.
+    let Ok(id) = WorkloadId::parse(workload_id) else { return Err(workload_not_found(workload_id)) };
+    let workload = state.store.workload(&id).await?;
     principal.visible(workload, |w| w.tenant_id.as_str(), workload_not_found(workload_id))
 }
 
@@ -120,7 +122,7 @@ async fn create_workload(
 ) -> Result<(StatusCode, Json<CreatedWorkload>), ApiError> {
     principal.require(roles::WRITE)?;
     principal.require_tenant(&tenant_id)?;
-    let tenant = state.store.tenant(&tenant_id).await?.ok_or_else(|| tenant_not_found(&tenant_id))?;
+    let tenant = known_tenant(&state, &tenant_id).await?;
     let request: CreateWorkloadRequest = body.json()?;
     let name = validate_name("name", &request.name)?;
     let ip_allowlist = ip_allowlist::validate(&request.ip_allowlist)?;
@@ -195,8 +197,8 @@ async fn list_workloads(
 ) -> Result<Json<WorkloadList>, ApiError> {
     principal.require(roles::READ)?;
     principal.require_tenant(&tenant_id)?;
-    state.store.tenant(&tenant_id).await?.ok_or_else(|| tenant_not_found(&tenant_id))?;
-    let workloads = state.store.list_workloads(&tenant_id).await?;
+    let tenant = known_tenant(&state, &tenant_id).await?;
+    let workloads = state.store.list_workloads(&tenant.tenant_id).await?;
     Ok(Json(WorkloadList { workloads: workloads.iter().map(WorkloadView::from).collect() }))
 }
 
@@ -274,7 +276,7 @@ async fn delete_workload(
 ) -> Result<StatusCode, ApiError> {
     principal.require(roles::WRITE)?;
     let workload = visible_workload(&state, &principal, &workload_id).await?;
-    if !state.store.delete_workload(&workload_id, state.clock.now()).await? {
+    if !state.store.delete_workload(&workload.workload_id, state.clock.now()).await? {
         return Err(workload_not_found(&workload_id));
     }
     record_admin_action(

@@ -61,7 +61,7 @@ pub async fn approval(
         .get_approval(&id)
         .await?
         .filter(|r| {
-            r.tenant_id == principal.tenant_id.as_str() && r.workload_id == principal.workload_id.as_str()
+            r.tenant_id == principal.tenant_id && r.workload_id == principal.workload_id
         })
         .ok_or_else(not_found)?;
     let view = WorkloadApprovalView {
@@ -76,7 +76,7 @@ pub async fn approval(
     response.extensions_mut().insert(LogFields {
         tenant_id: Some(principal.tenant_id.to_string()),
         workload_id: Some(principal.workload_id.to_string()),
-        integration_id: Some(record.integration_id.clone()),
+        integration_id: Some(record.integration_id.to_string()),
         ..LogFields::default()
     });
     Ok(response)

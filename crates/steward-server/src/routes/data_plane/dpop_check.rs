@@ -61,7 +61,7 @@ pub async fn dpop_required(state: &AppState, principal: &MtlsPrincipal) -> Resul
     if principal.workload.dpop_required {
         return Ok(true);
     }
-    let tenant = state.reads.tenant(principal.tenant_id.as_str()).await?.ok_or_else(|| {
+    let tenant = state.reads.tenant(&principal.tenant_id).await?.ok_or_else(|| {
         ApiError::new(
             ErrorCode::WorkloadDisabled,
             format!("the tenant {} of this workload no longer exists", principal.tenant_id),

@@ -317,7 +317,7 @@ async fn active_workload(
     state: &AppState,
     token: &EnrollmentTokenRecord,
 ) -> Result<WorkloadRecord, ApiError> {
-    let workload = state.store.workload(token.workload_id.as_str()).await?.ok_or_else(|| {
+    let workload = state.store.workload(&token.workload_id).await?.ok_or_else(|| {
         ApiError::internal(format!("enrollment token of unknown workload {}", token.workload_id))
     })?;
     if !workload.is_active() {

@@ -142,7 +142,7 @@ async fn issue(
     let now = state.clock.now();
     let window_start = now.plus_seconds(-RATE_WINDOW_SECONDS);
     let max = u64::from(state.config.session.max_per_minute);
-    let recent = state.store.recent_sessions(principal.workload_id.as_str(), window_start).await?;
+    let recent = state.store.recent_sessions(&principal.workload_id, window_start).await?;
     if recent.count >= max {
         return Err(rate_limited(state, now, recent));
     }

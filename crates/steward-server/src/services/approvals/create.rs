@@ -22,8 +22,7 @@ pub async fn create_or_reuse(
     canonical: &CanonicalRequest,
 ) -> Result<(ApprovalRecord, bool), ApiError> {
     let d = canonical.descriptor();
-    let (tenant, workload, integration) =
-        (d.tenant_id().as_str(), d.workload_id().as_str(), d.integration_id().as_str());
+    let (tenant, workload, integration) = (d.tenant_id(), d.workload_id(), d.integration_id());
     let now = state.clock.now();
     if let Some(existing) = state
         .store
@@ -49,9 +48,9 @@ pub async fn create_or_reuse(
     let descriptor = serde_json::to_value(d).map_err(ApiError::internal)?;
     let approval = NewApproval {
         approval_id: approval_id.clone(),
-        tenant_id: tenant.to_owned(),
-        workload_id: workload.to_owned(),
-        integration_id: integration.to_owned(),
+        tenant_id: tenant.clone(),
+        workload_id: workload.clone(),
+        integration_id: integration.clone(),
         digest: canonical.digest().to_owned(),
         descriptor,
         preview,

@@ -13,7 +13,7 @@ use steward_store::audit::{AuditEvent, Decision, EventType, PolicyRef};
 use steward_store::governance::{
     ApprovalDecision, ApprovalMode, ApprovalRecord, ApprovalStatus, DecisionOutcome, NewPolicyRow,
 };
-use steward_types::{ErrorCode, PolicyId};
+use steward_types::{ErrorCode, PolicyId, WorkloadId};
 
 use crate::http::{ApiError, RequestContext};
 use crate::services::AppState;
@@ -66,7 +66,7 @@ pub async fn decide(
             (DecisionOutcome::Denied, Some(policy_row(record, rule, now)?), None)
         }
         Verdict::Cancel => {
-            let actor = principal.token_id.as_str();
+            let actor = &principal.token_id;
             if !state.store.cancel_approval(&record.approval_id, actor, reason.as_deref(), now).await? {
                 return Err(not_pending(record, now, "canceled"));
             }
@@ -146,20 +146,25 @@ fn policy_row(
         |field: &str| scope.get(field).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| bad(field));
     let tenant_id = text("tenant_id")?;
     let integration_id = text("integration_id")?;
-    if tenant_id != record.tenant_id || integration_id != record.integration_id {
+    if tenant_id != record.tenant_id.as_str() || integration_id != record.integration_id.as_str() {
         return Err(ApiError::internal(format!(
             "approval {}: its proposed rule names another tenant or integration",
             record.approval_id
         )));
     }
     Ok(NewPolicyRow {
-        policy_id: PolicyId::generate().to_string(),
-        tenant_id,
-        integration_id,
+        policy_id: PolicyId::generate(),
+        tenant_id: record.tenant_id.clone(),
+        integration_id: record.integration_id.clone(),
         action_group: text("action_group")?,
         method: text("method")?,
         host: text("host")?,
-        workload_id: scope.get("workload_id").and_then(Value::as_str).map(str::to_owned),
+        workload_id: scope
+            .get("workload_id")
+            .and_then(Value::as_str)
+            .map(WorkloadId::parse)
+            .transpose()
+            .map_err(|e| ApiError::internal(format!("approval {}: proposed_rule.scope.{e}", record.approval_id)))?,
         rule_type: rule.get("rule_type").and_then(Value::as_str).unwrap_or("allow").to_owned(),
         rule,
         created_at: now,
@@ -179,12 +184,12 @@ async fn apply(
     now: steward_types::Timestamp,
     (outcome, policy, reason, expires_at): DecisionParts,
 ) -> Result<Decided, ApiError> {
-    let policy_id = policy.as_ref().map(|p| p.policy_id.clone());
+    let policy_id = policy.as_ref().map(|p| p.policy_id.to_string());
     let decision = ApprovalDecision {
         approval_id: record.approval_id.clone(),
         outcome,
         policy: policy.clone(),
-        decided_by: principal.token_id.to_string(),
+        decided_by: principal.token_id.clone(),
         reason: reason.clone(),
         decided_at: now,
         expires_at,
@@ -220,14 +225,14 @@ async fn record_decision(
         .with_workload(record.workload_id.clone())
         .with_integration(record.integration_id.clone())
         .with_policy(PolicyRef {
-            rule_id: policy.map(|p| p.policy_id.clone()),
+            rule_id: policy.map(|p| p.policy_id.to_string()),
             rule_type: policy.map(|p| p.rule_type.clone()),
             approval_id: Some(record.approval_id.to_string()),
         })
         .with_metadata("decision", decision.into())
         .with_metadata("mode", mode.map(|m| m.as_str()).into())
         .with_metadata("role", principal.role.as_str().into())
-        .with_metadata("policy_id", policy.map(|p| p.policy_id.clone()).into());
+        .with_metadata("policy_id", policy.map(|p| p.policy_id.to_string()).into());
     if let Some(group) = record.descriptor.get("action_group").and_then(Value::as_str) {
         event = event.with_action_group(group);
     }

@@ -24,7 +24,7 @@ pub fn approval_summary(record: &ApprovalRecord) -> ApprovalSummary {
     let url =
         record.descriptor.get("canonical_url").and_then(Value::as_str).and_then(|u| url::Url::parse(u).ok());
     ApprovalSummary {
-        integration_id: record.integration_id.clone(),
+        integration_id: record.integration_id.to_string(),
         action_group: text("action_group"),
         risk_tier: text("risk_tier"),
         destination_host: url.as_ref().and_then(|u| u.host_str()).unwrap_or("").to_owned(),

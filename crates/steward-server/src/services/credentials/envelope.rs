@@ -93,9 +93,9 @@ pub fn client_secret_context(
 /// The AAD context of an approval's sealed preview values. The execute pipeline seals with it; this
 /// module opens with it (never with the `aad` column), so a preview copied onto another approval
 /// fails to decrypt.
-pub fn preview_context(tenant_id: &str, approval_id: &ApprovalId) -> EnvelopeContext {
+pub fn preview_context(tenant_id: &TenantId, approval_id: &ApprovalId) -> EnvelopeContext {
     EnvelopeContext::ApprovalPreview {
-        tenant_id: tenant_id.to_owned(),
+        tenant_id: tenant_id.as_str().to_owned(),
         approval_id: approval_id.as_str().to_owned(),
     }
 }

@@ -177,7 +177,7 @@ pub async fn access_token(
 pub async fn drop_access_token(state: &AppState, integration: &IntegrationRecord, token: &AccessToken) {
     let Some(envelope_id) = &token.envelope_id else { return };
     let now = state.clock.now();
-    match state.store.drop_oauth2_token(integration.integration_id.as_str(), envelope_id, now).await {
+    match state.store.drop_oauth2_token(&integration.integration_id, envelope_id, now).await {
         Ok(dropped) => {
             tracing::info!(integration_id = %integration.integration_id, dropped,
                 "The upstream refused the OAuth2 access token (401); the next call refreshes it.");
@@ -216,9 +216,9 @@ async fn obtain(
         return Err(OAuthError::HostsChanged { host: config.token_host });
     }
     let p = Prepared { state, integration, secret, grant, config };
-    let id = integration.integration_id.as_str();
+    let id = &integration.integration_id;
     let store_error = |e: steward_store::StoreError| {
-        tracing::warn!(integration_id = id, detail = %e, "OAuth2 token state could not be read.");
+        tracing::warn!(integration_id = id.as_str(), detail = %e, "OAuth2 token state could not be read.");
         OAuthError::unavailable("storage_unavailable", "the token cache could not be read; retry later")
     };
 
@@ -384,7 +384,7 @@ impl Prepared<'_> {
 
     /// Holding the lease: asks the token endpoint, stores the result, releases the lease.
     async fn refresh(&self, holder: &str) -> Result<AccessToken, OAuthError> {
-        let id = self.integration_id().as_str();
+        let id = self.integration_id();
         let outcome = self.exchange_and_store(holder).await;
         if let Err(error) = &outcome {
             let now = self.state.clock.now();
@@ -393,7 +393,7 @@ impl Prepared<'_> {
                 OAuthError::HostsChanged { .. } => None,
             };
             if let Err(e) = self.state.store.release_oauth2_refresh_lease(id, holder, code, now).await {
-                tracing::warn!(integration_id = id, detail = %e, "The OAuth2 refresh lease could not be released; it expires by itself.");
+                tracing::warn!(integration_id = id.as_str(), detail = %e, "The OAuth2 refresh lease could not be released; it expires by itself.");
             }
         }
         outcome
@@ -489,7 +489,7 @@ impl Prepared<'_> {
         .map_err(seal_failed)?;
         let envelope_id = envelope.envelope_id.clone();
         let record = OAuth2TokenRecord {
-            integration_id: self.integration_id().to_string(),
+            integration_id: self.integration_id().clone(),
             secret_version: version,
             access_token: envelope,
             expires_at: now.plus_seconds(parsed.expires_in),

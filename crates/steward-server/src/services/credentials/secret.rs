@@ -122,7 +122,7 @@ pub async fn load(
     canonical: &CanonicalRequest,
     injection: &Injection,
 ) -> Result<Credential, ApiError> {
-    let record = match state.reads.current_secret(integration.integration_id.as_str()).await {
+    let record = match state.reads.current_secret(&integration.integration_id).await {
         Ok(Some(record)) => record,
         Ok(None) => return Err(unavailable(integration, "no secret is stored; an admin must write one")),
         Err(error) => {

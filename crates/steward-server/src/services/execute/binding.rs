@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use steward_canon::{Injection, Template};
 use steward_store::catalog::IntegrationRecord;
-use steward_types::ErrorCode;
+use steward_types::{ErrorCode, IntegrationId};
 
 use crate::http::ApiError;
 use crate::services::AppState;
@@ -25,9 +25,11 @@ pub async fn integration(
             format!("integration {integration_id} does not exist in tenant {}", principal.tenant_id),
         )
     };
+    // A malformed id is answered exactly like an unknown one.
+    let Ok(id) = IntegrationId::parse(integration_id) else { return Err(not_found()) };
     let record = state
         .reads
-        .integration(integration_id)
+        .integration(&id)
         .await?
         .filter(|record| record.tenant_id == principal.tenant_id)
         .ok_or_else(not_found)?;

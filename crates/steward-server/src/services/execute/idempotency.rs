@@ -13,7 +13,7 @@ use serde_json::Value;
 use steward_coord::{LockAttempt, LockToken};
 use steward_crypto::EnvelopeContext;
 use steward_store::{IdempotencyRecord, IdempotencyScope};
-use steward_types::ErrorCode;
+use steward_types::{ErrorCode, IntegrationId, TenantId, WorkloadId};
 
 use crate::http::ApiError;
 use crate::services::AppState;
@@ -35,12 +35,12 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn new(tenant_id: &str, workload_id: &str, integration_id: &str, key: &str) -> Self {
+    pub fn new(tenant_id: &TenantId, workload_id: &WorkloadId, integration_id: &IntegrationId, key: &str) -> Self {
         Self {
             scope: IdempotencyScope {
-                tenant_id: tenant_id.to_owned(),
-                workload_id: workload_id.to_owned(),
-                integration_id: integration_id.to_owned(),
+                tenant_id: tenant_id.clone(),
+                workload_id: workload_id.clone(),
+                integration_id: integration_id.clone(),
                 key: key.to_owned(),
             },
         }
@@ -54,9 +54,9 @@ impl IdempotencyKey {
     fn context(&self) -> EnvelopeContext {
         let s = &self.scope;
         EnvelopeContext::IdempotentResponse {
-            tenant_id: s.tenant_id.clone(),
-            workload_id: s.workload_id.clone(),
-            integration_id: s.integration_id.clone(),
+            tenant_id: s.tenant_id.to_string(),
+            workload_id: s.workload_id.to_string(),
+            integration_id: s.integration_id.to_string(),
             idempotency_key: s.key.clone(),
         }
     }

@@ -90,7 +90,7 @@ pub async fn compile(
     let d = canonical.descriptor();
     let records = match state
         .store
-        .active_policies(d.tenant_id().as_str(), d.integration_id().as_str(), d.action_group())
+        .active_policies(d.tenant_id(), d.integration_id(), d.action_group())
         .await
     {
         Ok(records) => records,
@@ -194,8 +194,7 @@ async fn approved_once(
     lookup: OnceLookup,
 ) -> Result<(Option<ApprovalId>, bool), ApiError> {
     let d = canonical.descriptor();
-    let (tenant, workload, integration) =
-        (d.tenant_id().as_str(), d.workload_id().as_str(), d.integration_id().as_str());
+    let (tenant, workload, integration) = (d.tenant_id(), d.workload_id(), d.integration_id());
     let now = state.clock.now();
     let ask_store = match lookup {
         OnceLookup::Skip => false,

@@ -400,9 +400,9 @@ impl<'a> Execution<'a> {
         // 6. Idempotency lookup.
         let key = idempotency_key.map(|key| {
             IdempotencyKey::new(
-                self.principal.tenant_id.as_str(),
-                self.principal.workload_id.as_str(),
-                integration.integration_id.as_str(),
+                &self.principal.tenant_id,
+                &self.principal.workload_id,
+                &integration.integration_id,
                 &key,
             )
         });

@@ -4,7 +4,7 @@
 use axum::http::{HeaderMap, header};
 use steward_crypto::{hash_token, hashes_equal};
 use steward_store::{AdminRole, AdminTokenRecord};
-use steward_types::{ErrorCode, TokenId};
+use steward_types::{ErrorCode, TenantId, TokenId};
 
 use crate::http::ApiError;
 use crate::services::AppState;
@@ -17,7 +17,7 @@ pub struct AdminPrincipal {
     pub token_id: TokenId,
     pub name: String,
     pub role: AdminRole,
-    pub tenant_ids: Vec<String>,
+    pub tenant_ids: Vec<TenantId>,
 }
 
 /// Which roles may do what (`spec/control-plane.md`, the route × role matrix).
@@ -53,7 +53,7 @@ impl AdminPrincipal {
 
     /// Whether the token covers `tenant_id` (owners cover every tenant).
     pub fn covers(&self, tenant_id: &str) -> bool {
-        self.role == AdminRole::Owner || self.tenant_ids.iter().any(|t| t == tenant_id)
+        self.role == AdminRole::Owner || self.tenant_ids.iter().any(|t| t.as_str() == tenant_id)
     }
 
     /// Step 2: a tenant named in the path, query or body must be one of the token's

@@ -54,7 +54,7 @@ pub async fn identify(
 
     let workload = state
         .reads
-        .workload(workload_id.as_str())
+        .workload(&workload_id)
         .await?
         .filter(|w| w.tenant_id == tenant_id && w.is_active())
         .ok_or_else(|| {
