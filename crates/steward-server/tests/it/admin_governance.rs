@@ -22,7 +22,7 @@ use steward_server::services::credentials::envelope::{preview_context, seal_reco
 use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
 use steward_store::governance::NewApproval;
 use steward_store::{AdminRole, AdminTokenRecord};
-use steward_types::{ApprovalId, TokenId};
+use steward_types::{ApprovalId, IntegrationId, TenantId, TokenId, WorkloadId};
 
 /// Tokens of every role; the non-owners cover only `t_one`.
 struct Tokens {
@@ -38,7 +38,7 @@ async fn token(server: &TestServer, role: AdminRole, tenants: &[&str]) -> String
         token_id: TokenId::generate(),
         name: format!("{}-token", role.as_str()),
         role,
-        tenant_ids: tenants.iter().map(|t| t.to_string()).collect(),
+        tenant_ids: tenants.iter().map(|t| TenantId::parse(t).unwrap()).collect(),
         token_hash: secret.hash(),
         created_at: server.state.clock.now(),
         expires_at: None,
@@ -97,7 +97,7 @@ async fn approval(server: &TestServer, tenant: &str, ttl_seconds: i64) -> String
     let preview = json!({"/model": "gpt-4.1", "/input": "summarize the report"});
     let sealed = seal_record(
         &server.state.keyring.load(),
-        &preview_context(&tenant_id, &id),
+        &preview_context(&TenantId::parse(&tenant_id).unwrap(), &id),
         preview.to_string().as_bytes(),
     )
     .unwrap();
@@ -110,9 +110,9 @@ async fn approval(server: &TestServer, tenant: &str, ttl_seconds: i64) -> String
         .store
         .insert_approval(&NewApproval {
             approval_id: id.clone(),
-            tenant_id: tenant_id.clone(),
-            workload_id: format!("w_{tenant}"),
-            integration_id: format!("i_{tenant}"),
+            tenant_id: TenantId::parse(&tenant_id).unwrap(),
+            workload_id: WorkloadId::parse(&format!("w_{tenant}")).unwrap(),
+            integration_id: IntegrationId::parse(&format!("i_{tenant}")).unwrap(),
             digest: format!("digest-{}", id.as_str()),
             descriptor: json!({"tenant_id": tenant_id, "method": "POST", "canonical_url": "https://api.openai.com/v1/responses",
                 "action_group": "openai_responses", "risk_tier": "high",

@@ -577,7 +577,7 @@ async fn tenant_scope_refusals() {
         assert_error(&call(&server, method.clone(), &path, &admin_a, body).await, 404, "workload_not_found");
     }
     // Nothing of B changed.
-    let workload = server.state.store.workload(&wb).await.unwrap().unwrap();
+    let workload = server.state.store.workload(&WorkloadId::parse(&wb).unwrap()).await.unwrap().unwrap();
     assert!(workload.is_active());
     server.stop().await;
 }

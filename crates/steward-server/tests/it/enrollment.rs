@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use steward_crypto::hash_token;
 use steward_server::services::credentials::envelope::{ca_key_context, open_record};
 use steward_testkit::http_client::{TlsOptions, request};
-use steward_types::{Clock as _, ManualClock, SharedClock, Timestamp};
+use steward_types::{Clock as _, ManualClock, SharedClock, Timestamp, WorkloadId};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -174,7 +174,7 @@ async fn enroll_with_an_openssl_csr_then_mtls_and_renew() {
     // The renewed certificate works too, and carries the original enrollment time.
     let (_, third_csr) = p256(dir.path(), "third");
     assert_eq!(renew(&server, &renewed_cert, &new_key, &third_csr, None).await.0, 201);
-    let certificates = server.state.store.list_certificates(&workload_id).await.unwrap();
+    let certificates = server.state.store.list_certificates(&WorkloadId::parse(&workload_id).unwrap()).await.unwrap();
     assert_eq!(certificates.len(), 3);
     assert!(certificates.iter().all(|c| c.identity_started_at == certificates[0].identity_started_at));
 
@@ -320,8 +320,8 @@ async fn two_concurrent_enrollments_with_one_token_one_wins() {
     for outcome in outcomes.iter().filter(|o| o.0 != 201) {
         assert_error(outcome, 409, "enrollment_token_used");
     }
-    let workload_id = workload["workload_id"].as_str().unwrap();
-    assert_eq!(server.state.store.list_certificates(workload_id).await.unwrap().len(), 1);
+    let workload_id = WorkloadId::parse(workload["workload_id"].as_str().unwrap()).unwrap();
+    assert_eq!(server.state.store.list_certificates(&workload_id).await.unwrap().len(), 1);
     Arc::into_inner(server).unwrap().stop().await;
 }
 

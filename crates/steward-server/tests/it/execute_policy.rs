@@ -196,7 +196,7 @@ async fn burst_needing_approval(f: &Exec, servers: &[&common::TestServer]) {
     }
     assert_eq!(ids.len(), 1, "one approval for one descriptor: {ids:?}");
     let filter = ApprovalFilter {
-        tenant_ids: Some(vec![f.tenant.clone()]),
+        tenant_ids: Some(vec![steward_types::TenantId::parse(&f.tenant).unwrap()]),
         status: Some(ApprovalStatus::Pending),
         now: f.server.state.clock.now(),
     };

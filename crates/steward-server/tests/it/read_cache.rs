@@ -39,7 +39,7 @@ fn tenant(dpop_required: bool) -> TenantRecord {
 }
 
 async fn cached_dpop(cache: &ReadCache) -> bool {
-    cache.tenant("t_cache").await.unwrap().expect("the tenant exists").dpop_required
+    cache.tenant(&TenantId::parse("t_cache").unwrap()).await.unwrap().expect("the tenant exists").dpop_required
 }
 
 #[tokio::test]
@@ -102,10 +102,10 @@ async fn records_that_were_not_found_are_not_cached() {
     let i = instances().await;
     let cache = ReadCache::new(Arc::clone(&i.here));
     cache.poll().await.unwrap();
-    assert_eq!(cache.tenant("t_cache").await.unwrap(), None);
+    assert_eq!(cache.tenant(&TenantId::parse("t_cache").unwrap()).await.unwrap(), None);
     // Inserting does not move the counter, and must not need to: "not found" was never kept.
     let before = i.here.change_counter().await.unwrap();
     i.elsewhere.insert_tenant(&tenant(false)).await.unwrap();
     assert_eq!(i.here.change_counter().await.unwrap(), before);
-    assert!(cache.tenant("t_cache").await.unwrap().is_some());
+    assert!(cache.tenant(&TenantId::parse("t_cache").unwrap()).await.unwrap().is_some());
 }

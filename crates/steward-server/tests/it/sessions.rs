@@ -20,7 +20,7 @@ use http::Method;
 use serde_json::{Value, json};
 use steward_crypto::hash_token;
 use steward_store::governance::NewApproval;
-use steward_types::{ApprovalId, ManualClock, SharedClock};
+use steward_types::{ApprovalId, IntegrationId, ManualClock, SharedClock, TenantId, WorkloadId};
 
 /// Every event of `event_type` in the store, oldest first.
 async fn events(server: &TestServer, tenant: &str, event_type: &str) -> Vec<Value> {
@@ -406,9 +406,9 @@ async fn a_workload_reads_only_its_own_approvals() {
     let now = server.state.clock.now();
     let approval = NewApproval {
         approval_id: ApprovalId::generate(),
-        tenant_id: tenant_id.clone(),
-        workload_id: workload.workload_id.clone(),
-        integration_id: integration_id.clone(),
+        tenant_id: TenantId::parse(&tenant_id).unwrap(),
+        workload_id: WorkloadId::parse(&workload.workload_id).unwrap(),
+        integration_id: IntegrationId::parse(&integration_id).unwrap(),
         digest: "digest-1".into(),
         descriptor: json!({"tenant_id": tenant_id, "workload_id": workload.workload_id, "integration_id": integration_id,
             "template_id": "tpl_openai", "template_version": 1, "method": "POST",

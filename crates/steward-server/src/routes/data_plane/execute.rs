@@ -200,9 +200,9 @@ mod tests {
         let now = Timestamp::from_unix_seconds(1_700_000_000).unwrap();
         ApprovalRecord {
             approval_id: ApprovalId::parse("apr_unit").unwrap(),
-            tenant_id: "t_unit".into(),
-            workload_id: "w_unit".into(),
-            integration_id: "i_unit".into(),
+            tenant_id: steward_types::TenantId::parse("t_unit").unwrap(),
+            workload_id: steward_types::WorkloadId::parse("w_unit").unwrap(),
+            integration_id: steward_types::IntegrationId::parse("i_unit").unwrap(),
             digest: "d".into(),
             descriptor: json!({"action_group": "send", "risk_tier": "high", "method": "POST",
                 "canonical_url": "https://api.example.com/v1/send?x=1"}),
