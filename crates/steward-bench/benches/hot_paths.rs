@@ -31,8 +31,8 @@ use steward_store::{
     EnrollmentTokenRecord, SessionRecord, SqliteStore, SqliteSynchronous, Store, TenantRecord, WorkloadRecord,
 };
 use steward_types::{
-    Clock, EnrollmentTokenId, IntegrationId, SessionId, SharedClock, SigningKeyId, SystemClock, TenantId, Timestamp,
-    WorkloadId,
+    Clock, EnrollmentTokenId, IntegrationId, SessionId, SharedClock, SigningKeyId, SystemClock, TenantId,
+    Timestamp, WorkloadId,
 };
 use zeroize::Zeroizing;
 

@@ -187,7 +187,10 @@ pub trait CatalogStore: Send + Sync {
         secret: &NewSecretVersion,
     ) -> Result<CreateIntegrationOutcome, StoreError>;
 
-    async fn integration(&self, integration_id: &IntegrationId) -> Result<Option<IntegrationRecord>, StoreError>;
+    async fn integration(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Option<IntegrationRecord>, StoreError>;
 
     /// The integrations of these tenants (every tenant when `None`), in creation order.
     async fn list_integrations(
@@ -212,12 +215,19 @@ pub trait CatalogStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// The newest secret version whose ciphertext still exists, or `None`.
-    async fn current_secret(&self, integration_id: &IntegrationId) -> Result<Option<SecretVersionRecord>, StoreError>;
+    async fn current_secret(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Option<SecretVersionRecord>, StoreError>;
 
     /// Deletes an integration for good in one transaction: disabled, `deleted_at` set, and every
     /// envelope of its secret versions crypto-shredded (body wiped, `destroyed_at` set); rows are kept.
     /// `false` when it is missing or already deleted.
-    async fn delete_integration(&self, integration_id: &IntegrationId, now: Timestamp) -> Result<bool, StoreError>;
+    async fn delete_integration(
+        &self,
+        integration_id: &IntegrationId,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 
     // ----- policies -------------------------------------------------------------------------------
 

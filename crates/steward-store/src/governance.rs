@@ -12,7 +12,9 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use steward_types::{ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
+use steward_types::{
+    ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId,
+};
 
 use crate::audit::AuditEvent;
 use crate::{EnvelopeRecord, SigningKeyRecord, StoreError};

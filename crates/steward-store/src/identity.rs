@@ -226,7 +226,8 @@ pub trait IdentityStore: Send + Sync {
     ) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// The certificates of a workload, oldest first.
-    async fn list_certificates(&self, workload_id: &WorkloadId) -> Result<Vec<CertificateRecord>, StoreError>;
+    async fn list_certificates(&self, workload_id: &WorkloadId)
+    -> Result<Vec<CertificateRecord>, StoreError>;
 
     /// Revokes one certificate of a workload at `now` (an earlier revocation time is kept). Returns
     /// the certificate after the change, or `None` when the workload has no such certificate.
@@ -244,7 +245,11 @@ pub trait IdentityStore: Send + Sync {
     async fn session_by_hash(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Revokes every unrevoked session of a workload; returns how many.
-    async fn revoke_workload_sessions(&self, workload_id: &WorkloadId, now: Timestamp) -> Result<u64, StoreError>;
+    async fn revoke_workload_sessions(
+        &self,
+        workload_id: &WorkloadId,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
 
     /// How many sessions the workload created after `since` (exclusive), and the oldest of them.
     async fn recent_sessions(

@@ -58,7 +58,10 @@ pub enum StoreTokenOutcome {
 #[async_trait]
 pub trait OAuth2Store: Send + Sync {
     /// The integration's row, or `None` when no token was ever cached nor lease taken.
-    async fn oauth2_token_state(&self, integration_id: &IntegrationId) -> Result<Option<OAuth2TokenState>, StoreError>;
+    async fn oauth2_token_state(
+        &self,
+        integration_id: &IntegrationId,
+    ) -> Result<Option<OAuth2TokenState>, StoreError>;
 
     /// Takes the refresh lease until `until` when it is free, expired (`<= now`) or already `holder`'s.
     /// Returns whether `holder` holds it now.

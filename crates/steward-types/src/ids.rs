@@ -126,9 +126,7 @@ macro_rules! sqlx_text_id {
         where
             &'r str: sqlx::Decode<'r, DB>,
         {
-            fn decode(
-                value: <DB as sqlx::Database>::ValueRef<'r>,
-            ) -> Result<Self, sqlx::error::BoxDynError> {
+            fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
                 let text = <&'r str as sqlx::Decode<'r, DB>>::decode(value)?;
                 Ok(Self::parse(text)?)
             }

@@ -12,8 +12,8 @@ mod timestamp;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error_code::ErrorCode;
 pub use ids::{
-    ApprovalId, CheckpointId, EnrollmentTokenId, EventId, IdError, IntegrationId, PolicyId, RequestId, SessionId, SigningKeyId,
-    TenantId, TokenId, WorkloadId,
+    ApprovalId, CheckpointId, EnrollmentTokenId, EventId, IdError, IntegrationId, PolicyId, RequestId,
+    SessionId, SigningKeyId, TenantId, TokenId, WorkloadId,
 };
 pub use timestamp::Timestamp;
 

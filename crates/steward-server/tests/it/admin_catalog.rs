@@ -439,7 +439,12 @@ async fn integration_lifecycle_with_secret_versions_and_crypto_shredding() {
         .await;
     assert_eq!(rotated.status, 200, "{}", rotated.json());
     assert_eq!(rotated.json()["secret_version"], 2);
-    let current = state.store.current_secret(&steward_types::IntegrationId::parse(&id).unwrap()).await.unwrap().unwrap();
+    let current = state
+        .store
+        .current_secret(&steward_types::IntegrationId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((current.version, current.bound_hosts.clone()), (2, vec!["api.openai.com".to_owned()]));
     expect_error(
         &f.call(
@@ -460,7 +465,10 @@ async fn integration_lifecycle_with_secret_versions_and_crypto_shredding() {
     assert!(after["deleted_at"].is_string());
     // Crypto-shredded: both secret versions' ciphertexts are gone, the rows remain.
     assert_eq!(state.store.list_envelopes(None, 1000).await.unwrap().len(), envelopes_before);
-    assert_eq!(state.store.current_secret(&steward_types::IntegrationId::parse(&id).unwrap()).await.unwrap(), None);
+    assert_eq!(
+        state.store.current_secret(&steward_types::IntegrationId::parse(&id).unwrap()).await.unwrap(),
+        None
+    );
     expect_error(&f.call(&f.owner, Method::DELETE, &path, None).await, 404, "integration_not_found");
     expect_error(
         &f.call(&f.owner, Method::PATCH, &path, Some(json!({"enabled": true}))).await,
@@ -587,7 +595,14 @@ async fn secret_injection_and_oauth2_validation() {
     assert_eq!(created.status, 201, "{}", created.json());
     assert_eq!(created.json()["bound_hosts"], json!(["api.openai.com", "auth.example.com"]));
     let id = created.json()["integration_id"].as_str().unwrap().to_owned();
-    let secret = f.server.state.store.current_secret(&steward_types::IntegrationId::parse(&id).unwrap()).await.unwrap().unwrap();
+    let secret = f
+        .server
+        .state
+        .store
+        .current_secret(&steward_types::IntegrationId::parse(&id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(secret.secret_type, "oauth2_refresh_token");
     assert!(secret.client_secret.is_some());
     assert_eq!(secret.oauth2.unwrap()["auth_method"], "client_secret_basic");

@@ -174,7 +174,8 @@ async fn enroll_with_an_openssl_csr_then_mtls_and_renew() {
     // The renewed certificate works too, and carries the original enrollment time.
     let (_, third_csr) = p256(dir.path(), "third");
     assert_eq!(renew(&server, &renewed_cert, &new_key, &third_csr, None).await.0, 201);
-    let certificates = server.state.store.list_certificates(&WorkloadId::parse(&workload_id).unwrap()).await.unwrap();
+    let certificates =
+        server.state.store.list_certificates(&WorkloadId::parse(&workload_id).unwrap()).await.unwrap();
     assert_eq!(certificates.len(), 3);
     assert!(certificates.iter().all(|c| c.identity_started_at == certificates[0].identity_started_at));
 

@@ -147,8 +147,16 @@ impl Fixture {
     /// `access_token` on `server` for the integration's current secret version.
     async fn token_on(&self, server: &TestServer) -> Result<AccessToken, OAuthError> {
         let store = &server.state.store;
-        let integration = store.integration(&steward_types::IntegrationId::parse(&self.integration_id).unwrap()).await.unwrap().unwrap();
-        let secret = store.current_secret(&steward_types::IntegrationId::parse(&self.integration_id).unwrap()).await.unwrap().unwrap();
+        let integration = store
+            .integration(&steward_types::IntegrationId::parse(&self.integration_id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let secret = store
+            .current_secret(&steward_types::IntegrationId::parse(&self.integration_id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
         access_token(&server.state, &integration, &secret).await
     }
 
@@ -157,7 +165,14 @@ impl Fixture {
     }
 
     async fn secret_version(&self) -> u64 {
-        self.server.state.store.current_secret(&steward_types::IntegrationId::parse(&self.integration_id).unwrap()).await.unwrap().unwrap().version
+        self.server
+            .state
+            .store
+            .current_secret(&steward_types::IntegrationId::parse(&self.integration_id).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .version
     }
 
     /// `POST /v1/execute` of `GET /v1/messages` on `server`.
@@ -330,7 +345,14 @@ async fn a_rotated_refresh_token_is_stored_and_used_next_time() {
     let rotated = f.provider.issued()[1].clone();
     assert!(rotated.starts_with("rt-rotated-"));
     assert_eq!(f.secret_version().await, 2, "the rotated refresh token is a new secret version");
-    let secret = f.server.state.store.current_secret(&steward_types::IntegrationId::parse(&f.integration_id).unwrap()).await.unwrap().unwrap();
+    let secret = f
+        .server
+        .state
+        .store
+        .current_secret(&steward_types::IntegrationId::parse(&f.integration_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         secret.bound_hosts.contains(&TOKEN_HOST.to_owned())
             && secret.bound_hosts.contains(&API_HOST.to_owned())

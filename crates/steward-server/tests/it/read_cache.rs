@@ -39,7 +39,12 @@ fn tenant(dpop_required: bool) -> TenantRecord {
 }
 
 async fn cached_dpop(cache: &ReadCache) -> bool {
-    cache.tenant(&TenantId::parse("t_cache").unwrap()).await.unwrap().expect("the tenant exists").dpop_required
+    cache
+        .tenant(&TenantId::parse("t_cache").unwrap())
+        .await
+        .unwrap()
+        .expect("the tenant exists")
+        .dpop_required
 }
 
 #[tokio::test]

@@ -194,7 +194,11 @@ pub async fn integrations_carry_their_secret_versions_and_names_are_unique(h: Ha
     // A taken version number is a conflict.
     let taken = store.add_secret_version(&first.integration_id, &secret("c", 2, &["x"], false)).await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
-    assert!(!store.add_secret_version(&IntegrationId::parse("i_missing").unwrap(), &secret("d", 1, &["x"], false)).await?);
+    assert!(
+        !store
+            .add_secret_version(&IntegrationId::parse("i_missing").unwrap(), &secret("d", 1, &["x"], false))
+            .await?
+    );
 
     let listed = store.list_integrations(Some(&[TenantId::parse("t_one").unwrap()])).await?;
     assert_eq!(listed.len(), 1);
@@ -228,7 +232,10 @@ pub async fn patching_an_integration_keeps_its_secret_binding(h: Harness) -> any
         IntegrationPatch { template_version: Some(None), injection: Some(None), ..Default::default() };
     let unpinned = store.update_integration(id, &unpin, later).await?.unwrap();
     assert_eq!((unpinned.template_version, unpinned.injection, unpinned.enabled), (None, None, false));
-    assert_eq!(store.update_integration(&IntegrationId::parse("i_missing").unwrap(), &unpin, later).await?, None);
+    assert_eq!(
+        store.update_integration(&IntegrationId::parse("i_missing").unwrap(), &unpin, later).await?,
+        None
+    );
     Ok(())
 }
 
@@ -240,9 +247,7 @@ pub async fn deleting_an_integration_shreds_every_ciphertext_and_keeps_rows(
     let doomed = integration(&t, "doomed");
     let kept = integration(&t, "kept");
     store.create_integration(&doomed, &secret("doomed", 1, &["h"], false)).await?;
-    store
-        .add_secret_version(&doomed.integration_id, &secret("doomed", 2, &["h", "auth"], true))
-        .await?;
+    store.add_secret_version(&doomed.integration_id, &secret("doomed", 2, &["h", "auth"], true)).await?;
     store.create_integration(&kept, &secret("kept", 1, &["h"], false)).await?;
     assert_eq!(store.envelope_counts_by_kek().await?, BTreeMap::from([("k1".to_owned(), 4)]));
 
@@ -261,11 +266,7 @@ pub async fn deleting_an_integration_shreds_every_ciphertext_and_keeps_rows(
     assert!(!row.enabled);
     assert_eq!(row.secret_version, 2, "rows are kept");
     // A deleted integration takes no new secret and no patch.
-    assert!(
-        !store
-            .add_secret_version(&doomed.integration_id, &secret("doomed", 3, &["h"], false))
-            .await?
-    );
+    assert!(!store.add_secret_version(&doomed.integration_id, &secret("doomed", 3, &["h"], false)).await?);
     let enable = IntegrationPatch { enabled: Some(true), ..Default::default() };
     assert_eq!(store.update_integration(&doomed.integration_id, &enable, at).await?, None);
     // A re-wrap cannot resurrect a shredded envelope.
@@ -306,21 +307,26 @@ pub async fn policies_insert_list_and_disable(h: Harness) -> anyhow::Result<()> 
         store.list_policies(&PolicyFilter::default()).await?,
         vec![p1.clone(), p2.clone(), p3.clone()]
     );
-    let only_t1 = PolicyFilter { tenant_ids: Some(vec![TenantId::parse("t_one").unwrap()]), ..Default::default() };
+    let only_t1 =
+        PolicyFilter { tenant_ids: Some(vec![TenantId::parse("t_one").unwrap()]), ..Default::default() };
     assert_eq!(store.list_policies(&only_t1).await?, vec![p1.clone(), p2.clone()]);
-    let by_integration =
-        PolicyFilter { tenant_ids: None, integration_id: Some(i2.integration_id.clone()) };
+    let by_integration = PolicyFilter { tenant_ids: None, integration_id: Some(i2.integration_id.clone()) };
     assert_eq!(store.list_policies(&by_integration).await?, vec![p3.clone()]);
     let none = PolicyFilter { tenant_ids: Some(vec![]), ..Default::default() };
     assert!(store.list_policies(&none).await?.is_empty());
-    assert_eq!(store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?, vec![p1.clone()]);
+    assert_eq!(
+        store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?,
+        vec![p1.clone()]
+    );
 
     let at = t0().plus_seconds(50);
     assert!(store.disable_policy(&p1.policy_id, at).await?);
     assert!(!store.disable_policy(&p1.policy_id, at).await?);
     assert_eq!(store.policy(&p1.policy_id).await?.unwrap().disabled_at, Some(at));
     assert_eq!(store.list_policies(&only_t1).await?, vec![p2]);
-    assert!(store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?.is_empty());
+    assert!(
+        store.active_policies(&TenantId::parse("t_one").unwrap(), &i1.integration_id, "g1").await?.is_empty()
+    );
     Ok(())
 }
 

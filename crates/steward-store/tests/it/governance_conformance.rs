@@ -14,7 +14,9 @@ use steward_store::governance::{
     DecisionOutcome, NewApproval, NewPolicyRow, PendingApproval,
 };
 use steward_store::{SigningKeyRecord, Store, StoreError};
-use steward_types::{ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId};
+use steward_types::{
+    ApprovalId, IntegrationId, PolicyId, SigningKeyId, TenantId, Timestamp, TokenId, WorkloadId,
+};
 
 backend_suite!(
     approvals_insert_get_and_computed_status,
@@ -127,11 +129,23 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
 
     // The same digest finds the pending approval until it expires.
     let found = store
-        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &approval.digest, t0().plus_seconds(10))
+        .pending_approval_for_digest(
+            &ids("one").0,
+            &ids("one").1,
+            &ids("one").2,
+            &approval.digest,
+            t0().plus_seconds(10),
+        )
         .await?;
     assert_eq!(found.map(|a| a.approval_id), Some(approval.approval_id.clone()));
     let lapsed = store
-        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &approval.digest, t0().plus_seconds(300))
+        .pending_approval_for_digest(
+            &ids("one").0,
+            &ids("one").1,
+            &ids("one").2,
+            &approval.digest,
+            t0().plus_seconds(300),
+        )
         .await?;
     assert_eq!(lapsed, None);
 
@@ -142,7 +156,10 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
         t0().plus_seconds(300),
     );
     assert!(!store.decide_approval(&late).await?);
-    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_one").unwrap()).await?.as_deref(), Some("https://hooks.example/one"));
+    assert_eq!(
+        store.approval_webhook_url(&TenantId::parse("t_one").unwrap()).await?.as_deref(),
+        Some("https://hooks.example/one")
+    );
     assert_eq!(store.approval_webhook_url(&TenantId::parse("t_two").unwrap()).await?, None);
     assert_eq!(store.approval_webhook_url(&TenantId::parse("t_missing").unwrap()).await?, None);
     Ok(())
@@ -161,7 +178,8 @@ async fn approvals_list_filters_by_tenant_and_status(h: Harness) -> anyhow::Resu
     let list = |tenant_ids: Option<Vec<&str>>, status| {
         let store = Arc::clone(&store);
         let filter = ApprovalFilter {
-            tenant_ids: tenant_ids.map(|ids| ids.into_iter().map(|id| TenantId::parse(id).unwrap()).collect()),
+            tenant_ids: tenant_ids
+                .map(|ids| ids.into_iter().map(|id| TenantId::parse(id).unwrap()).collect()),
             status,
             now,
         };
@@ -228,7 +246,10 @@ async fn approvals_decide_once_rule_and_deny(h: Harness) -> anyhow::Result<()> {
     let denied = new_approval("one", t0(), 300);
     store.insert_approval(&denied).await?;
     let mut d = decision(&denied.approval_id, DecisionOutcome::Denied, now);
-    d.policy = Some(NewPolicyRow { integration_id: IntegrationId::parse("i_missing").unwrap(), ..policy_row("one", "deny", now) });
+    d.policy = Some(NewPolicyRow {
+        integration_id: IntegrationId::parse("i_missing").unwrap(),
+        ..policy_row("one", "deny", now)
+    });
     assert!(store.decide_approval(&d).await.is_err(), "a foreign key violation fails the decision");
     assert_eq!(
         store.get_approval(&denied.approval_id).await?.expect("approval").status_at(now),
@@ -251,8 +272,14 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     let now = t0().plus_seconds(1);
     let pending = new_approval("one", t0(), 300);
     store.insert_approval(&pending).await?;
-    assert!(store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), Some("typo"), now).await?);
-    assert!(!store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
+    assert!(
+        store
+            .cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), Some("typo"), now)
+            .await?
+    );
+    assert!(
+        !store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?
+    );
     assert_eq!(
         store.get_approval(&pending.approval_id).await?.expect("a").status_at(now),
         ApprovalStatus::Canceled
@@ -278,9 +305,19 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
         store.get_approval(&consumed.approval_id).await?.expect("a").status_at(now),
         ApprovalStatus::Executed
     );
-    assert!(!store.cancel_approval(&consumed.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?, "consumed");
     assert!(
-        !store.cancel_approval(&once.approval_id, &TokenId::parse("tok_op").unwrap(), None, now.plus_seconds(60)).await?,
+        !store.cancel_approval(&consumed.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?,
+        "consumed"
+    );
+    assert!(
+        !store
+            .cancel_approval(
+                &once.approval_id,
+                &TokenId::parse("tok_op").unwrap(),
+                None,
+                now.plus_seconds(60)
+            )
+            .await?,
         "expired"
     );
     assert!(store.cancel_approval(&once.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
@@ -370,7 +407,13 @@ async fn approvals_create_reuses_supersedes_and_follows_decisions(h: Harness) ->
     let old = store.get_approval(&first.approval_id).await?.expect("kept");
     assert_eq!(old.status_at(t0().plus_seconds(301)), ApprovalStatus::Expired);
     let found = store
-        .pending_approval_for_digest(&ids("one").0, &ids("one").1, &ids("one").2, &first.digest, t0().plus_seconds(301))
+        .pending_approval_for_digest(
+            &ids("one").0,
+            &ids("one").1,
+            &ids("one").2,
+            &first.digest,
+            t0().plus_seconds(301),
+        )
         .await?;
     assert_eq!(found.map(|a| a.approval_id), Some(later.approval_id.clone()));
     assert!(
@@ -570,9 +613,7 @@ async fn approved_once_presence_and_the_change_counter(h: Harness) -> anyhow::Re
     let store = h.store();
     let now = t0().plus_seconds(1);
     let has = async |tenant: &str, at: Timestamp| {
-        store
-            .has_approved_once(&ids(tenant).0, &ids(tenant).1, &ids(tenant).2, at)
-            .await
+        store.has_approved_once(&ids(tenant).0, &ids(tenant).1, &ids(tenant).2, at).await
     };
     let start = store.change_counter().await?;
     let once = new_approval("one", t0(), 300);

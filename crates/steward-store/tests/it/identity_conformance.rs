@@ -117,10 +117,7 @@ async fn admin_tokens_list_and_revoke(h: Harness) -> anyhow::Result<()> {
     assert_eq!(listed, vec![init.owner_token.clone(), admin.clone()]);
 
     let now = t0().plus_seconds(10);
-    assert_eq!(
-        store.revoke_admin_token(&admin.token_id, now).await?,
-        RevokeAdminTokenOutcome::Revoked
-    );
+    assert_eq!(store.revoke_admin_token(&admin.token_id, now).await?, RevokeAdminTokenOutcome::Revoked);
     // Revoking again changes nothing (the first revocation time stays).
     assert_eq!(
         store.revoke_admin_token(&admin.token_id, now.plus_seconds(5)).await?,
@@ -128,7 +125,10 @@ async fn admin_tokens_list_and_revoke(h: Harness) -> anyhow::Result<()> {
     );
     let got = store.admin_token_by_hash(&admin.token_hash).await?.expect("token");
     assert_eq!(got.revoked_at, Some(now));
-    assert_eq!(store.revoke_admin_token(&TokenId::parse("tok_missing").unwrap(), now).await?, RevokeAdminTokenOutcome::NotFound);
+    assert_eq!(
+        store.revoke_admin_token(&TokenId::parse("tok_missing").unwrap(), now).await?,
+        RevokeAdminTokenOutcome::NotFound
+    );
     Ok(())
 }
 
@@ -138,35 +138,20 @@ async fn last_owner_token_is_protected(h: Harness) -> anyhow::Result<()> {
     store.initialize_deployment(init.clone()).await?;
     let first = init.owner_token.clone();
     let now = t0().plus_seconds(10);
-    assert_eq!(
-        store.revoke_admin_token(&first.token_id, now).await?,
-        RevokeAdminTokenOutcome::LastOwner
-    );
+    assert_eq!(store.revoke_admin_token(&first.token_id, now).await?, RevokeAdminTokenOutcome::LastOwner);
 
     // An expired second owner does not count as active.
     let expired =
         AdminTokenRecord { expires_at: Some(t0().plus_seconds(5)), ..admin_token(2, AdminRole::Owner) };
     store.insert_admin_token(&expired).await?;
-    assert_eq!(
-        store.revoke_admin_token(&first.token_id, now).await?,
-        RevokeAdminTokenOutcome::LastOwner
-    );
+    assert_eq!(store.revoke_admin_token(&first.token_id, now).await?, RevokeAdminTokenOutcome::LastOwner);
     // Revoking the expired one is fine: it is not active.
-    assert_eq!(
-        store.revoke_admin_token(&expired.token_id, now).await?,
-        RevokeAdminTokenOutcome::Revoked
-    );
+    assert_eq!(store.revoke_admin_token(&expired.token_id, now).await?, RevokeAdminTokenOutcome::Revoked);
 
     let second = AdminTokenRecord { expires_at: None, ..admin_token(3, AdminRole::Owner) };
     store.insert_admin_token(&second).await?;
-    assert_eq!(
-        store.revoke_admin_token(&first.token_id, now).await?,
-        RevokeAdminTokenOutcome::Revoked
-    );
-    assert_eq!(
-        store.revoke_admin_token(&second.token_id, now).await?,
-        RevokeAdminTokenOutcome::LastOwner
-    );
+    assert_eq!(store.revoke_admin_token(&first.token_id, now).await?, RevokeAdminTokenOutcome::Revoked);
+    assert_eq!(store.revoke_admin_token(&second.token_id, now).await?, RevokeAdminTokenOutcome::LastOwner);
     assert!(store.admin_token_by_hash(&second.token_hash).await?.expect("second").revoked_at.is_none());
     Ok(())
 }
@@ -349,10 +334,7 @@ async fn certificates_list_lookup_and_revoke(h: Harness) -> anyhow::Result<()> {
     let second = CertificateRecord { issued_at: t0().plus_seconds(1), ..certificate(&workload, "0b") };
     store.record_certificate(None, &first, t0()).await?;
     store.record_certificate(None, &second, t0()).await?;
-    assert_eq!(
-        store.list_certificates(&workload.workload_id).await?,
-        vec![first.clone(), second.clone()]
-    );
+    assert_eq!(store.list_certificates(&workload.workload_id).await?, vec![first.clone(), second.clone()]);
     assert_eq!(store.certificate("0a").await?, Some(first.clone()));
     assert_eq!(store.certificate_by_thumbprint("thumb-0b").await?, Some(second.clone()));
     assert_eq!(store.certificate_by_thumbprint("nope").await?, None);

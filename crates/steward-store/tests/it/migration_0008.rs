@@ -106,7 +106,8 @@ async fn check(store: &dyn Store) -> anyhow::Result<()> {
     // The newest of the duplicates is the pending approval of its digest; the others were
     // superseded (still pending until they expire, as before), so the index holds.
     let at = Timestamp::from_unix_micros(NOW + 10_000_000)?;
-    let (tenant, workload, own) = (TenantId::parse("t_one")?, WorkloadId::parse("w_one")?, IntegrationId::parse("i_own")?);
+    let (tenant, workload, own) =
+        (TenantId::parse("t_one")?, WorkloadId::parse("w_one")?, IntegrationId::parse("i_own")?);
     let newest = store.pending_approval_for_digest(&tenant, &workload, &own, "d1", at).await?;
     assert_eq!(newest.map(|a| a.approval_id.to_string()), Some("apr_new".to_owned()));
     let attempt = |digest: &str| NewApproval {

@@ -166,7 +166,9 @@ async fn list_policies(
         Some(tenant) => {
             principal.require_tenant(&tenant)?;
             // An id that does not parse names no tenant: nothing matches it.
-            let Ok(tenant) = TenantId::parse(&tenant) else { return Ok(Json(PolicyList { policies: vec![] })) };
+            let Ok(tenant) = TenantId::parse(&tenant) else {
+                return Ok(Json(PolicyList { policies: vec![] }));
+            };
             Some(vec![tenant])
         }
         None if principal.role == AdminRole::Owner => None,
@@ -208,7 +210,9 @@ async fn delete_policy(
 ) -> Result<StatusCode, ApiError> {
     principal.require(roles::WRITE)?;
     let record = load(&state, &principal, &policy_id).await?;
-    if record.disabled_at.is_some() || !state.store.disable_policy(&record.policy_id, state.clock.now()).await? {
+    if record.disabled_at.is_some()
+        || !state.store.disable_policy(&record.policy_id, state.clock.now()).await?
+    {
         return Err(ApiError::new(
             ErrorCode::PolicyNotFound,
             format!("policy {policy_id} was already deleted"),

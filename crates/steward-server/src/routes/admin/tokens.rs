@@ -171,8 +171,9 @@ async fn check_tenants(
     let mut unique = BTreeSet::new();
     let mut tenant_ids = Vec::new();
     for (i, raw) in requested.iter().enumerate() {
-        let missing =
-            || ApiError::new(ErrorCode::ValidationFailed, format!("tenant_ids[{i}]: no tenant {raw:?} exists"));
+        let missing = || {
+            ApiError::new(ErrorCode::ValidationFailed, format!("tenant_ids[{i}]: no tenant {raw:?} exists"))
+        };
         // A malformed id is reported exactly like an unknown one.
         let tenant_id = TenantId::parse(raw).map_err(|_| missing())?;
         if state.store.tenant(&tenant_id).await?.is_none() {

@@ -60,9 +60,7 @@ pub async fn approval(
         .store
         .get_approval(&id)
         .await?
-        .filter(|r| {
-            r.tenant_id == principal.tenant_id && r.workload_id == principal.workload_id
-        })
+        .filter(|r| r.tenant_id == principal.tenant_id && r.workload_id == principal.workload_id)
         .ok_or_else(not_found)?;
     let view = WorkloadApprovalView {
         approval_id: record.approval_id.to_string(),

@@ -183,7 +183,8 @@ pub async fn sign(state: &AppState, mut manifest: Value) -> Result<Value, ApiErr
 /// One rule per enabled integration of the workload's tenant, in creation order. An integration whose
 /// template version is gone (it could not execute either) is left out and logged.
 async fn match_rules(state: &AppState, principal: &MtlsPrincipal) -> Result<Vec<Value>, ApiError> {
-    let integrations = state.store.list_integrations(Some(std::slice::from_ref(&principal.tenant_id))).await?;
+    let integrations =
+        state.store.list_integrations(Some(std::slice::from_ref(&principal.tenant_id))).await?;
     let mut rules = Vec::new();
     for integration in integrations.iter().filter(|i| i.enabled && i.deleted_at.is_none()) {
         let record = state

@@ -164,7 +164,9 @@ fn policy_row(
             .and_then(Value::as_str)
             .map(WorkloadId::parse)
             .transpose()
-            .map_err(|e| ApiError::internal(format!("approval {}: proposed_rule.scope.{e}", record.approval_id)))?,
+            .map_err(|e| {
+                ApiError::internal(format!("approval {}: proposed_rule.scope.{e}", record.approval_id))
+            })?,
         rule_type: rule.get("rule_type").and_then(Value::as_str).unwrap_or("allow").to_owned(),
         rule,
         created_at: now,

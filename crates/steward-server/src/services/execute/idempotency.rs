@@ -35,7 +35,12 @@ pub struct IdempotencyKey {
 }
 
 impl IdempotencyKey {
-    pub fn new(tenant_id: &TenantId, workload_id: &WorkloadId, integration_id: &IntegrationId, key: &str) -> Self {
+    pub fn new(
+        tenant_id: &TenantId,
+        workload_id: &WorkloadId,
+        integration_id: &IntegrationId,
+        key: &str,
+    ) -> Self {
         Self {
             scope: IdempotencyScope {
                 tenant_id: tenant_id.clone(),

@@ -88,10 +88,7 @@ pub async fn compile(
     canonical: &CanonicalRequest,
 ) -> Result<CompiledPolicySet, CompileError> {
     let d = canonical.descriptor();
-    let records = match state
-        .store
-        .active_policies(d.tenant_id(), d.integration_id(), d.action_group())
-        .await
+    let records = match state.store.active_policies(d.tenant_id(), d.integration_id(), d.action_group()).await
     {
         Ok(records) => records,
         Err(StoreError::Corrupt(detail)) => {
