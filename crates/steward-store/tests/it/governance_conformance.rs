@@ -62,9 +62,9 @@ fn proposed_rule(tenant: &str) -> serde_json::Value {
 /// The (tenant, workload, integration) ids `seed` creates for `tenant`.
 fn ids(tenant: &str) -> (TenantId, WorkloadId, IntegrationId) {
     (
-        TenantId::parse(&format!("t_{tenant}")).unwrap(),
-        WorkloadId::parse(&format!("w_{tenant}")).unwrap(),
-        IntegrationId::parse(&format!("i_{tenant}")).unwrap(),
+        TenantId::parse(&format!("t_{tenant}")).expect("a valid id"),
+        WorkloadId::parse(&format!("w_{tenant}")).expect("a valid id"),
+        IntegrationId::parse(&format!("i_{tenant}")).expect("a valid id"),
     )
 }
 
@@ -87,12 +87,12 @@ fn new_approval(tenant: &str, created_at: Timestamp, ttl_seconds: i64) -> NewApp
 fn policy_row(tenant: &str, rule_type: &str, now: Timestamp) -> NewPolicyRow {
     NewPolicyRow {
         policy_id: PolicyId::generate(),
-        tenant_id: TenantId::parse(&format!("t_{tenant}")).unwrap(),
-        integration_id: IntegrationId::parse(&format!("i_{tenant}")).unwrap(),
+        tenant_id: TenantId::parse(&format!("t_{tenant}")).expect("a valid id"),
+        integration_id: IntegrationId::parse(&format!("i_{tenant}")).expect("a valid id"),
         action_group: "openai_responses".into(),
         method: "POST".into(),
         host: "api.openai.com".into(),
-        workload_id: Some(WorkloadId::parse(&format!("w_{tenant}")).unwrap()),
+        workload_id: Some(WorkloadId::parse(&format!("w_{tenant}")).expect("a valid id")),
         rule_type: rule_type.into(),
         rule: proposed_rule(tenant),
         created_at: now,
@@ -104,7 +104,7 @@ fn decision(id: &ApprovalId, outcome: DecisionOutcome, at: Timestamp) -> Approva
         approval_id: id.clone(),
         outcome,
         policy: None,
-        decided_by: TokenId::parse("tok_admin").unwrap(),
+        decided_by: TokenId::parse("tok_admin").expect("a valid id"),
         reason: None,
         decided_at: at,
         expires_at: None,
@@ -117,7 +117,7 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
     let approval = new_approval("one", t0(), 300);
     store.insert_approval(&approval).await?;
     let got = store.get_approval(&approval.approval_id).await?.expect("inserted");
-    assert_eq!(got.tenant_id, TenantId::parse("t_one").unwrap());
+    assert_eq!(got.tenant_id, TenantId::parse("t_one").expect("a valid id"));
     assert_eq!(got.descriptor, approval.descriptor);
     assert_eq!(got.proposed_rule, approval.proposed_rule);
     assert_eq!(got.preview, approval.preview);
@@ -157,11 +157,11 @@ async fn approvals_insert_get_and_computed_status(h: Harness) -> anyhow::Result<
     );
     assert!(!store.decide_approval(&late).await?);
     assert_eq!(
-        store.approval_webhook_url(&TenantId::parse("t_one").unwrap()).await?.as_deref(),
+        store.approval_webhook_url(&TenantId::parse("t_one").expect("a valid id")).await?.as_deref(),
         Some("https://hooks.example/one")
     );
-    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_two").unwrap()).await?, None);
-    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_missing").unwrap()).await?, None);
+    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_two").expect("a valid id")).await?, None);
+    assert_eq!(store.approval_webhook_url(&TenantId::parse("t_missing").expect("a valid id")).await?, None);
     Ok(())
 }
 
@@ -179,7 +179,7 @@ async fn approvals_list_filters_by_tenant_and_status(h: Harness) -> anyhow::Resu
         let store = Arc::clone(&store);
         let filter = ApprovalFilter {
             tenant_ids: tenant_ids
-                .map(|ids| ids.into_iter().map(|id| TenantId::parse(id).unwrap()).collect()),
+                .map(|ids| ids.into_iter().map(|id| TenantId::parse(id).expect("a valid id")).collect()),
             status,
             now,
         };
@@ -247,7 +247,7 @@ async fn approvals_decide_once_rule_and_deny(h: Harness) -> anyhow::Result<()> {
     store.insert_approval(&denied).await?;
     let mut d = decision(&denied.approval_id, DecisionOutcome::Denied, now);
     d.policy = Some(NewPolicyRow {
-        integration_id: IntegrationId::parse("i_missing").unwrap(),
+        integration_id: IntegrationId::parse("i_missing").expect("a valid id"),
         ..policy_row("one", "deny", now)
     });
     assert!(store.decide_approval(&d).await.is_err(), "a foreign key violation fails the decision");
@@ -274,11 +274,18 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     store.insert_approval(&pending).await?;
     assert!(
         store
-            .cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), Some("typo"), now)
+            .cancel_approval(
+                &pending.approval_id,
+                &TokenId::parse("tok_op").expect("a valid id"),
+                Some("typo"),
+                now
+            )
             .await?
     );
     assert!(
-        !store.cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?
+        !store
+            .cancel_approval(&pending.approval_id, &TokenId::parse("tok_op").expect("a valid id"), None, now)
+            .await?
     );
     assert_eq!(
         store.get_approval(&pending.approval_id).await?.expect("a").status_at(now),
@@ -306,21 +313,27 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
         ApprovalStatus::Executed
     );
     assert!(
-        !store.cancel_approval(&consumed.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?,
+        !store
+            .cancel_approval(&consumed.approval_id, &TokenId::parse("tok_op").expect("a valid id"), None, now)
+            .await?,
         "consumed"
     );
     assert!(
         !store
             .cancel_approval(
                 &once.approval_id,
-                &TokenId::parse("tok_op").unwrap(),
+                &TokenId::parse("tok_op").expect("a valid id"),
                 None,
                 now.plus_seconds(60)
             )
             .await?,
         "expired"
     );
-    assert!(store.cancel_approval(&once.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
+    assert!(
+        store
+            .cancel_approval(&once.approval_id, &TokenId::parse("tok_op").expect("a valid id"), None, now)
+            .await?
+    );
 
     // A rule approval is never canceled or consumed.
     let rule = new_approval("one", t0(), 300);
@@ -328,7 +341,11 @@ async fn approvals_cancel_and_consume(h: Harness) -> anyhow::Result<()> {
     let mut d = decision(&rule.approval_id, DecisionOutcome::Approved(ApprovalMode::Rule), now);
     d.policy = Some(policy_row("one", "allow", now));
     assert!(store.decide_approval(&d).await?);
-    assert!(!store.cancel_approval(&rule.approval_id, &TokenId::parse("tok_op").unwrap(), None, now).await?);
+    assert!(
+        !store
+            .cancel_approval(&rule.approval_id, &TokenId::parse("tok_op").expect("a valid id"), None, now)
+            .await?
+    );
     assert!(!store.consume_approval(&rule.approval_id, now).await?);
     Ok(())
 }

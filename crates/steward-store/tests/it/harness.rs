@@ -137,7 +137,7 @@ pub fn admin_token(hash_byte: u8, role: AdminRole) -> AdminTokenRecord {
         tenant_ids: if role == AdminRole::Owner {
             vec![]
         } else {
-            vec![TenantId::parse("t_one").unwrap(), TenantId::parse("t_two").unwrap()]
+            vec![TenantId::parse("t_one").expect("a valid id"), TenantId::parse("t_two").expect("a valid id")]
         },
         token_hash: [hash_byte; 32],
         created_at: t0(),

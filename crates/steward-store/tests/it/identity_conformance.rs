@@ -126,7 +126,7 @@ async fn admin_tokens_list_and_revoke(h: Harness) -> anyhow::Result<()> {
     let got = store.admin_token_by_hash(&admin.token_hash).await?.expect("token");
     assert_eq!(got.revoked_at, Some(now));
     assert_eq!(
-        store.revoke_admin_token(&TokenId::parse("tok_missing").unwrap(), now).await?,
+        store.revoke_admin_token(&TokenId::parse("tok_missing").expect("a valid id"), now).await?,
         RevokeAdminTokenOutcome::NotFound
     );
     Ok(())
@@ -194,7 +194,7 @@ async fn tenants_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
     let other = TenantRecord { created_at: t0().plus_seconds(1), ..tenant("other") };
     store.insert_tenant(&other).await?;
     assert_eq!(store.tenant(&acme.tenant_id).await?, Some(acme.clone()));
-    assert_eq!(store.tenant(&TenantId::parse("t_missing").unwrap()).await?, None);
+    assert_eq!(store.tenant(&TenantId::parse("t_missing").expect("a valid id")).await?, None);
     assert_eq!(store.list_tenants().await?, vec![acme.clone(), other.clone()]);
 
     let duplicate = tenant("acme");
@@ -219,7 +219,7 @@ async fn workloads_insert_get_list_update(h: Harness) -> anyhow::Result<()> {
     let store = h.store();
     let (acme, first) = with_workload(&store).await?;
     assert_eq!(store.workload(&first.workload_id).await?, Some(first.clone()));
-    assert_eq!(store.workload(&WorkloadId::parse("w_missing").unwrap()).await?, None);
+    assert_eq!(store.workload(&WorkloadId::parse("w_missing").expect("a valid id")).await?, None);
 
     let duplicate = workload(&acme, "agent-1");
     let result = store.insert_workload(&duplicate, &enrollment_token(&duplicate, 2, t0())).await;
@@ -388,7 +388,7 @@ async fn delete_workload_revokes_everything_and_keeps_rows(h: Harness) -> anyhow
     assert!(!store.issue_enrollment_token(&enrollment_token(&workload, 13, now)).await?);
     assert!(store.delete_workload(&workload.workload_id, now.plus_seconds(5)).await?);
     assert_eq!(store.workload(&workload.workload_id).await?, Some(deleted));
-    assert!(!store.delete_workload(&WorkloadId::parse("w_missing").unwrap(), now).await?);
+    assert!(!store.delete_workload(&WorkloadId::parse("w_missing").expect("a valid id"), now).await?);
     Ok(())
 }
 
