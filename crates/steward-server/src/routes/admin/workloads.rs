@@ -16,9 +16,8 @@ use super::identity_common::{WorkloadView, known_tenant, rfc3339, validate_name,
 use super::{Admin, AdminPrincipal, record_admin_action, roles};
 use crate::http::{ApiError, DeferredBody, RequestContext};
 use crate::services::AppState;
+use crate::services::identity::enrollment::ENROLLMENT_TOKEN_PREFIX;
 use crate::services::identity::ip_allowlist;
-
-pub const ENROLLMENT_TOKEN_PREFIX: &str = "stw_enr_";
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -23,12 +23,12 @@ use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
 use steward_types::{ErrorCode, Timestamp};
 
 use super::MtlsPrincipal;
-use super::dpop_check;
 use super::session_auth::{ManifestReadScope, SessionPrincipal, SessionRejection, path_param};
 use crate::http::{ApiError, LogFields, RequestContext};
 use crate::routes::admin::ErrorBody;
 use crate::services::AppState;
 use crate::services::audit::is_decision;
+use crate::services::identity::dpop;
 use crate::services::keys::ActiveKeyError;
 
 /// The `typ` of a manifest JWS.
@@ -149,7 +149,7 @@ async fn manifest_for(
     let now = state.clock.now();
     let issued_at = Timestamp::from_unix_seconds(now.unix_seconds()).unwrap_or(now);
     let expires_at = issued_at.plus_seconds(i64::from(state.config.manifest.ttl_seconds));
-    let origin = dpop_check::expected_htu(state, "")?;
+    let origin = dpop::expected_htu(state, "")?;
     let manifest = json!({
         "manifest_version": MANIFEST_VERSION,
         "workload_id": principal.workload_id.as_str(),

@@ -1,10 +1,9 @@
 //! Workload-facing routes of the data plane: enrollment and renewal, sessions, manifests, the
 //! manifest keyset and approval polling; the mTLS principal extractor ([`MtlsPrincipal`]) every
 //! identified route uses, the session extractor ([`SessionPrincipal`]) of the routes that need a
-//! session, and DPoP at the edge ([`dpop_check`]).
+//! session. The checks themselves are [`crate::services::identity`].
 
 pub mod approvals;
-pub mod dpop_check;
 mod enroll;
 pub mod execute;
 pub mod forward;

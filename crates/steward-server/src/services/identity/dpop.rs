@@ -1,4 +1,4 @@
-//! DPoP at the HTTP edge (`spec/data-plane.md`, "DPoP proof verification"): the expected `htu`, the
+//! DPoP for data-plane requests (`spec/data-plane.md`, "DPoP proof verification"): the expected `htu`, the
 //! proof verification of `steward-crypto` fed with this request and this process's clock, the replay
 //! check through the coordination service (always the caller's last step), the `WWW-Authenticate`
 //! challenges and the failure metrics.
@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use steward_crypto::dpop::DPOP_SIGNING_ALGS;
 use steward_crypto::{DpopError, DpopExpectations, VerifiedProof, verify_dpop_proof};
 use steward_types::ErrorCode;
