@@ -14,8 +14,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::workload::{
-    Workload, bound_session, call, code, create_session, dpop_proof, enrolled, htu, jti, manifest_path, now,
-    owner, session_token, tenant, with_session,
+    Workload, bound_session, call, code, dpop_proof, enrolled, manifest_path, owner, session_token, tenant,
+    with_session,
 };
 use common::{TestServer, free_port_env};
 use http::Method;

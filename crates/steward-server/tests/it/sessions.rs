@@ -12,8 +12,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::workload::{
-    INVALID_PROOF, call, challenge, code, create_session, enrolled, manifest_path,
-    openai_integration, owner, second_certificate, session_token, tenant, with_session,
+    INVALID_PROOF, call, challenge, code, create_session, enrolled, manifest_path, openai_integration, owner,
+    second_certificate, session_token, tenant, with_session,
 };
 use common::{TestServer, free_port_env};
 use http::Method;
