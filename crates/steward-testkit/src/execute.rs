@@ -86,10 +86,10 @@ pub fn policy_rule(
         },
     });
     if let Value::Object(mut extra) = extra {
-        if let Some(Value::Object(scope)) = extra.remove("scope") {
-            if let Some(rule_scope) = rule["scope"].as_object_mut() {
-                rule_scope.extend(scope);
-            }
+        if let Some(Value::Object(scope)) = extra.remove("scope")
+            && let Some(rule_scope) = rule["scope"].as_object_mut()
+        {
+            rule_scope.extend(scope);
         }
         if let Some(rule) = rule.as_object_mut() {
             rule.extend(extra);
