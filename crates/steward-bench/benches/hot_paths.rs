@@ -30,6 +30,7 @@ use steward_store::audit::{
 use steward_store::{
     EnrollmentTokenRecord, SessionRecord, SqliteStore, SqliteSynchronous, Store, TenantRecord, WorkloadRecord,
 };
+use steward_testkit::templates::{self, group};
 use steward_types::{
     Clock, EnrollmentTokenId, IntegrationId, SessionId, SharedClock, SigningKeyId, SystemClock, TenantId,
     Timestamp, WorkloadId,
@@ -47,19 +48,18 @@ fn now() -> Timestamp {
 }
 
 fn bench_template() -> Template {
-    Template::from_json(&json!({
-        "template_id": "tpl_bench", "version": 1, "provider": "bench", "description": "bench",
-        "allowed_schemes": ["https"], "allowed_ports": [8443], "allowed_hosts": ["bench.upstream.test"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [{
-            "group_id": "bench_echo", "risk_tier": "low", "approval_mode": "none",
-            "methods": ["POST"], "path_patterns": ["^/v1/echo$"], "query_allowlist": [],
-            "header_forward_allowlist": ["content-type"],
-            "response_header_allowlist": ["content-type", "x-request-id"],
-            "body_policy": {"max_bytes": 1048576, "content_types": ["application/json"]}
-        }]
-    }))
-    .unwrap()
+    let template = templates::template("tpl_bench", "bench")
+        .description("bench")
+        .port(8443)
+        .hosts(&["bench.upstream.test"])
+        .group(
+            group("bench_echo", &["POST"], &["^/v1/echo$"])
+                .headers(&["content-type"])
+                .response_headers(&["content-type", "x-request-id"])
+                .json_body(1_048_576),
+        )
+        .build();
+    Template::from_json(&template).unwrap()
 }
 
 /// A typical execute request: POST with a 1 KiB JSON body, one forwarded header.

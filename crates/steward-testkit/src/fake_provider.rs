@@ -32,14 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -169,19 +167,7 @@ impl FakeProvider {
     /// can try another address.
     pub async fn start_on(addr: SocketAddr, openai_key: &str, anthropic_key: &str) -> Result<Self> {
         let ca = TestCa::new("fake LLM provider CA")?;
-        let leaf = ca.server_cert(&PROVIDER_HOSTS)?;
-        let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("fake provider certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).context("fake provider key")?;
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = ca.server_cert(&PROVIDER_HOSTS)?.acceptor(&[b"h2", b"http/1.1"])?;
         let dir = tempfile::tempdir()?;
         let ca_file = dir.path().join("fake-provider-ca.pem");
         std::fs::write(&ca_file, &ca.cert_pem)?;

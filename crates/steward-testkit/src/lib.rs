@@ -1,7 +1,8 @@
 //! Test fixtures shared by every crate's tests: private PostgreSQL databases and Redis key prefixes on
 //! the machine's local services, private `redis-server` and PostgreSQL clusters for fault tests, a
 //! test PKI generated at test time (no committed private keys), a recording, scriptable HTTPS upstream, a UDP
-//! DNS responder, a small HTTP(S) test client and free loopback ports.
+//! DNS responder, a small HTTP(S) test client, free loopback ports, and the JSON of templates and execute
+//! fixtures ([`templates`], [`execute`]).
 //!
 //! Dev-dependency only: nothing here may be used by production code. Tests read
 //! `STEWARD_TEST_POSTGRES_URL` and `STEWARD_TEST_REDIS_URL` (defaults: the local services) and fail,
@@ -9,11 +10,13 @@
 
 pub mod clients;
 pub mod dns;
+pub mod execute;
 pub mod fake_provider;
 pub mod faults;
 pub mod http_client;
 pub mod pki;
 mod services;
+pub mod templates;
 pub mod upstream;
 
 pub use faults::{PrivatePostgres, PrivateRedis};

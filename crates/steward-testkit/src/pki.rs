@@ -50,6 +50,28 @@ impl TestCa {
     }
 }
 
+impl TestLeaf {
+    /// A rustls acceptor serving this certificate (aws-lc-rs, safe default versions, no client
+    /// authentication) and offering `alpn` (e.g. `h2`, `http/1.1`; empty: no ALPN).
+    pub fn acceptor(&self, alpn: &[&[u8]]) -> Result<tokio_rustls::TlsAcceptor> {
+        use anyhow::Context as _;
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .context("server certificate")?;
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).context("server key")?;
+        let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)))
+    }
+}
+
 /// A fresh P-256 key for a workload: `(private key PEM, SubjectPublicKeyInfo DER)`, as a workload
 /// would make before asking Steward for a certificate.
 pub fn workload_key() -> Result<(String, Vec<u8>)> {

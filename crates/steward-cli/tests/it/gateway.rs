@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{Value, json};
 use steward_testkit::http_client::{TestResponse, request};
+use steward_testkit::templates::{self, group, items_write};
 
 use crate::common::*;
 
@@ -35,20 +36,18 @@ async fn add_integration(fixture: &WorkloadFixture, name: &str, provider: &str, 
 
 /// A tenant template with the upstream's two host names on `port`.
 fn template(tenant: &str, id: &str, hosts: &[&str], port: u16) -> Value {
-    json!({
-        "template_id": id, "tenant_id": tenant, "version": 1, "provider": "cli",
-        "allowed_schemes": ["https"], "allowed_ports": [port], "allowed_hosts": hosts,
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {"group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET"],
-             "path_patterns": ["^/v1/items(/.*)?$"], "query_allowlist": ["q"],
-             "header_forward_allowlist": ["accept", "x-trace"],
-             "constraints": {"allow_encoded_slashes": true}},
-            {"group_id": "items_write", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
-             "path_patterns": ["^/v1/items$"], "header_forward_allowlist": ["content-type"],
-             "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]}}
-        ]
-    })
+    templates::template(id, "cli")
+        .tenant(tenant)
+        .port(port)
+        .hosts(hosts)
+        .group(
+            group("items_read", &["GET"], &["^/v1/items(/.*)?$"])
+                .query(&["q"])
+                .headers(&["accept", "x-trace"])
+                .constraints(json!({"allow_encoded_slashes": true})),
+        )
+        .group(items_write())
+        .build()
 }
 
 /// A `steward gateway` process with `--print-env`; stdout and stderr go to files.

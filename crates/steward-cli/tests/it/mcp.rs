@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde_json::{Value, json};
 use steward_testkit::TestUpstream;
+use steward_testkit::templates::{self, group, items_read, items_write};
 
 use crate::common;
 use common::admin_api as admin;
@@ -61,21 +62,13 @@ struct Fixture {
 }
 
 fn template(tenant: &str, port: u16) -> Value {
-    json!({
-        "template_id": "tpl_mcp_shop", "tenant_id": tenant, "version": 1, "provider": "shop",
-        "allowed_schemes": ["https"], "allowed_ports": [port], "allowed_hosts": ["api.example.test"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {"group_id": "items_read", "description": "List the shop's items.", "risk_tier": "low",
-             "approval_mode": "none", "methods": ["GET"], "path_patterns": ["^/v1/items$"],
-             "query_allowlist": ["q"], "header_forward_allowlist": ["accept"]},
-            {"group_id": "items_write", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
-             "path_patterns": ["^/v1/items$"], "header_forward_allowlist": ["content-type"],
-             "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]}},
-            {"group_id": "items_delete", "risk_tier": "medium", "approval_mode": "none", "methods": ["DELETE"],
-             "path_patterns": ["^/v1/items/[0-9]+$"]}
-        ]
-    })
+    templates::template("tpl_mcp_shop", "shop")
+        .tenant(tenant)
+        .port(port)
+        .group(items_read().description("List the shop's items.").query(&["q"]).headers(&["accept"]))
+        .group(items_write())
+        .group(group("items_delete", &["DELETE"], &["^/v1/items/[0-9]+$"]).risk("medium"))
+        .build()
 }
 
 async fn fixture() -> Fixture {

@@ -7,6 +7,7 @@ use common::admin_api as admin;
 use common::*;
 use http::Method;
 use serde_json::{Value, json};
+use steward_testkit::templates::{self, items_read, items_write};
 
 #[tokio::test]
 async fn enroll_then_manifest_with_and_without_dpop() {
@@ -70,18 +71,12 @@ async fn enroll_then_manifest_with_and_without_dpop() {
 }
 
 fn call_template(tenant: &str, port: u16) -> Value {
-    json!({
-        "template_id": "tpl_cli", "tenant_id": tenant, "version": 1, "provider": "cli",
-        "allowed_schemes": ["https"], "allowed_ports": [port], "allowed_hosts": ["api.example.test"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {"group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET"],
-             "path_patterns": ["^/v1/items$"], "query_allowlist": ["q"], "header_forward_allowlist": ["accept"]},
-            {"group_id": "items_write", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
-             "path_patterns": ["^/v1/items$"], "header_forward_allowlist": ["content-type"],
-             "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]}}
-        ]
-    })
+    templates::template("tpl_cli", "cli")
+        .tenant(tenant)
+        .port(port)
+        .group(items_read().query(&["q"]).headers(&["accept"]))
+        .group(items_write())
+        .build()
 }
 
 // Multi-threaded: the test blocks on the CLI processes while the upstream, on this runtime, answers.

@@ -8,6 +8,7 @@ use crate::support;
 use serde_json::json;
 use steward_canon::{CanonContext, ExecuteRequest, HeaderField, Injection, Method, Template, canonicalize};
 use steward_egress::{OutgoingRequest, Scrubber, guard};
+use steward_testkit::templates::{self, group};
 use steward_testkit::upstream::{ReceivedRequest, Reply, TestUpstream};
 use steward_types::{IntegrationId, TenantId, WorkloadId};
 
@@ -24,28 +25,21 @@ async fn canonical_request_to_scrubbed_outcome() {
     let upstream = TestUpstream::start().await.unwrap();
     upstream.respond_with(echo);
     let port = upstream.addr.port();
-    let template = Template::from_json(&json!({
-        "template_id": "tpl_echo",
-        "version": 1,
-        "provider": "echo",
-        "description": "local echo",
-        "allowed_schemes": ["https"],
-        "allowed_ports": [port],
-        "allowed_hosts": ["127.0.0.1"],
-        "redirect_policy": {"mode": "deny"},
-        "default_injection": {"type": "header", "name": "x-api-key", "format": "{secret}"},
-        "path_groups": [{
-            "group_id": "items",
-            "risk_tier": "low",
-            "approval_mode": "none",
-            "methods": ["POST"],
-            "path_patterns": ["^/v1/items$"],
-            "query_allowlist": ["limit"],
-            "header_forward_allowlist": ["content-type", "x-request-id"],
-            "response_header_allowlist": ["content-type", "x-echo", "set-cookie"],
-            "body_policy": {"max_bytes": 1024, "content_types": ["application/json"]}
-        }]
-    }))
+    let template = Template::from_json(
+        &templates::template("tpl_echo", "echo")
+            .description("local echo")
+            .port(port)
+            .hosts(&["127.0.0.1"])
+            .default_injection(json!({"type": "header", "name": "x-api-key", "format": "{secret}"}))
+            .group(
+                group("items", &["POST"], &["^/v1/items$"])
+                    .query(&["limit"])
+                    .headers(&["content-type", "x-request-id"])
+                    .response_headers(&["content-type", "x-echo", "set-cookie"])
+                    .json_body(1024),
+            )
+            .build(),
+    )
     .unwrap();
     let ctx = CanonContext::new(
         TenantId::parse("t_acme").unwrap(),

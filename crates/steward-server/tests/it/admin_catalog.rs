@@ -11,6 +11,7 @@ use common::TestServer;
 use http::Method;
 use serde_json::{Value, json};
 use steward_testkit::http_client::TestResponse;
+use steward_testkit::templates::{self, group};
 
 /// A server with two tenants and tokens of every role for tenant A.
 struct Fixture {
@@ -84,24 +85,11 @@ fn expect_error(response: &TestResponse, status: u16, code: &str) {
 }
 
 fn template(id: &str, version: u64, provider: &str) -> Value {
-    json!({
-        "template_id": id,
-        "version": version,
-        "provider": provider,
-        "allowed_schemes": ["https"],
-        "allowed_ports": [443],
-        "allowed_hosts": ["api.example.com"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [{
-            "group_id": "items_read",
-            "risk_tier": "low",
-            "approval_mode": "none",
-            "methods": ["GET"],
-            "path_patterns": ["^/v1/items$"],
-            "query_allowlist": [],
-            "header_forward_allowlist": ["accept"]
-        }]
-    })
+    templates::template(id, provider)
+        .version(version)
+        .hosts(&["api.example.com"])
+        .group(group("items_read", &["GET"], &["^/v1/items$"]).headers(&["accept"]))
+        .build()
 }
 
 #[tokio::test]

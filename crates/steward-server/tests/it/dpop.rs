@@ -15,8 +15,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::workload::{
-    INVALID_PROOF, RawEcKey, Workload, call, challenge, code, compact, create_session, enrolled, htu, jti,
-    now, owner, session_token, tenant, with_session,
+    INVALID_PROOF, RawEcKey, Workload, bound_session, call, challenge, code, compact, create_session,
+    dpop_proof, enrolled, htu, jti, manifest_path, now, openai_integration, owner, session_token, tenant,
+    with_session,
 };
 use common::{TestServer, free_port_env};
 use http::Method;
@@ -24,34 +25,17 @@ use serde_json::{Value, json};
 use steward_crypto::{DpopAlg, DpopKey, access_token_hash};
 use steward_types::{ManualClock, SharedClock};
 
-async fn openai_integration(server: &TestServer, tenant: &str) {
-    let body = json!({"name": format!("openai-{}", uuid::Uuid::new_v4().simple()), "provider": "openai",
-        "template_id": "tpl_openai", "secret": {"type": "api_key", "value": "sk-test-dpop-000001"}});
-    let (status, created) =
-        owner(server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-}
+/// The API key of the OpenAI integrations.
+const OPENAI_SECRET: &str = "sk-test-dpop-000001";
 
 /// A proof for `POST /v1/session` now.
 fn session_proof(server: &TestServer, key: &DpopKey) -> String {
-    key.proof("POST", &htu(server, "/v1/session"), now(server), &jti(), None).unwrap()
-}
-
-fn manifest_path(workload: &Workload) -> String {
-    format!("/v1/workloads/{}/manifest", workload.workload_id)
+    dpop_proof(server, key, "POST", "/v1/session", None)
 }
 
 /// A GET of the manifest with a bound session and a fresh proof for it.
 fn manifest_proof(server: &TestServer, key: &DpopKey, workload: &Workload, token: &str) -> String {
-    key.proof("GET", &htu(server, &manifest_path(workload)), now(server), &jti(), Some(token)).unwrap()
-}
-
-/// A bound session: `(token, dpop_jkt)`.
-async fn bound_session(server: &TestServer, workload: &Workload, key: &DpopKey) -> (String, String) {
-    let response = create_session(server, workload, Some(&session_proof(server, key)), "").await;
-    assert_eq!(response.status, 200, "{}", response.json());
-    let body = response.json();
-    (body["session_token"].as_str().unwrap().to_owned(), body["dpop_jkt"].as_str().unwrap().to_owned())
+    dpop_proof(server, key, "GET", &manifest_path(workload), Some(token))
 }
 
 fn assert_dpop_refusal(response: &steward_testkit::http_client::TestResponse, expected: &str, case: &str) {
@@ -306,7 +290,7 @@ async fn bound_sessions_need_a_proof_with_ath_from_their_key() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::init_and_start(dir.path()).await;
     let tenant_id = tenant(&server, false).await;
-    openai_integration(&server, &tenant_id).await;
+    openai_integration(&server, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let path = manifest_path(&workload);
     let url = htu(&server, &path);
@@ -334,11 +318,11 @@ async fn bound_sessions_need_a_proof_with_ath_from_their_key() {
     let response = with_session(&server, &workload, Method::GET, &path, "DPoP", &token, None).await;
     assert_dpop_refusal(&response, "dpop_missing", "no proof");
     // No ath; a wrong ath (another token's); a proof from another key.
-    let no_ath = key.proof("GET", &url, now(&server), &jti(), None).unwrap();
+    let no_ath = dpop_proof(&server, &key, "GET", &path, None);
     let response = with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&no_ath)).await;
     assert_dpop_refusal(&response, "dpop_ath_missing", "no ath");
     let other_token = session_token(&server, &workload, None).await;
-    let wrong_ath = key.proof("GET", &url, now(&server), &jti(), Some(&other_token)).unwrap();
+    let wrong_ath = dpop_proof(&server, &key, "GET", &path, Some(&other_token));
     let response =
         with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&wrong_ath)).await;
     assert_dpop_refusal(&response, "dpop_ath_mismatch", "wrong ath");
@@ -355,12 +339,11 @@ async fn bound_sessions_need_a_proof_with_ath_from_their_key() {
     let response = with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&stolen)).await;
     assert_dpop_refusal(&response, "dpop_jkt_mismatch", "another key");
     // The proof must be for this request: method and URL.
-    let post_proof = key.proof("POST", &url, now(&server), &jti(), Some(&token)).unwrap();
+    let post_proof = dpop_proof(&server, &key, "POST", &path, Some(&token));
     let response =
         with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&post_proof)).await;
     assert_dpop_refusal(&response, "dpop_method_mismatch", "method");
-    let session_url =
-        key.proof("GET", &htu(&server, "/v1/session"), now(&server), &jti(), Some(&token)).unwrap();
+    let session_url = dpop_proof(&server, &key, "GET", "/v1/session", Some(&token));
     let response =
         with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&session_url)).await;
     assert_dpop_refusal(&response, "dpop_htu_mismatch", "path");
@@ -477,7 +460,7 @@ async fn a_proof_is_used_once_across_two_instances_sharing_postgres_and_redis() 
     assert!(first.state.coord.is_shared() && second.state.coord.is_shared());
 
     let tenant_id = tenant(&first, false).await;
-    openai_integration(&first, &tenant_id).await;
+    openai_integration(&first, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&first, &tenant_id, json!({})).await;
     let key = DpopKey::generate_ed25519().unwrap();
 

@@ -20,10 +20,10 @@ use steward_store::governance::{AuditFilter, AuditOrder};
 use tokio::sync::Notify;
 
 use self::client::{Streaming, open};
-use crate::common::workload::{
-    Workload, create_session, enrolled, htu, jti, now, owner, session_token, tenant,
-};
+use crate::common::workload::{Workload, bound_session, dpop_proof, enrolled, owner, session_token, tenant};
 use crate::common::{TestServer, free_port_env, install_crypto_provider};
+use steward_testkit::execute::{self, API_HOST};
+use steward_testkit::templates::{self, group};
 use steward_testkit::upstream::{Reply, Step, TestUpstream, send};
 
 /// The integration secret of every fixture.
@@ -42,51 +42,40 @@ struct Fwd {
 }
 
 fn template(tenant: &str, port: u16) -> Value {
-    let json_body = json!({"max_bytes": 1_048_576, "content_types": ["application/json"]});
-    json!({
-        "template_id": "tpl_fwd",
-        "tenant_id": tenant,
-        "version": 1,
-        "provider": "openai",
-        "allowed_schemes": ["https"],
-        "allowed_ports": [port],
-        "allowed_hosts": ["api.example.test"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {
-                "group_id": "chat", "risk_tier": "low", "approval_mode": "none", "methods": ["POST"],
-                "path_patterns": ["^/v1/chat/completions$"], "query_allowlist": [],
-                "header_forward_allowlist": ["content-type", "accept", "x-trace", "openai-beta"],
-                "response_header_allowlist": ["content-type", "x-request-id", "content-length", "set-cookie"],
-                "body_policy": json_body,
-            },
-            {
-                "group_id": "items_read", "risk_tier": "low", "approval_mode": "none", "methods": ["GET", "HEAD"],
-                "path_patterns": ["^/v1/items(/[^/]+)?$"], "query_allowlist": ["q", "limit"],
-                "header_forward_allowlist": ["accept"],
-                "response_header_allowlist": ["content-type"],
-                "constraints": {"allow_encoded_slashes": true},
-            },
-            {
-                "group_id": "items_delete", "risk_tier": "high", "approval_mode": "none", "methods": ["DELETE"],
-                "path_patterns": ["^/v1/items/[^/]+$"], "query_allowlist": [],
-                "header_forward_allowlist": [],
-            },
-            {
-                "group_id": "send", "risk_tier": "high", "approval_mode": "required", "methods": ["POST"],
-                "path_patterns": ["^/v1/send$"], "query_allowlist": [],
-                "header_forward_allowlist": ["content-type"],
-                "body_policy": json_body, "approval_preview": ["/to"],
-            },
-            {
-                "group_id": "mcp", "risk_tier": "medium", "approval_mode": "none", "methods": ["POST"],
-                "path_patterns": ["^/mcp$"], "query_allowlist": [],
-                "header_forward_allowlist": ["content-type", "accept", "mcp-session-id"],
-                "response_header_allowlist": ["content-type", "mcp-session-id"],
-                "body_policy": json_body,
-            },
-        ]
-    })
+    const JSON_BODY: u64 = 1_048_576;
+    templates::template("tpl_fwd", "openai")
+        .tenant(tenant)
+        .port(port)
+        .group(
+            group("chat", &["POST"], &["^/v1/chat/completions$"])
+                .headers(&["content-type", "accept", "x-trace", "openai-beta"])
+                .response_headers(&["content-type", "x-request-id", "content-length", "set-cookie"])
+                .json_body(JSON_BODY),
+        )
+        .group(
+            group("items_read", &["GET", "HEAD"], &["^/v1/items(/[^/]+)?$"])
+                .query(&["q", "limit"])
+                .headers(&["accept"])
+                .response_headers(&["content-type"])
+                .constraints(json!({"allow_encoded_slashes": true})),
+        )
+        .group(group("items_delete", &["DELETE"], &["^/v1/items/[^/]+$"]).risk("high"))
+        .group(
+            group("send", &["POST"], &["^/v1/send$"])
+                .risk("high")
+                .approval_required()
+                .headers(&["content-type"])
+                .json_body(JSON_BODY)
+                .preview(&["/to"]),
+        )
+        .group(
+            group("mcp", &["POST"], &["^/mcp$"])
+                .risk("medium")
+                .headers(&["content-type", "accept", "mcp-session-id"])
+                .response_headers(&["content-type", "mcp-session-id"])
+                .json_body(JSON_BODY),
+        )
+        .build()
 }
 
 impl Fwd {
@@ -101,12 +90,7 @@ impl Fwd {
         let (status, published) =
             owner(&server, Method::POST, "/v1/templates", Some(template(&tenant, upstream.port()))).await;
         assert_eq!(status, 201, "{published}");
-        let integration = json!({
-            "name": format!("fwd-{}", uuid::Uuid::new_v4().simple()),
-            "provider": "openai",
-            "template_id": "tpl_fwd",
-            "secret": {"type": "api_key", "value": SECRET},
-        });
+        let integration = execute::integration("openai", "tpl_fwd", SECRET);
         let (status, created) =
             owner(&server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(integration))
                 .await;
@@ -125,9 +109,15 @@ impl Fwd {
     }
 
     async fn policy(&self, rule_type: &str, group: &str, method: &str) {
-        let rule = json!({"rule_type": rule_type, "scope": {
-            "tenant_id": self.tenant, "integration_id": self.integration_id,
-            "action_group": group, "method": method, "host": "api.example.test"}});
+        let rule = execute::policy_rule(
+            &self.tenant,
+            &self.integration_id,
+            rule_type,
+            group,
+            method,
+            API_HOST,
+            json!({}),
+        );
         let (status, created) = owner(&self.server, Method::POST, "/v1/policies", Some(rule)).await;
         assert_eq!(status, 201, "{created}");
     }
@@ -196,14 +186,7 @@ impl Fwd {
 
     /// `(event_type, decision, reason_code)` of each event.
     async fn kinds(&self, correlation: &str) -> Vec<(String, String, String)> {
-        self.events(correlation)
-            .await
-            .iter()
-            .map(|e| {
-                let text = |f: &str| e[f].as_str().unwrap_or("").to_owned();
-                (text("event_type"), text("decision"), text("reason_code"))
-            })
-            .collect()
+        execute::event_kinds(&self.events(correlation).await)
     }
 }
 
@@ -212,15 +195,9 @@ fn environment(
     upstream: &TestUpstream,
     extra: &[(&str, &str)],
 ) -> steward_server::startup::Environment {
-    let ca = dir.join("upstream-ca.pem");
-    std::fs::write(&ca, &upstream.ca_pem).unwrap();
-    let ca_list = format!("[{:?}]", ca.display().to_string());
-    let mut vars = vec![
-        ("STEWARD_EGRESS__STATIC_HOSTS", r#"{"api.example.test"=["127.0.0.1"]}"#),
-        ("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#),
-        ("STEWARD_EGRESS__EXTRA_CA_FILES", ca_list.as_str()),
-    ];
-    vars.extend_from_slice(extra);
+    let mut vars = execute::egress_env(upstream, dir);
+    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     free_port_env(&vars)
 }
 
@@ -681,10 +658,7 @@ async fn an_answer_steward_cannot_pass_on_is_a_502_of_its_own() {
 async fn a_dpop_bound_session_works_with_the_forward_htu() {
     let f = Fwd::start(&[]).await;
     let key = DpopKey::generate(DpopAlg::Es256).unwrap();
-    let proof = key.proof("POST", &htu(&f.server, "/v1/session"), now(&f.server), &jti(), None).unwrap();
-    let session = create_session(&f.server, &f.workload, Some(&proof), "").await;
-    assert_eq!(session.status, 200, "{}", session.json());
-    let token = session.json()["session_token"].as_str().unwrap().to_owned();
+    let (token, _) = bound_session(&f.server, &f.workload, &key).await;
     let path = f.path("/v1/items/a%2Fb?q=1");
     // htu: this URL without its query.
     let without_query = f.path("/v1/items/a%2Fb");
@@ -697,8 +671,7 @@ async fn a_dpop_bound_session_works_with_the_forward_htu() {
         ];
         get_with(&f, path.clone(), headers)
     };
-    let good =
-        key.proof("GET", &htu(&f.server, &without_query), now(&f.server), &jti(), Some(&token)).unwrap();
+    let good = dpop_proof(&f.server, &key, "GET", &without_query, Some(&token));
     let mut response = call(good, new_correlation()).await;
     assert_eq!(response.status, 200);
     let _ = response.rest().await;
@@ -706,7 +679,7 @@ async fn a_dpop_bound_session_works_with_the_forward_htu() {
 
     // A proof for another upstream path is refused, in the forward shape, with the DPoP challenge.
     let other = f.path("/v1/items/other");
-    let wrong = key.proof("GET", &htu(&f.server, &other), now(&f.server), &jti(), Some(&token)).unwrap();
+    let wrong = dpop_proof(&f.server, &key, "GET", &other, Some(&token));
     let correlation = new_correlation();
     let response = call(wrong, correlation.clone()).await;
     assert!(response.header("www-authenticate").starts_with("DPoP error=\"invalid_dpop_proof\""));

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::workload::{
-    Workload, call, code, create_session, enrolled, htu, jti, now, owner, session_token, tenant, with_session,
+    Workload, bound_session, call, code, dpop_proof, enrolled, manifest_path, owner, session_token, tenant,
+    with_session,
 };
 use common::{TestServer, free_port_env};
 use http::Method;
@@ -22,22 +23,25 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use steward_crypto::DpopKey;
+use steward_testkit::templates::{self, group};
 use steward_types::{ManualClock, SharedClock, Timestamp};
 
 fn template(version: u64, patterns: &[&str], ports: &[u16]) -> Value {
-    json!({
-        "tenant_id": null,
-        "template_id": "tpl_acme", "version": version, "provider": "acme", "description": "Acme API",
-        "allowed_schemes": ["https"], "allowed_ports": ports, "allowed_hosts": ["api.acme.example"],
-        "redirect_policy": {"mode": "deny"},
-        "default_injection": {"type": "header", "name": "authorization", "format": "Bearer {secret}"},
-        "path_groups": [{
-            "group_id": "acme_calls", "risk_tier": "low", "approval_mode": "none", "methods": ["GET", "POST"],
-            "path_patterns": patterns, "query_allowlist": [], "header_forward_allowlist": ["content-type"],
-            "response_header_allowlist": ["content-type"],
-            "body_policy": {"max_bytes": 1024, "content_types": ["application/json"]}, "approval_preview": []
-        }]
-    })
+    templates::template("tpl_acme", "acme")
+        .global()
+        .version(version)
+        .description("Acme API")
+        .ports(ports)
+        .hosts(&["api.acme.example"])
+        .default_injection(json!({"type": "header", "name": "authorization", "format": "Bearer {secret}"}))
+        .group(
+            group("acme_calls", &["GET", "POST"], patterns)
+                .headers(&["content-type"])
+                .response_headers(&["content-type"])
+                .json_body(1024)
+                .preview(&[]),
+        )
+        .build()
 }
 
 async fn publish(server: &TestServer, tenant: &str, template: Value) {
@@ -292,19 +296,17 @@ async fn manifest_refusals_are_audited() {
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let neighbour = enrolled(&server, &tenant_id, json!({})).await;
     let key = DpopKey::generate_es256().unwrap();
-    let proof = key.proof("POST", &htu(&server, "/v1/session"), now(&server), &jti(), None).unwrap();
-    let response = create_session(&server, &workload, Some(&proof), "").await;
-    let token = response.json()["session_token"].as_str().unwrap().to_owned();
+    let (token, _) = bound_session(&server, &workload, &key).await;
 
     // Another workload's manifest, even of the same tenant.
-    let path = format!("/v1/workloads/{}/manifest", neighbour.workload_id);
-    let proof = key.proof("GET", &htu(&server, &path), now(&server), &jti(), Some(&token)).unwrap();
+    let path = manifest_path(&neighbour);
+    let proof = dpop_proof(&server, &key, "GET", &path, Some(&token));
     let response = with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&proof)).await;
     assert_eq!(code(&response), (403, "manifest_workload_mismatch".to_owned()));
 
     // The tenant requires DPoP: the manifest says so.
-    let path = format!("/v1/workloads/{}/manifest", workload.workload_id);
-    let proof = key.proof("GET", &htu(&server, &path), now(&server), &jti(), Some(&token)).unwrap();
+    let path = manifest_path(&workload);
+    let proof = dpop_proof(&server, &key, "GET", &path, Some(&token));
     let response = with_session(&server, &workload, Method::GET, &path, "DPoP", &token, Some(&proof)).await;
     assert_eq!(response.status, 200, "{}", response.json());
     assert_eq!(

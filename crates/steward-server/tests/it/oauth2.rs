@@ -25,6 +25,7 @@ use steward_server::services::credentials::oauth2::{AccessToken, OAuthError, acc
 use steward_server::startup::Environment;
 use steward_store::governance::{AuditFilter, AuditOrder};
 use steward_testkit::http_client::TestResponse;
+use steward_testkit::templates::{self, group};
 use steward_types::{ManualClock, SharedClock};
 
 const REFRESH_TOKEN: &str = "rt-initial-refresh-token-0001";
@@ -95,26 +96,16 @@ impl Fixture {
 
     async fn provision(server: TestServer, provider: Provider, kind: Kind) -> Self {
         let tenant = tenant(&server, false).await;
-        let template = json!({
-            "template_id": "tpl_mail",
-            "tenant_id": tenant,
-            "version": 1,
-            "provider": "mail",
-            "allowed_schemes": ["https"],
-            "allowed_ports": [provider.addr.port()],
-            "allowed_hosts": [API_HOST],
-            "redirect_policy": {"mode": "deny"},
-            "path_groups": [{
-                "group_id": "mail_read",
-                "risk_tier": "low",
-                "approval_mode": "none",
-                "methods": ["GET"],
-                "path_patterns": ["^/v1/messages$"],
-                "query_allowlist": [],
-                "header_forward_allowlist": ["accept"],
-                "response_header_allowlist": ["content-type"]
-            }]
-        });
+        let template = templates::template("tpl_mail", "mail")
+            .tenant(&tenant)
+            .port(provider.addr.port())
+            .hosts(&[API_HOST])
+            .group(
+                group("mail_read", &["GET"], &["^/v1/messages$"])
+                    .headers(&["accept"])
+                    .response_headers(&["content-type"]),
+            )
+            .build();
         let (status, published) = owner(&server, Method::POST, "/v1/templates", Some(template)).await;
         assert_eq!(status, 201, "{published}");
         let (secret, oauth2) = match kind {

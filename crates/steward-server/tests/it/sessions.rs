@@ -12,8 +12,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::workload::{
-    INVALID_PROOF, Workload, call, challenge, code, create_session, enrolled, owner, second_certificate,
-    session_token, tenant, with_session,
+    INVALID_PROOF, call, challenge, code, create_session, enrolled, manifest_path, openai_integration, owner,
+    second_certificate, session_token, tenant, with_session,
 };
 use common::{TestServer, free_port_env};
 use http::Method;
@@ -41,19 +41,8 @@ fn thumbprint(cert_pem: &str) -> String {
     URL_SAFE_NO_PAD.encode(steward_crypto::sha256(&block.contents))
 }
 
-/// An integration on the built-in OpenAI template, so manifests have a rule.
-async fn openai_integration(server: &TestServer, tenant: &str) -> String {
-    let body = json!({"name": format!("openai-{}", uuid::Uuid::new_v4().simple()), "provider": "openai",
-        "template_id": "tpl_openai", "secret": {"type": "api_key", "value": "sk-test-session-0001"}});
-    let (status, created) =
-        owner(server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(body)).await;
-    assert_eq!(status, 201, "{created}");
-    created["integration_id"].as_str().unwrap().to_owned()
-}
-
-fn manifest_path(workload: &Workload) -> String {
-    format!("/v1/workloads/{}/manifest", workload.workload_id)
-}
+/// The API key of the OpenAI integrations.
+const OPENAI_SECRET: &str = "sk-test-session-0001";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_creation_ttl_scopes_token_and_audit() {
@@ -156,7 +145,7 @@ async fn session_checks_run_in_the_spec_order_with_their_challenges() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::init_and_start(dir.path()).await;
     let tenant_id = tenant(&server, false).await;
-    openai_integration(&server, &tenant_id).await;
+    openai_integration(&server, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let other = enrolled(&server, &tenant_id, json!({})).await;
     let path = manifest_path(&workload);
@@ -286,7 +275,7 @@ async fn disabling_revoking_and_allowlists_apply_on_the_next_request() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::init_and_start(dir.path()).await;
     let tenant_id = tenant(&server, false).await;
-    openai_integration(&server, &tenant_id).await;
+    openai_integration(&server, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let path = manifest_path(&workload);
     let token = session_token(&server, &workload, None).await;
@@ -349,7 +338,7 @@ async fn sessions_expire_and_are_rate_limited_per_workload() {
     .await
     .unwrap();
     let tenant_id = tenant(&server, false).await;
-    openai_integration(&server, &tenant_id).await;
+    openai_integration(&server, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let neighbour = enrolled(&server, &tenant_id, json!({})).await;
     let path = manifest_path(&workload);
@@ -397,7 +386,7 @@ async fn a_workload_reads_only_its_own_approvals() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::init_and_start(dir.path()).await;
     let tenant_id = tenant(&server, false).await;
-    let integration_id = openai_integration(&server, &tenant_id).await;
+    let integration_id = openai_integration(&server, &tenant_id, OPENAI_SECRET).await;
     let workload = enrolled(&server, &tenant_id, json!({})).await;
     let neighbour = enrolled(&server, &tenant_id, json!({})).await;
     let other_tenant = tenant(&server, false).await;

@@ -8,6 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 use crate::http_client::{self, TlsOptions};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject as _;
 
 const OPENAI_KEY: &str = "sk-fake-openai-0123456789abcdef";
 const ANTHROPIC_KEY: &str = "sk-ant-fake-0123456789abcdef";

@@ -27,11 +27,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 
 pub use connection::UpstreamConnection;
 pub use reply::{Reply, Step, send};
@@ -189,18 +186,7 @@ impl TestUpstream {
             None => Arc::new(TestCa::new("test upstream CA")?),
         };
         let hosts: Vec<&str> = options.hosts.iter().map(String::as_str).collect();
-        let leaf = ca.server_cert(&hosts)?;
-        let chain = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("upstream certificate")?;
-        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).context("upstream key")?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?;
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = ca.server_cert(&hosts)?.acceptor(&[]).context("upstream TLS")?;
         let listener =
             TcpListener::bind(options.bind).await.with_context(|| format!("bind {}", options.bind))?;
         let addr = listener.local_addr()?;

@@ -2,13 +2,13 @@
 //! `api.example.test` (reached through `egress.static_hosts` on 127.0.0.1, trusted through
 //! `egress.extra_ca_files`), a tenant template for its host and port, an integration, an enrolled
 //! workload with a bearer session, and helpers for policies, execute calls and audit reads through
-//! any node.
+//! any node. The JSON of all of it is [`steward_testkit::execute`]'s, shared with the server's
+//! in-process execute fixture; reaching the nodes is this module's.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use http::Method;
 use serde_json::{Value, json};
 use steward_crypto::DpopKey;
+use steward_testkit::execute::{self, API_HOST};
 use steward_testkit::http_client::TestResponse;
 use steward_testkit::{Reply, TestUpstream};
 
@@ -20,14 +20,9 @@ pub const SECRET: &str = "sk-live-cluster-secret-0001";
 impl Cluster {
     /// Routes every node's egress to `upstream` (call before the nodes start).
     pub fn route_to(&mut self, upstream: &TestUpstream) {
-        let ca = self._temp.path().join("upstream-ca.pem");
-        std::fs::write(&ca, &upstream.ca_pem).unwrap();
-        self.env(
-            "STEWARD_EGRESS__STATIC_HOSTS",
-            r#"{"api.example.test"=["127.0.0.1"], "other.example.test"=["127.0.0.1"]}"#,
-        );
-        self.env("STEWARD_EGRESS__ALLOW_CIDRS", r#"["127.0.0.1/32"]"#);
-        self.env("STEWARD_EGRESS__EXTRA_CA_FILES", &format!("[{:?}]", ca.display().to_string()));
+        for (name, value) in execute::egress_env(upstream, self._temp.path()) {
+            self.env(&name, &value);
+        }
     }
 
     /// Adds an environment variable for every node started from now on.
@@ -47,39 +42,8 @@ pub struct Exec {
 
 /// The tenant template: `items_read` (GET, query `q`), `items_write` (POST, approval required).
 fn template(tenant: &str, port: u16) -> Value {
-    json!({
-        "template_id": "tpl_cluster",
-        "tenant_id": tenant,
-        "version": 1,
-        "provider": "cluster",
-        "allowed_schemes": ["https"],
-        "allowed_ports": [port],
-        "allowed_hosts": ["api.example.test"],
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {
-                "group_id": "items_read",
-                "risk_tier": "low",
-                "approval_mode": "none",
-                "methods": ["GET"],
-                "path_patterns": ["^/v1/items$"],
-                "query_allowlist": ["q", "tag"],
-                "header_forward_allowlist": ["accept"],
-                "response_header_allowlist": ["content-type"]
-            },
-            {
-                "group_id": "items_write",
-                "risk_tier": "high",
-                "approval_mode": "required",
-                "methods": ["POST"],
-                "path_patterns": ["^/v1/items$"],
-                "query_allowlist": [],
-                "header_forward_allowlist": ["content-type"],
-                "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]},
-                "approval_preview": ["/name"]
-            }
-        ]
-    })
+    let read = (&["q", "tag"][..], &["accept"][..], &["content-type"][..]);
+    execute::items_template("tpl_cluster", "cluster", tenant, port, read).build()
 }
 
 impl Exec {
@@ -89,12 +53,7 @@ impl Exec {
         let (status, published) =
             cluster.admin(i, Method::POST, "/v1/templates", Some(template(&tenant, upstream.port()))).await;
         assert_eq!(status, 201, "{published}");
-        let integration = json!({
-            "name": format!("cluster-{}", uuid::Uuid::new_v4().simple()),
-            "provider": "cluster",
-            "template_id": "tpl_cluster",
-            "secret": {"type": "api_key", "value": SECRET},
-        });
+        let integration = execute::integration("cluster", "tpl_cluster", SECRET);
         let (status, created) = cluster
             .admin(i, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(integration))
             .await;
@@ -117,19 +76,15 @@ impl Exec {
         method: &str,
         extra: Value,
     ) -> String {
-        let mut rule = json!({
-            "rule_type": rule_type,
-            "scope": {
-                "tenant_id": self.tenant, "integration_id": self.integration_id,
-                "action_group": action_group, "method": method, "host": "api.example.test",
-            },
-        });
-        if let Value::Object(mut extra) = extra {
-            if let Some(Value::Object(scope)) = extra.remove("scope") {
-                rule["scope"].as_object_mut().unwrap().extend(scope);
-            }
-            rule.as_object_mut().unwrap().extend(extra);
-        }
+        let rule = execute::policy_rule(
+            &self.tenant,
+            &self.integration_id,
+            rule_type,
+            action_group,
+            method,
+            API_HOST,
+            extra,
+        );
         let (status, created) = cluster.admin(i, Method::POST, "/v1/policies", Some(rule)).await;
         assert_eq!(status, 201, "{created}");
         created["policy_id"].as_str().unwrap().to_owned()
@@ -143,25 +98,17 @@ impl Exec {
     /// A GET of `/v1/items{query}` (`query` empty or `?q=…` / `?tag=…`: the upstream sees it, so a
     /// test can tag each call).
     pub fn get(&self, query: &str) -> Value {
-        json!({"method": "GET", "url": format!("https://api.example.test:{}/v1/items{query}", self.upstream.port())})
+        execute::get(&execute::url(API_HOST, self.upstream.port(), &format!("/v1/items{query}")), &[])
     }
 
     /// A POST of `/v1/items` with a JSON body (approval required by the template).
     pub fn post(&self, body: &Value) -> Value {
-        json!({
-            "method": "POST",
-            "url": format!("https://api.example.test:{}/v1/items", self.upstream.port()),
-            "headers": [{"name": "content-type", "value": "application/json"}],
-            "body_base64": STANDARD.encode(body.to_string()),
-        })
+        execute::post_json(&execute::url(API_HOST, self.upstream.port(), "/v1/items"), body)
     }
 
     fn body(&self, request: Value, idempotency_key: Option<&str>) -> String {
-        let mut body = json!({"integration_id": self.integration_id, "request": request});
-        if let Some(key) = idempotency_key {
-            body["client_context"] = json!({"idempotency_key": key, "source": "cluster-test"});
-        }
-        body.to_string()
+        let context = idempotency_key.map(|key| json!({"idempotency_key": key, "source": "cluster-test"}));
+        execute::execute_body(&self.integration_id, request, context).to_string()
     }
 
     /// `POST /v1/execute` on node `i` with the bearer session.
@@ -174,11 +121,7 @@ impl Exec {
         correlation_id: &str,
     ) -> anyhow::Result<TestResponse> {
         let authorization = format!("Bearer {}", self.token);
-        let headers = [
-            ("authorization", authorization.as_str()),
-            ("content-type", "application/json"),
-            ("x-correlation-id", correlation_id),
-        ];
+        let headers = execute::execute_headers(&authorization, correlation_id);
         let body = self.body(request, idempotency_key);
         cluster.data(i, Some(&self.workload), Method::POST, "/v1/execute", &headers, &body).await
     }
@@ -223,14 +166,7 @@ impl Exec {
         i: usize,
         correlation_id: &str,
     ) -> Vec<(String, String, String)> {
-        self.events(cluster, i, correlation_id)
-            .await
-            .iter()
-            .map(|e| {
-                let text = |f: &str| e[f].as_str().unwrap_or("").to_owned();
-                (text("event_type"), text("decision"), text("reason_code"))
-            })
-            .collect()
+        execute::event_kinds(&self.events(cluster, i, correlation_id).await)
     }
 
     /// Every event of the tenant of one type (read through node `i`, all pages).

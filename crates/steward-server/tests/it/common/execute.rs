@@ -15,6 +15,7 @@ use steward_testkit::http_client::TestResponse;
 use super::workload::{Workload, call, enrolled, owner, session_token, tenant};
 use super::{TestServer, free_port_env, install_crypto_provider};
 use steward_testkit::TestUpstream;
+use steward_testkit::execute::{self, API_HOST};
 
 /// An embedded fixture with `env` as extra environment, and the directory it lives in (keep it
 /// alive as long as the fixture).
@@ -67,63 +68,24 @@ pub fn template(
     hosts: &[&str],
     default_injection: Option<&Value>,
 ) -> Value {
-    let mut body = json!({
-        "template_id": "tpl_exec",
-        "tenant_id": tenant,
-        "version": version,
-        "provider": "exec",
-        "allowed_schemes": ["https"],
-        "allowed_ports": [port],
-        "allowed_hosts": hosts,
-        "redirect_policy": {"mode": "deny"},
-        "path_groups": [
-            {
-                "group_id": "items_read",
-                "risk_tier": "low",
-                "approval_mode": "none",
-                "methods": ["GET"],
-                "path_patterns": ["^/v1/items$"],
-                "query_allowlist": ["q", "limit"],
-                "header_forward_allowlist": ["accept", "x-trace", "x-forwarded-for"],
-                "response_header_allowlist": ["content-type", "x-echo", "x-request-id"]
-            },
-            {
-                "group_id": "items_write",
-                "risk_tier": "high",
-                "approval_mode": "required",
-                "methods": ["POST"],
-                "path_patterns": ["^/v1/items$"],
-                "query_allowlist": [],
-                "header_forward_allowlist": ["content-type"],
-                "body_policy": {"max_bytes": 4096, "content_types": ["application/json"]},
-                "approval_preview": ["/name"]
-            }
-        ]
-    });
+    let read = (
+        &["q", "limit"][..],
+        &["accept", "x-trace", "x-forwarded-for"][..],
+        &["content-type", "x-echo", "x-request-id"][..],
+    );
+    let mut body =
+        execute::items_template("tpl_exec", "exec", tenant, port, read).version(version).hosts(hosts);
     if let Some(injection) = default_injection {
-        body["default_injection"] = injection.clone();
+        body = body.default_injection(injection.clone());
     }
-    body
+    body.build()
 }
 
-pub const HOSTS: [&str; 3] = ["api.example.test", "private.example.test", "metadata.example.test"];
+pub use steward_testkit::execute::HOSTS;
 
-fn egress_env(dir: &Path, upstream: &TestUpstream, extra: &[(String, String)]) -> Vec<(String, String)> {
-    let ca = dir.join("upstream-ca.pem");
-    std::fs::write(&ca, &upstream.ca_pem).unwrap();
-    let mut env = vec![
-        (
-            "STEWARD_EGRESS__STATIC_HOSTS".to_owned(),
-            r#"{"api.example.test"=["127.0.0.1"], "other.example.test"=["127.0.0.1"], "private.example.test"=["10.1.2.3"], "metadata.example.test"=["127.0.0.1", "169.254.169.254"]}"#.to_owned(),
-        ),
-        ("STEWARD_EGRESS__ALLOW_CIDRS".to_owned(), r#"["127.0.0.1/32"]"#.to_owned()),
-        ("STEWARD_EGRESS__EXTRA_CA_FILES".to_owned(), format!("[{:?}]", ca.display().to_string())),
-    ];
-    env.extend(extra.iter().cloned());
-    env
-}
-
-fn environment(vars: Vec<(String, String)>) -> Environment {
+fn environment(dir: &Path, upstream: &TestUpstream, extra: &[(String, String)]) -> Environment {
+    let mut vars = execute::egress_env(upstream, dir);
+    vars.extend(extra.iter().cloned());
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     free_port_env(&refs)
 }
@@ -134,9 +96,7 @@ impl Exec {
         install_crypto_provider();
         let upstream = TestUpstream::start().await.unwrap();
         super::init_data_dir(dir).await;
-        let server = TestServer::start(dir, environment(egress_env(dir, &upstream, &options.env)))
-            .await
-            .expect("start");
+        let server = TestServer::start(dir, environment(dir, &upstream, &options.env)).await.expect("start");
         Self::provision(server, upstream, dir, &options).await
     }
 
@@ -149,13 +109,9 @@ impl Exec {
         super::init_shared_pair(database_url, &first_dir, &second_dir).await;
         let mut extra = options.env.clone();
         extra.push(("STEWARD_STORAGE__REDIS_KEY_PREFIX".to_owned(), unique_redis_prefix()));
-        let first = TestServer::start(&first_dir, environment(egress_env(&first_dir, &upstream, &extra)))
-            .await
-            .unwrap();
+        let first = TestServer::start(&first_dir, environment(&first_dir, &upstream, &extra)).await.unwrap();
         let mut second =
-            TestServer::start(&second_dir, environment(egress_env(&second_dir, &upstream, &extra)))
-                .await
-                .unwrap();
+            TestServer::start(&second_dir, environment(&second_dir, &upstream, &extra)).await.unwrap();
         second.data_dir = first_dir.clone();
         let exec = Self::provision(first, upstream, &first_dir, &options).await;
         (exec, second)
@@ -166,12 +122,7 @@ impl Exec {
         let body = template(&tenant, upstream.port(), 1, &HOSTS, options.default_injection.as_ref());
         let (status, published) = owner(&server, Method::POST, "/v1/templates", Some(body)).await;
         assert_eq!(status, 201, "{published}");
-        let mut integration = json!({
-            "name": format!("exec-{}", uuid::Uuid::new_v4().simple()),
-            "provider": "exec",
-            "template_id": "tpl_exec",
-            "secret": {"type": "api_key", "value": SECRET},
-        });
+        let mut integration = execute::integration("exec", "tpl_exec", SECRET);
         if let Some(injection) = &options.injection {
             integration["injection"] = injection.clone();
         }
@@ -214,16 +165,15 @@ impl Exec {
         method: &str,
         extra: Value,
     ) -> String {
-        let mut rule = json!({
-            "rule_type": rule_type,
-            "scope": {
-                "tenant_id": self.tenant, "integration_id": self.integration_id,
-                "action_group": action_group, "method": method, "host": host,
-            },
-        });
-        if let (Some(rule), Value::Object(extra)) = (rule.as_object_mut(), extra) {
-            rule.extend(extra);
-        }
+        let rule = execute::policy_rule(
+            &self.tenant,
+            &self.integration_id,
+            rule_type,
+            action_group,
+            method,
+            host,
+            extra,
+        );
         let (status, created) = owner(&self.server, Method::POST, "/v1/policies", Some(rule)).await;
         assert_eq!(status, 201, "{created}");
         created["policy_id"].as_str().unwrap().to_owned()
@@ -235,23 +185,17 @@ impl Exec {
     }
 
     pub fn url(&self, host: &str, path_and_query: &str) -> String {
-        format!("https://{host}:{}{path_and_query}", self.upstream.port())
+        execute::url(host, self.upstream.port(), path_and_query)
     }
 
     /// A GET of `/v1/items` with `query` and `headers`.
     pub fn get(&self, query: &str, headers: &[(&str, &str)]) -> Value {
-        let headers: Vec<Value> = headers.iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
-        json!({"method": "GET", "url": self.url("api.example.test", &format!("/v1/items{query}")), "headers": headers})
+        execute::get(&self.url(API_HOST, &format!("/v1/items{query}")), headers)
     }
 
     /// A POST of `/v1/items` with a JSON body.
     pub fn post(&self, body: &Value) -> Value {
-        json!({
-            "method": "POST",
-            "url": self.url("api.example.test", "/v1/items"),
-            "headers": [{"name": "content-type", "value": "application/json"}],
-            "body_base64": STANDARD.encode(body.to_string()),
-        })
+        execute::post_json(&self.url(API_HOST, "/v1/items"), body)
     }
 
     /// `POST /v1/execute` on `server` with the fixture's session.
@@ -262,10 +206,7 @@ impl Exec {
         client_context: Option<Value>,
         correlation_id: &str,
     ) -> TestResponse {
-        let mut body = json!({"integration_id": self.integration_id, "request": request});
-        if let Some(context) = client_context {
-            body["client_context"] = context;
-        }
+        let body = execute::execute_body(&self.integration_id, request, client_context);
         self.raw_on(server, &body.to_string(), correlation_id).await
     }
 
@@ -281,11 +222,7 @@ impl Exec {
     /// `POST /v1/execute` with a raw body.
     pub async fn raw_on(&self, server: &TestServer, body: &str, correlation_id: &str) -> TestResponse {
         let authorization = format!("Bearer {}", self.token);
-        let headers = [
-            ("authorization", authorization.as_str()),
-            ("content-type", "application/json"),
-            ("x-correlation-id", correlation_id),
-        ];
+        let headers = execute::execute_headers(&authorization, correlation_id);
         call(server, Some(&self.workload), Method::POST, "/v1/execute", &headers, body).await
     }
 
@@ -318,21 +255,11 @@ impl Exec {
 
     /// `(event_type, decision, reason_code)` of each event of a correlation id.
     pub async fn event_kinds(&self, correlation_id: &str) -> Vec<(String, String, String)> {
-        self.events(correlation_id)
-            .await
-            .iter()
-            .map(|e| {
-                let text = |f: &str| e[f].as_str().unwrap_or("").to_owned();
-                (text("event_type"), text("decision"), text("reason_code"))
-            })
-            .collect()
+        execute::event_kinds(&self.events(correlation_id).await)
     }
 }
 
-/// `(event_type, decision, reason_code)` triples.
-pub fn kinds(list: &[(&str, &str, &str)]) -> Vec<(String, String, String)> {
-    list.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
-}
+pub use steward_testkit::execute::kinds;
 
 /// The decoded `upstream.body_base64` of a 200 answer.
 pub fn upstream_body(response: &TestResponse) -> String {

@@ -1,7 +1,8 @@
 //! Workloads for data-plane tests: a tenant and a workload made through the admin API, a P-256 key
 //! and CSR made here (the private key never leaves the test), the certificate from `POST
 //! /v1/enroll`, and data-plane calls over real mTLS. Plus DPoP helpers: the `htu` the server
-//! expects, and proofs with hand-made headers for the verifier's refusal paths.
+//! expects, fresh proofs and bound sessions, and proofs with hand-made headers for the verifier's
+//! refusal paths.
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
@@ -9,6 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use serde_json::{Value, json};
+use steward_crypto::DpopKey;
 use steward_testkit::http_client::{TestResponse, TlsOptions, request};
 
 use super::TestServer;
@@ -178,6 +180,44 @@ pub fn now(server: &TestServer) -> i64 {
 
 pub fn jti() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A fresh DPoP proof by `key` for `method` on `path` of `server` (its `htu`), issued now, with
+/// `ath` for `token` when given.
+pub fn dpop_proof(
+    server: &TestServer,
+    key: &DpopKey,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> String {
+    key.proof(method, &htu(server, path), now(server), &jti(), token).unwrap()
+}
+
+/// A session bound to `key` (`POST /v1/session` with a fresh proof): `(token, dpop_jkt)`.
+pub async fn bound_session(server: &TestServer, workload: &Workload, key: &DpopKey) -> (String, String) {
+    let response =
+        create_session(server, workload, Some(&dpop_proof(server, key, "POST", "/v1/session", None)), "")
+            .await;
+    assert_eq!(response.status, 200, "{}", response.json());
+    let body = response.json();
+    (body["session_token"].as_str().unwrap().to_owned(), body["dpop_jkt"].as_str().unwrap().to_owned())
+}
+
+/// `/v1/workloads/{id}/manifest`.
+pub fn manifest_path(workload: &Workload) -> String {
+    format!("/v1/workloads/{}/manifest", workload.workload_id)
+}
+
+/// An integration on the built-in OpenAI template with the API key `secret`, so manifests have a
+/// rule; its id.
+pub async fn openai_integration(server: &TestServer, tenant: &str, secret: &str) -> String {
+    let body = json!({"name": format!("openai-{}", uuid::Uuid::new_v4().simple()), "provider": "openai",
+        "template_id": "tpl_openai", "secret": {"type": "api_key", "value": secret}});
+    let (status, created) =
+        owner(server, Method::POST, &format!("/v1/tenants/{tenant}/integrations"), Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    created["integration_id"].as_str().unwrap().to_owned()
 }
 
 /// An ES256 key for proofs with hand-made headers and claims.
