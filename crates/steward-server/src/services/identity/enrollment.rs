@@ -10,8 +10,6 @@
 //! enroll) are logged and counted, never audited; every issued certificate writes an `enrollment`
 //! audit event.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 use steward_crypto::{CsrError, IssuedClientCert, WorkloadCa, hash_token, verify_csr_pem};
 use steward_store::audit::{Actor, AuditEvent, EventType};
