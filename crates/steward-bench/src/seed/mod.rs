@@ -439,3 +439,6 @@ pub async fn seed_audit_events(context: &AuditSeedContext<'_>, target: u64) -> R
     writer.shutdown().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests;
