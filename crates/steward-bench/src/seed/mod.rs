@@ -218,6 +218,9 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
     let outcome = seed_into(&opened, &mut seeded.manifest, clock.now()).await;
     opened.close().await;
     outcome?;
+    if let (Some(url), Some(database)) = (&options.postgres_url, &database) {
+        admin_sql(url, &format!("ALTER DATABASE \"{database}\" RESET synchronous_commit")).await?;
+    }
     seeded.manifest.seeding_seconds = started.elapsed().as_secs_f64();
     let text = serde_json::to_string_pretty(&seeded.manifest)?;
     let manifest_path = dir.join("seed.json");
@@ -228,15 +231,27 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
     Ok(seeded)
 }
 
-/// Drops and creates `database` on the server of `url`; returns the database's URL.
+/// Drops and creates `database` on the server of `url`, with `synchronous_commit = off` while it
+/// is seeded (see [`admin_sql`]); returns the database's URL.
 async fn recreate_database(url: &str, database: &str) -> Result<String> {
+    admin_sql(url, &format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).await?;
+    admin_sql(url, &format!("CREATE DATABASE \"{database}\"")).await?;
+    // Every change-counter trigger updates one row, so concurrent seeding transactions queue on its
+    // lock and, with synchronous commits, on one WAL flush each. The seed is rebuilt from scratch
+    // when anything is wrong with it, so it need not be durable while it is written; the setting is
+    // reset once seeding is done, before any Steward runs on it.
+    admin_sql(url, &format!("ALTER DATABASE \"{database}\" SET synchronous_commit = off")).await?;
+    Ok(replace_database(url, database))
+}
+
+/// One statement on the `postgres` database of the server of `url`.
+async fn admin_sql(url: &str, sql: &str) -> Result<()> {
     let admin_url = replace_database(url, "postgres");
     let mut conn =
         PgConnection::connect(&admin_url).await.with_context(|| format!("connecting to {admin_url}"))?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)")).execute(&mut conn).await?;
-    sqlx::query(&format!("CREATE DATABASE \"{database}\"")).execute(&mut conn).await?;
+    sqlx::query(sql).execute(&mut conn).await.with_context(|| sql.to_owned())?;
     conn.close().await.ok();
-    Ok(replace_database(url, database))
+    Ok(())
 }
 
 /// A seed's manifest, when the seed is whole and its keyring opens its deployment.

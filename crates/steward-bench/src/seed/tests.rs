@@ -10,15 +10,15 @@ use crate::steward::BENCH_SECRET;
 
 const TINY: f64 = 0.001;
 
-async fn check_contents(seeded: &Seeded) {
+async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
     let m = &seeded.manifest;
-    assert_eq!(m.counts, CatalogCounts { tenants: 10, integrations: 50, policies: 200 });
+    assert_eq!(m.counts, expected);
     let opened = open(&seeded.config_path).await.unwrap();
     let store = &opened.store;
     let tenants = store.list_tenants().await.unwrap();
-    assert_eq!(tenants.len(), 10);
-    assert_eq!(store.list_integrations(None).await.unwrap().len(), 50);
-    assert_eq!(store.list_policies(&PolicyFilter::default()).await.unwrap().len(), 200);
+    assert_eq!(tenants.len() as u64, expected.tenants);
+    assert_eq!(store.list_integrations(None).await.unwrap().len() as u64, expected.integrations);
+    assert_eq!(store.list_policies(&PolicyFilter::default()).await.unwrap().len() as u64, expected.policies);
     // The bench's integration shares its tenant with others and carries exactly its four rules.
     let bench_tenant = vec![m.bench_tenant_id.clone()];
     let in_tenant = store.list_integrations(Some(&bench_tenant)).await.unwrap();
@@ -66,7 +66,7 @@ async fn a_tiny_seed_is_made_then_reused() {
     let first = prepare(&options).await.unwrap();
     assert!(!first.reused);
     assert!(first.dir.ends_with("stwbench-seed-sqlite-0_001"), "{}", first.dir.display());
-    check_contents(&first).await;
+    check_contents(&first, CatalogCounts { tenants: 10, integrations: 50, policies: 200 }).await;
 
     let second = prepare(&options).await.unwrap();
     assert!(second.reused);
@@ -77,7 +77,33 @@ async fn a_tiny_seed_is_made_then_reused() {
     let third = prepare(&options).await.unwrap();
     assert!(!third.reused);
     assert_ne!(third.manifest.bench_integration_id, first.manifest.bench_integration_id);
-    check_contents(&third).await;
+    check_contents(&third, CatalogCounts { tenants: 10, integrations: 50, policies: 200 }).await;
+}
+
+/// Shared mode: the seed's database `stwbench_seed_0_0002` on the test server
+/// (`STEWARD_TEST_POSTGRES_URL`), dropped at the end; Redis only for `init`'s configuration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_postgres_seed_is_made_then_reused() {
+    let root = tempfile::tempdir().unwrap();
+    let url = steward_testkit::postgres_base_url();
+    let options = SeedOptions {
+        scale: 0.0002,
+        root: root.path().to_owned(),
+        postgres_url: Some(url.clone()),
+        redis_url: Some(steward_testkit::redis_url()),
+    };
+    let first = prepare(&options).await.unwrap();
+    assert!(!first.reused);
+    assert_eq!(first.manifest.database.as_deref(), Some("stwbench_seed_0_0002"));
+    check_contents(&first, CatalogCounts { tenants: 2, integrations: 10, policies: 40 }).await;
+    let second = prepare(&options).await.unwrap();
+    assert!(second.reused);
+    assert_eq!(second.manifest, first.manifest);
+    admin_sql(&url, "DROP DATABASE IF EXISTS \"stwbench_seed_0_0002\" WITH (FORCE)").await.unwrap();
+    // Its database gone, the directory alone is not reused.
+    let third = prepare(&options).await.unwrap();
+    assert!(!third.reused);
+    admin_sql(&url, "DROP DATABASE IF EXISTS \"stwbench_seed_0_0002\" WITH (FORCE)").await.unwrap();
 }
 
 #[test]
