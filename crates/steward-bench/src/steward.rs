@@ -90,22 +90,24 @@ pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<Steward
     };
     let config_path = match &options.seeded {
         Some((_, config_path)) => config_path.clone(),
-        None => init(
-        &InitOptions {
-            data_dir: data_dir.clone(),
-            public_url: Some(public_url.clone()),
-            storage,
-            postgres_url: options.postgres_url.clone(),
-            redis_url: options.redis_url.clone(),
-            kek_file: None,
-            force: false,
-        },
-        &Environment { vars: vars.clone() },
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?
-    .config_path,
+        None => {
+            init(
+                &InitOptions {
+                    data_dir: data_dir.clone(),
+                    public_url: Some(public_url.clone()),
+                    storage,
+                    postgres_url: options.postgres_url.clone(),
+                    redis_url: options.redis_url.clone(),
+                    kek_file: None,
+                    force: false,
+                },
+                &Environment { vars: vars.clone() },
+                Arc::new(SystemClock),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?
+            .config_path
+        }
     };
     let log_file = work_dir.join(if options.seeded.is_some() { "steward-seeded.log" } else { "steward.log" });
     let log = std::fs::File::create(&log_file)?;

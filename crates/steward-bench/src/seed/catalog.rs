@@ -176,7 +176,7 @@ fn generated_rule(
         14..=16 => json!({"rule_type": "approval_required"}),
         _ => json!({"rule_type": "rate_limit",
                     "rate_limit": {"max_requests": 10 + j % 90, "interval_seconds": 60,
-                                   "per": if j % 2 == 0 { "workload" } else { "rule" }}}),
+                                   "per": if j.is_multiple_of(2) { "workload" } else { "rule" }}}),
     };
     rule["scope"] = scope;
     rule["description"] = json!(format!("seeded rule {j}"));
@@ -304,7 +304,11 @@ pub async fn seed_catalog(
         }
     })
     .await?;
-    progress("tenants (with a workload and a template each)", counts.tenants, started.elapsed().as_secs_f64());
+    progress(
+        "tenants (with a workload and a template each)",
+        counts.tenants,
+        started.elapsed().as_secs_f64(),
+    );
 
     // 2. Integrations, each with its first secret version sealed under the keyring.
     let started = Instant::now();
@@ -318,16 +322,22 @@ pub async fn seed_catalog(
         let (owner, template, name, value) = if i == 0 {
             bench = parse_template(&bench_template(tenant_id.as_str(), 1, SEED_BENCH_PORT))?;
             (tenant_id.to_string(), &bench, "bench".to_owned(), BENCH_SECRET.to_owned())
-        } else if (i / counts.tenants) % 3 == 0 {
+        } else if (i / counts.tenants).is_multiple_of(3) {
             internal = parse_template(&internal_template(tenant as u64))?;
             (tenant_id.to_string(), &internal, format!("internal-{i}"), format!("sk-seed-internal-{i:08}"))
         } else {
             let global = &globals[(i as usize) % globals.len()];
-            (GLOBAL_TENANT.to_owned(), global, format!("{}-{i}", global.provider()), format!("sk-seed-{i:08}"))
+            (
+                GLOBAL_TENANT.to_owned(),
+                global,
+                format!("{}-{i}", global.provider()),
+                format!("sk-seed-{i:08}"),
+            )
         };
         let injection = template.default_injection().cloned().unwrap_or_else(Injection::default);
-        let envelope = seal_record(keyring, &secret_context(&tenant_id, &integration_id, 1), value.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let envelope =
+            seal_record(keyring, &secret_context(&tenant_id, &integration_id, 1), value.as_bytes())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         let secret = NewSecretVersion {
             version: 1,
             secret_type: "api_key".to_owned(),
@@ -372,7 +382,11 @@ pub async fn seed_catalog(
         }
     })
     .await?;
-    progress("integrations (with a sealed API-key secret version)", counts.integrations, started.elapsed().as_secs_f64());
+    progress(
+        "integrations (with a sealed API-key secret version)",
+        counts.integrations,
+        started.elapsed().as_secs_f64(),
+    );
 
     // 3. Rules: the bench's four, then round-robin over every other integration.
     let started = Instant::now();
@@ -391,7 +405,7 @@ pub async fn seed_catalog(
     }
     in_parallel(rules, |record| {
         let store = Arc::clone(&store);
-        async move { store.insert_policy(&record).await.context("insert_policy").map_err(Into::into) }
+        async move { store.insert_policy(&record).await.context("insert_policy") }
     })
     .await?;
     progress("policy rules", counts.policies, started.elapsed().as_secs_f64());

@@ -178,7 +178,10 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
             return Ok(seeded);
         }
         Err(why) if dir.exists() => {
-            eprintln!("steward-bench: the seed at {} is not reusable ({why:#}); seeding again", dir.display());
+            eprintln!(
+                "steward-bench: the seed at {} is not reusable ({why:#}); seeding again",
+                dir.display()
+            );
         }
         Err(_) => {}
     }
@@ -427,7 +430,8 @@ pub async fn seed_audit_events(context: &AuditSeedContext<'_>, target: u64) -> R
     let tenants = &context.catalog.tenants;
     let mut appends = futures::stream::iter((0..count).map(|n| {
         let tenant = &tenants[(n as usize) % tenants.len()];
-        let integration = &tenant.integrations[(n as usize / tenants.len()) % tenant.integrations.len().max(1)];
+        let integration =
+            &tenant.integrations[(n as usize / tenants.len()) % tenant.integrations.len().max(1)];
         let event = AuditEvent::new(
             if n % 2 == 0 { EventType::Execute } else { EventType::ExecuteResult },
             Actor::workload(tenant.workload_id.clone()),

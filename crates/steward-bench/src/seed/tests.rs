@@ -31,7 +31,8 @@ async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
         .await
         .unwrap();
     assert_eq!(rules.len(), 4);
-    let echo = store.active_policies(&m.bench_tenant_id, &m.bench_integration_id, "bench_echo").await.unwrap();
+    let echo =
+        store.active_policies(&m.bench_tenant_id, &m.bench_integration_id, "bench_echo").await.unwrap();
     assert_eq!(echo.len(), 1);
     // Every rule type of the mix is there, some constrained.
     let all = store.list_policies(&PolicyFilter::default()).await.unwrap();
