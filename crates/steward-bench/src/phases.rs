@@ -19,7 +19,7 @@ use crate::nginx;
 use crate::pki;
 use crate::report::{Machine, PhaseResult, Report};
 use crate::rss::RssSampler;
-use crate::seed::{self, SeedOptions, Seeded};
+use crate::seed::{self, RunCopy, SeedOptions, Seeded};
 use crate::steward::{self, BENCH_SECRET, ExecuteFactory, StewardOptions, StewardProcess, Workload};
 use crate::stream::{self, StreamRun};
 use crate::upstream::{self, UPSTREAM_HOST, Upstream};
@@ -207,16 +207,18 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
 
     if let Some(seeded) = &seeded {
         run.notes.push(seeded.describe());
+        let copy = RunCopy::make(seeded, work.path(), options.postgres_url.as_deref()).await?;
         let steward_options = StewardOptions {
             postgres_url: options.postgres_url.clone(),
             redis_url: options.redis_url.clone(),
             upstream_ca_file: upstream_ca_file.clone(),
-            seeded: Some((seeded.data_dir.clone(), seeded.config_path.clone())),
+            seeded: Some((copy.data_dir.clone(), copy.config_path.clone())),
         };
         let process = steward::launch(work.path(), &steward_options).await?;
         let outcome = seeded_phase(&mut run, &process, seeded, &mix, work.path()).await;
         let log = std::fs::read_to_string(&process.log_file).unwrap_or_default();
         process.stop().await?;
+        copy.remove().await?;
         if let Err(error) = outcome {
             bail!("{error:#}\nSteward's log (seeded store):\n{log}");
         }

@@ -12,10 +12,12 @@
 //! deployment's CA key (so the keyring and the data belong together), and the bench's integration
 //! is there. Anything else is removed and seeded again.
 //!
-//! Runs use the seed in place: each adds a workload, a template version, a certificate, a session
-//! and its own audit events to it (small against the seed itself). The read cache needs nothing
-//! special: it starts empty in every child and follows the store's change counter, which the
-//! seeding moved through the same triggers as any admin write.
+//! Each run works on a private copy ([`RunCopy`]: the directory copied, the database copied with
+//! `CREATE DATABASE … TEMPLATE`), so runs never see each other's audit events, sessions or
+//! workloads — measured: used in place, the seed's audit tables grew run after run and the seeded
+//! figure drifted down with them. The read cache needs nothing special: it starts empty in every
+//! child and follows the store's change counter, which the seeding moved through the same triggers
+//! as any admin write.
 
 pub mod catalog;
 
@@ -234,6 +236,69 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
     Ok(seeded)
 }
 
+/// A private copy of a seed for one run, so that no run sees another's writes (audit events,
+/// sessions, workloads): the data directory copied into the run's temp directory, and in shared mode
+/// the database copied with `CREATE DATABASE … TEMPLATE` (dropped by [`RunCopy::remove`]).
+#[derive(Debug)]
+pub struct RunCopy {
+    pub data_dir: PathBuf,
+    pub config_path: PathBuf,
+    /// `(server URL, database)` of the copied database.
+    database: Option<(String, String)>,
+}
+
+impl RunCopy {
+    pub async fn make(seeded: &Seeded, work_dir: &Path, postgres_url: Option<&str>) -> Result<RunCopy> {
+        let started = Instant::now();
+        let data_dir = work_dir.join("seeded-data");
+        copy_dir(&seeded.data_dir, &data_dir)?;
+        let config_path = data_dir.join("steward.toml");
+        let mut database = None;
+        if let (Some(url), Some(seed_db)) = (postgres_url, &seeded.manifest.database) {
+            let name = format!("stwbench_run_{}", uuid::Uuid::new_v4().simple());
+            admin_sql(url, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{seed_db}\"")).await?;
+            database = Some((url.to_owned(), name.clone()));
+            let text = std::fs::read_to_string(&config_path)?;
+            let loaded = config::load(Some(&config_path), &[]).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let old = &loaded.config.storage.postgres_url;
+            if old.is_empty() || !text.contains(old.as_str()) {
+                bail!("the seed's steward.toml names no PostgreSQL URL to replace");
+            }
+            std::fs::write(&config_path, text.replace(old.as_str(), &replace_database(old, &name)))?;
+        }
+        eprintln!(
+            "steward-bench: copied the seed for this run in {:.1} s{}",
+            started.elapsed().as_secs_f64(),
+            database.as_ref().map(|(_, d)| format!(" (database {d})")).unwrap_or_default()
+        );
+        Ok(RunCopy { data_dir, config_path, database })
+    }
+
+    /// Drops the copied database (the directory goes with the run's temp directory).
+    pub async fn remove(self) -> Result<()> {
+        if let Some((url, name)) = &self.database {
+            admin_sql(url, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies a directory tree, leaving out SQLite's lock file.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if !entry.file_name().to_string_lossy().ends_with(".lock") {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Drops and creates `database` on the server of `url`, with `synchronous_commit = off` while it
 /// is seeded (see [`admin_sql`]); returns the database's URL.
 async fn recreate_database(url: &str, database: &str) -> Result<String> {
@@ -343,9 +408,12 @@ async fn open(config_path: &Path) -> Result<Opened> {
 }
 
 async fn seed_into(opened: &Opened, manifest: &mut SeedManifest, now: Timestamp) -> Result<()> {
-    let mut stages = Vec::new();
+    let stages = std::sync::Mutex::new(Vec::new());
     let progress = |stage: &str, rows: u64, seconds: f64| {
         eprintln!("steward-bench:   {stage}: {rows} in {seconds:.1} s");
+        if let Ok(mut stages) = stages.lock() {
+            stages.push((stage.to_owned(), rows, seconds));
+        }
     };
     let catalog = catalog::seed_catalog(
         Arc::clone(&opened.store),
@@ -353,7 +421,7 @@ async fn seed_into(opened: &Opened, manifest: &mut SeedManifest, now: Timestamp)
         &opened.loaded.config.trust_domain,
         manifest.counts,
         now,
-        &|stage, rows, seconds| progress(stage, rows, seconds),
+        &progress,
     )
     .await?;
     manifest.bench_tenant_id = catalog.bench_tenant_id.clone();
@@ -369,8 +437,7 @@ async fn seed_into(opened: &Opened, manifest: &mut SeedManifest, now: Timestamp)
     let seconds = started.elapsed().as_secs_f64();
     progress("audit events", written, seconds);
     manifest.audit_events = written;
-    stages.push(("audit events".to_owned(), written, seconds));
-    manifest.stages = stages;
+    manifest.stages = stages.into_inner().unwrap_or_default();
     Ok(())
 }
 

@@ -13,6 +13,7 @@ const TINY: f64 = 0.001;
 async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
     let m = &seeded.manifest;
     assert_eq!(m.counts, expected);
+    assert_eq!(m.stages.len(), 4, "{:?}", m.stages);
     let opened = open(&seeded.config_path).await.unwrap();
     let store = &opened.store;
     let tenants = store.list_tenants().await.unwrap();
