@@ -10,6 +10,17 @@ use crate::steward::BENCH_SECRET;
 
 const TINY: f64 = 0.001;
 
+/// A run's private copy opens on its own and holds the seed's bench integration.
+async fn check_copy(seeded: &Seeded, postgres_url: Option<&str>) {
+    let work = tempfile::tempdir().unwrap();
+    let copy = RunCopy::make(seeded, work.path(), postgres_url).await.unwrap();
+    assert_ne!(copy.config_path, seeded.config_path);
+    let opened = open(&copy.config_path).await.unwrap();
+    assert!(opened.store.integration(&seeded.manifest.bench_integration_id).await.unwrap().is_some());
+    opened.close().await;
+    copy.remove().await.unwrap();
+}
+
 async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
     let m = &seeded.manifest;
     assert_eq!(m.counts, expected);
@@ -73,6 +84,7 @@ async fn a_tiny_seed_is_made_then_reused() {
     let second = prepare(&options).await.unwrap();
     assert!(second.reused);
     assert_eq!(second.manifest, first.manifest);
+    check_copy(&second, None).await;
 
     // Without its manifest a seed is not trusted: it is made again, with new ids.
     std::fs::remove_file(first.dir.join("seed.json")).unwrap();
@@ -101,6 +113,7 @@ async fn a_tiny_postgres_seed_is_made_then_reused() {
     let second = prepare(&options).await.unwrap();
     assert!(second.reused);
     assert_eq!(second.manifest, first.manifest);
+    check_copy(&second, Some(&url)).await;
     admin_sql(&url, "DROP DATABASE IF EXISTS \"stwbench_seed_0_0002\" WITH (FORCE)").await.unwrap();
     // Its database gone, the directory alone is not reused.
     let third = prepare(&options).await.unwrap();
