@@ -15,6 +15,7 @@ pub mod nginx;
 pub mod pki;
 pub mod report;
 pub mod rss;
+pub mod seed;
 pub mod steward;
 pub mod stream;
 pub mod upstream;
@@ -68,6 +69,11 @@ pub struct BenchOptions {
     /// The size of each `stream-*` body, and how many are sent per target.
     pub stream_bytes: u64,
     pub stream_runs: usize,
+    /// `--seed-scale F`: above 0, the `steward` phase runs a second time against a seeded store
+    /// ([`seed`]), as `steward-seeded`.
+    pub seed_scale: f64,
+    /// Where seeds are kept (`--seed-dir`; default the system temp dir).
+    pub seed_dir: PathBuf,
     /// The command line, for the report.
     pub command: String,
 }

@@ -79,6 +79,15 @@ struct Cli {
     /// Large streamed answers per `stream-*` phase (after one unmeasured 1 MiB stream).
     #[arg(long, default_value_t = 3)]
     stream_runs: usize,
+    /// Also measure execute against a store seeded with F × (10 000 tenants, 50 000 integrations,
+    /// 200 000 policy rules, 10 000 000 audit events): the `steward` phase runs on an empty store,
+    /// then again on the seed as `steward-seeded`, and the report gives seeded/empty. 0: empty only.
+    #[arg(long, default_value_t = 0.0)]
+    seed_scale: f64,
+    /// Where seeds are kept and reused (`stwbench-seed-<backend>-<scale>/`; shared mode adds the
+    /// database `stwbench_seed_<scale>`). Default: the system temp dir.
+    #[arg(long)]
+    seed_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -141,6 +150,8 @@ fn main() -> std::process::ExitCode {
         sse_connections: cli.sse_connections,
         stream_bytes: cli.stream_bytes,
         stream_runs: cli.stream_runs,
+        seed_scale: cli.seed_scale,
+        seed_dir: cli.seed_dir.unwrap_or_else(std::env::temp_dir),
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     match runtime.block_on(steward_bench::run(&options)) {

@@ -19,6 +19,7 @@ use crate::nginx;
 use crate::pki;
 use crate::report::{Machine, PhaseResult, Report};
 use crate::rss::RssSampler;
+use crate::seed::{self, RunCopy, SeedOptions, Seeded};
 use crate::steward::{self, BENCH_SECRET, ExecuteFactory, StewardOptions, StewardProcess, Workload};
 use crate::stream::{self, StreamRun};
 use crate::upstream::{self, UPSTREAM_HOST, Upstream};
@@ -111,6 +112,23 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         ..plan.clone()
     };
     let mix = steward::parse_mix(&options.mix)?;
+    // The seed first (it may take minutes), so the two execute phases run back to back.
+    let seeded = if options.seed_scale > 0.0 {
+        if !options.targets.iter().any(|t| t == "steward") {
+            bail!("--seed-scale measures the steward (execute) phase: add it to --targets");
+        }
+        Some(
+            seed::prepare(&SeedOptions {
+                scale: options.seed_scale,
+                root: options.seed_dir.clone(),
+                postgres_url: options.postgres_url.clone(),
+                redis_url: options.redis_url.clone(),
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
 
     let ca = pki::BenchCa::new()?;
     let upstream_leaf = ca.server_cert(&[UPSTREAM_HOST, "localhost"])?;
@@ -176,6 +194,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
             postgres_url: options.postgres_url.clone(),
             redis_url: options.redis_url.clone(),
             upstream_ca_file: upstream_ca_file.clone(),
+            seeded: None,
         };
         let process = steward::launch(work.path(), &steward_options).await?;
         let outcome = with_steward(&mut run, &process, &ca, &mix, nginx_binary.as_deref(), work.path()).await;
@@ -183,6 +202,25 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         process.stop().await?;
         if let Err(error) = outcome {
             bail!("{error:#}\nSteward's log:\n{log}");
+        }
+    }
+
+    if let Some(seeded) = &seeded {
+        run.notes.push(seeded.describe());
+        let copy = RunCopy::make(seeded, work.path(), options.postgres_url.as_deref()).await?;
+        let steward_options = StewardOptions {
+            postgres_url: options.postgres_url.clone(),
+            redis_url: options.redis_url.clone(),
+            upstream_ca_file: upstream_ca_file.clone(),
+            seeded: Some((copy.data_dir.clone(), copy.config_path.clone())),
+        };
+        let process = steward::launch(work.path(), &steward_options).await?;
+        let outcome = seeded_phase(&mut run, &process, seeded, &mix, work.path()).await;
+        let log = std::fs::read_to_string(&process.log_file).unwrap_or_default();
+        process.stop().await?;
+        copy.remove().await?;
+        if let Err(error) = outcome {
+            bail!("{error:#}\nSteward's log (seeded store):\n{log}");
         }
     }
 
@@ -283,6 +321,48 @@ async fn with_steward(
         run.load("forward", &steward_endpoint, factory, false, Some(process.pid)).await?;
     }
     Ok(())
+}
+
+/// `steward-seeded`: the execute load of the `steward` phase, on the seeded store.
+async fn seeded_phase(
+    run: &mut Run<'_>,
+    process: &StewardProcess,
+    seeded: &Seeded,
+    mix: &[(String, u32)],
+    work_dir: &std::path::Path,
+) -> Result<()> {
+    let options = run.options;
+    let manifest = &seeded.manifest;
+    let setup = steward::setup_seeded(
+        &process.admin,
+        run.upstream.addr.port(),
+        &manifest.bench_tenant_id,
+        &manifest.bench_integration_id,
+    )
+    .await?;
+    let workload = steward::enroll_and_open_session(
+        &process.public_url,
+        &setup,
+        &work_dir.join("workload-seeded"),
+        options.dpop,
+    )
+    .await?;
+    let identity = &workload.identity;
+    let endpoint = Endpoint {
+        addr: process.data_addr,
+        server_name: ServerName::try_from("localhost")?.to_owned(),
+        tls: client_tls(&identity.ca_pem, Some((&identity.cert_pem, identity.key_pem.as_str())))?,
+    };
+    let factory = Arc::new(ExecuteFactory::new(
+        &process.public_url,
+        process.data_addr,
+        run.upstream.addr.port(),
+        &setup.integration_id,
+        &workload,
+        mix,
+        options.body_bytes,
+    )?);
+    run.load("steward-seeded", &endpoint, factory, false, Some(process.pid)).await
 }
 
 async fn nginx_phases(

@@ -123,6 +123,8 @@ pub struct Ratios {
     /// Median MiB/s of the large stream through forward mode, and over direct's.
     pub stream_forward_mib_per_second: Option<f64>,
     pub stream_forward_over_direct: Option<f64>,
+    /// Execute on the seeded store (`--seed-scale`) over execute on the empty one (ok/s).
+    pub seeded_over_empty: Option<f64>,
     /// The largest RSS rise of the Steward child during one large stream (KiB).
     pub stream_forward_max_rss_growth_kib: Option<u64>,
 }
@@ -174,6 +176,7 @@ impl Report {
             sse_ttfb_p50_forward_minus_nginx_ms: minus("sse-forward", "sse-nginx", |l| l.p50_ms),
             sse_ttfb_p99_forward_minus_nginx_ms: minus("sse-forward", "sse-nginx", |l| l.p99_ms),
             sse_ttfb_p50_forward_minus_direct_ms: minus("sse-forward", "sse-direct", |l| l.p50_ms),
+            seeded_over_empty: ratio(rate("steward-seeded"), steward),
             stream_forward_mib_per_second: stream_forward,
             stream_forward_over_direct: ratio(stream_forward, stream_direct),
             stream_forward_max_rss_growth_kib: self
@@ -195,7 +198,7 @@ impl Report {
         let _ = writeln!(out, "command: {}", self.command);
         let _ = writeln!(
             out,
-            "\n{:<12} {:>11} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "\n{:<14} {:>11} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
             "target", "mode", "conns", "requests", "req/s", "ok/s", "p50 ms", "p90 ms", "p99 ms", "max ms"
         );
         for p in &self.phases {
@@ -206,7 +209,7 @@ impl Report {
             let l = &p.latency;
             let _ = writeln!(
                 out,
-                "{:<12} {:>11} {:>6} {:>9} {:>10.0} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                "{:<14} {:>11} {:>6} {:>9} {:>10.0} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
                 p.name,
                 mode,
                 p.connections,
@@ -303,6 +306,9 @@ impl Report {
             fmt(r.stream_forward_over_direct),
             r.stream_forward_max_rss_growth_kib.map_or("-".to_owned(), |k| k.to_string())
         );
+        if let Some(ratio) = r.seeded_over_empty {
+            let _ = writeln!(out, "seeded store: steward-seeded/steward {ratio:.3} (ok/s)");
+        }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");
         }

@@ -34,6 +34,9 @@ pub struct StewardOptions {
     pub postgres_url: Option<String>,
     pub redis_url: Option<String>,
     pub upstream_ca_file: PathBuf,
+    /// A seeded deployment to run on (its data directory and `steward.toml`) instead of a fresh
+    /// `init` into the run's temp directory.
+    pub seeded: Option<(PathBuf, PathBuf)>,
 }
 
 /// The running child.
@@ -54,9 +57,12 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Initializes a data directory under `work_dir` and starts Steward on it.
+/// Initializes a data directory under `work_dir` (or takes the seeded one) and starts Steward on it.
 pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<StewardProcess> {
-    let data_dir = work_dir.join("steward-data");
+    let data_dir = match &options.seeded {
+        Some((data_dir, _)) => data_dir.clone(),
+        None => work_dir.join("steward-data"),
+    };
     let (data_port, admin_port) = (free_port()?, free_port()?);
     let public_url = format!("https://localhost:{data_port}");
     let ca_file = options.upstream_ca_file.display().to_string();
@@ -82,27 +88,33 @@ pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<Steward
         (None, None) => StorageBackend::Sqlite,
         _ => bail!("--postgres-url and --redis-url go together"),
     };
-    let report = init(
-        &InitOptions {
-            data_dir: data_dir.clone(),
-            public_url: Some(public_url.clone()),
-            storage,
-            postgres_url: options.postgres_url.clone(),
-            redis_url: options.redis_url.clone(),
-            kek_file: None,
-            force: false,
-        },
-        &Environment { vars: vars.clone() },
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?;
-    let log_file = work_dir.join("steward.log");
+    let config_path = match &options.seeded {
+        Some((_, config_path)) => config_path.clone(),
+        None => {
+            init(
+                &InitOptions {
+                    data_dir: data_dir.clone(),
+                    public_url: Some(public_url.clone()),
+                    storage,
+                    postgres_url: options.postgres_url.clone(),
+                    redis_url: options.redis_url.clone(),
+                    kek_file: None,
+                    force: false,
+                },
+                &Environment { vars: vars.clone() },
+                Arc::new(SystemClock),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?
+            .config_path
+        }
+    };
+    let log_file = work_dir.join(if options.seeded.is_some() { "steward-seeded.log" } else { "steward.log" });
     let log = std::fs::File::create(&log_file)?;
     let child = Command::new(std::env::current_exe().context("locating this binary")?)
         .arg("__serve")
         .arg("--config")
-        .arg(&report.config_path)
+        .arg(&config_path)
         .envs(vars)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -207,24 +219,14 @@ fn stream_group(id: &str, path: &str, query: &[&str], headers: &[&str]) -> Value
     })
 }
 
-/// Tenant, workload, template `tpl_bench` (groups `bench_echo`, `bench_denied` without an allow
-/// rule, `bench_approval` with `approval_mode: required`, and the `GET` streams `bench_events` (SSE)
-/// and `bench_blob` (`?bytes=N`) of forward mode), integration and allow policies.
-pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
-    let tenant = admin.expect("POST", "/v1/tenants", &json!({"name": "bench"}), 201).await?;
-    let tenant_id = field(&tenant, "/tenant_id")?;
-    let workload = admin
-        .expect(
-            "POST",
-            &format!("/v1/tenants/{tenant_id}/workloads"),
-            &json!({"name": "bench-workload"}),
-            201,
-        )
-        .await?;
-    let template = json!({
+/// The bench's template `tpl_bench` of `tenant_id` at `version`, allowing the upstream's port:
+/// groups `bench_echo`, `bench_denied` (no allow rule), `bench_approval` (`approval_mode:
+/// required`), and the `GET` streams `bench_events` (SSE) and `bench_blob` (`?bytes=N`).
+pub fn bench_template(tenant_id: &str, version: u64, upstream_port: u16) -> Value {
+    json!({
         "tenant_id": tenant_id,
         "template_id": "tpl_bench",
-        "version": 1,
+        "version": version,
         "provider": "bench",
         "description": "steward-bench upstream",
         "allowed_schemes": ["https"],
@@ -239,7 +241,40 @@ pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
             stream_group("bench_events", SSE_PATH, &[], &["accept"]),
             stream_group("bench_blob", BLOB_PATH, &["bytes"], &[]),
         ],
-    });
+    })
+}
+
+/// The bench's allow rules on its integration: `bench_echo`, `bench_approval` (POST) and the two
+/// streams (GET); `bench_denied` has none.
+pub fn bench_rules(tenant_id: &str, integration_id: &str) -> Vec<Value> {
+    [("bench_echo", "POST"), ("bench_approval", "POST"), ("bench_events", "GET"), ("bench_blob", "GET")]
+        .into_iter()
+        .map(|(group, method)| {
+            json!({
+                "rule_type": "allow",
+                "scope": {"tenant_id": tenant_id, "integration_id": integration_id, "action_group": group,
+                          "method": method, "host": UPSTREAM_HOST},
+                "description": "steward-bench"
+            })
+        })
+        .collect()
+}
+
+/// Tenant, workload, template `tpl_bench` (groups `bench_echo`, `bench_denied` without an allow
+/// rule, `bench_approval` with `approval_mode: required`, and the `GET` streams `bench_events` (SSE)
+/// and `bench_blob` (`?bytes=N`) of forward mode), integration and allow policies.
+pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
+    let tenant = admin.expect("POST", "/v1/tenants", &json!({"name": "bench"}), 201).await?;
+    let tenant_id = field(&tenant, "/tenant_id")?;
+    let workload = admin
+        .expect(
+            "POST",
+            &format!("/v1/tenants/{tenant_id}/workloads"),
+            &json!({"name": "bench-workload"}),
+            201,
+        )
+        .await?;
+    let template = bench_template(&tenant_id, 1, upstream_port);
     admin.expect("POST", "/v1/templates", &template, 201).await?;
     let integration = admin
         .expect(
@@ -251,21 +286,37 @@ pub async fn setup(admin: &AdminClient, upstream_port: u16) -> Result<Setup> {
         )
         .await?;
     let integration_id = field(&integration, "/integration_id")?;
-    for (group, method) in
-        [("bench_echo", "POST"), ("bench_approval", "POST"), ("bench_events", "GET"), ("bench_blob", "GET")]
-    {
-        let rule = json!({
-            "rule_type": "allow",
-            "scope": {"tenant_id": tenant_id, "integration_id": integration_id, "action_group": group,
-                      "method": method, "host": UPSTREAM_HOST},
-            "description": "steward-bench"
-        });
+    for rule in bench_rules(&tenant_id, &integration_id) {
         admin.expect("POST", "/v1/policies", &rule, 201).await?;
     }
     Ok(Setup {
         tenant_id,
         workload_id: field(&workload, "/workload_id")?,
         integration_id,
+        enrollment_token: field(&workload, "/enrollment_token")?,
+        ca_pem: field(&workload, "/ca_pem")?,
+    })
+}
+
+/// The setup on a seeded store (the bench's tenant, integration and rules are seeded): a new
+/// version of `tpl_bench` allowing this run's upstream port (its version: the current unix time,
+/// above every earlier run's), and a new workload in the bench's tenant.
+pub async fn setup_seeded(
+    admin: &AdminClient,
+    upstream_port: u16,
+    tenant_id: &str,
+    integration_id: &str,
+) -> Result<Setup> {
+    let version = SystemClock.now().unix_seconds().max(2) as u64;
+    admin.expect("POST", "/v1/templates", &bench_template(tenant_id, version, upstream_port), 201).await?;
+    let name = format!("bench-workload-{}", uuid::Uuid::new_v4().simple());
+    let workload = admin
+        .expect("POST", &format!("/v1/tenants/{tenant_id}/workloads"), &json!({"name": name}), 201)
+        .await?;
+    Ok(Setup {
+        tenant_id: tenant_id.to_owned(),
+        workload_id: field(&workload, "/workload_id")?,
+        integration_id: integration_id.to_owned(),
         enrollment_token: field(&workload, "/enrollment_token")?,
         ca_pem: field(&workload, "/ca_pem")?,
     })

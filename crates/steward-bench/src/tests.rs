@@ -79,6 +79,8 @@ async fn the_direct_baseline_runs_and_reports() {
         sse_connections: 2,
         stream_bytes: 1 << 20,
         stream_runs: 1,
+        seed_scale: 0.0,
+        seed_dir: std::env::temp_dir(),
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
@@ -304,6 +306,8 @@ async fn the_direct_streams_run_and_report() {
         sse_connections: 2,
         stream_bytes: 3 << 20,
         stream_runs: 2,
+        seed_scale: 0.0,
+        seed_dir: std::env::temp_dir(),
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
