@@ -198,7 +198,7 @@ fn policy_record(rule: &PolicyRule, now: Timestamp) -> PolicyRecord {
         action_group: scope.action_group.clone(),
         method: scope.method.clone(),
         host: scope.host.clone(),
-        workload_id: scope.workload_id.as_ref().map(ToString::to_string),
+        workload_id: scope.workload_id.clone(),
         rule_type: rule.rule_type().as_str().to_owned(),
         rule: rule.to_json(),
         created_at: now,
@@ -268,7 +268,7 @@ pub async fn seed_catalog(
             deleted_at: None,
         };
         let token = EnrollmentTokenRecord {
-            token_id: format!("enr_{}", uuid::Uuid::now_v7().simple()),
+            token_id: steward_types::EnrollmentTokenId::generate(),
             workload_id: workload_id.clone(),
             token_hash: generate_token("stw_enr_").hash(),
             created_at: now,

@@ -348,7 +348,7 @@ async fn reusable(seeded: &Seeded, options: &SeedOptions) -> Result<SeedManifest
     let check = async {
         let integration = opened
             .store
-            .integration(&manifest.bench_integration_id)
+            .integration(&steward_types::IntegrationId::parse(&manifest.bench_integration_id)?)
             .await?
             .context("the bench's integration is missing")?;
         if integration.tenant_id.as_str() != manifest.bench_tenant_id {

@@ -16,7 +16,14 @@ async fn check_copy(seeded: &Seeded, postgres_url: Option<&str>) {
     let copy = RunCopy::make(seeded, work.path(), postgres_url).await.unwrap();
     assert_ne!(copy.config_path, seeded.config_path);
     let opened = open(&copy.config_path).await.unwrap();
-    assert!(opened.store.integration(&seeded.manifest.bench_integration_id).await.unwrap().is_some());
+    assert!(
+        opened
+            .store
+            .integration(&IntegrationId::parse(&seeded.manifest.bench_integration_id).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
     opened.close().await;
     copy.remove().await.unwrap();
 }
@@ -32,19 +39,25 @@ async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
     assert_eq!(store.list_integrations(None).await.unwrap().len() as u64, expected.integrations);
     assert_eq!(store.list_policies(&PolicyFilter::default()).await.unwrap().len() as u64, expected.policies);
     // The bench's integration shares its tenant with others and carries exactly its four rules.
-    let bench_tenant = vec![m.bench_tenant_id.clone()];
+    let bench_tenant = vec![TenantId::parse(&m.bench_tenant_id).unwrap()];
     let in_tenant = store.list_integrations(Some(&bench_tenant)).await.unwrap();
     assert!(in_tenant.len() > 1, "the bench's tenant holds only the bench's integration");
     let rules = store
         .list_policies(&PolicyFilter {
             tenant_ids: None,
-            integration_id: Some(m.bench_integration_id.clone()),
+            integration_id: Some(IntegrationId::parse(&m.bench_integration_id).unwrap()),
         })
         .await
         .unwrap();
     assert_eq!(rules.len(), 4);
-    let echo =
-        store.active_policies(&m.bench_tenant_id, &m.bench_integration_id, "bench_echo").await.unwrap();
+    let echo = store
+        .active_policies(
+            &TenantId::parse(&m.bench_tenant_id).unwrap(),
+            &IntegrationId::parse(&m.bench_integration_id).unwrap(),
+            "bench_echo",
+        )
+        .await
+        .unwrap();
     assert_eq!(echo.len(), 1);
     // Every rule type of the mix is there, some constrained.
     let all = store.list_policies(&PolicyFilter::default()).await.unwrap();
@@ -54,7 +67,8 @@ async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
     assert!(all.iter().any(|p| p.rule.get("constraints").is_some()));
     assert!(all.iter().any(|p| p.workload_id.is_some()));
     // The secret is a real envelope the seed's keyring opens, bound to its own AAD.
-    let secret = store.current_secret(&m.bench_integration_id).await.unwrap().unwrap();
+    let secret =
+        store.current_secret(&IntegrationId::parse(&m.bench_integration_id).unwrap()).await.unwrap().unwrap();
     let context = secret_context(
         &TenantId::parse(&m.bench_tenant_id).unwrap(),
         &IntegrationId::parse(&m.bench_integration_id).unwrap(),
