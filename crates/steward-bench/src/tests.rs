@@ -75,10 +75,12 @@ async fn the_direct_baseline_runs_and_reports() {
         postgres_url: None,
         redis_url: None,
         nginx: NginxChoice::Off,
+        oha: crate::oha::OhaChoice::Off,
         targets: vec!["direct".into()],
         sse_connections: 2,
         stream_bytes: 1 << 20,
         stream_runs: 1,
+        session_ttl_seconds: None,
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
@@ -244,6 +246,9 @@ fn forward_ratios_compare_like_with_like() {
         ],
         ratios: Default::default(),
         notes: vec![],
+        session_refresh: None,
+        oha: Vec::new(),
+        oha_ratios: None,
     };
     report.compute_ratios();
     let r = &report.ratios;
@@ -300,10 +305,12 @@ async fn the_direct_streams_run_and_report() {
         postgres_url: None,
         redis_url: None,
         nginx: NginxChoice::Off,
+        oha: crate::oha::OhaChoice::Off,
         targets: vec!["sse-direct".into(), "stream-direct".into()],
         sse_connections: 2,
         stream_bytes: 3 << 20,
         stream_runs: 2,
+        session_ttl_seconds: None,
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
