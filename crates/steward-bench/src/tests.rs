@@ -330,3 +330,18 @@ async fn the_direct_streams_run_and_report() {
     assert!(report.ratios.stream_forward_mib_per_second.is_none());
     assert!(report.to_text().contains("stream-direct: 3.0 MiB"));
 }
+
+#[test]
+fn rss_is_summarized_per_minute() {
+    // 150 one-second samples: two full minutes and a partial third.
+    let samples: Vec<u64> = (0..150u64).map(|i| 100_000 + i).collect();
+    let minutes = report::rss_per_minute(&samples, 60);
+    assert_eq!(minutes.len(), 3);
+    assert_eq!(
+        minutes[0],
+        report::RssMinute { minute: 1, samples: 60, min_kib: 100_000, avg_kib: 100_029, max_kib: 100_059 }
+    );
+    assert_eq!((minutes[1].min_kib, minutes[1].max_kib), (100_060, 100_119));
+    assert_eq!((minutes[2].minute, minutes[2].samples, minutes[2].avg_kib), (3, 30, 100_134));
+    assert!(report::rss_per_minute(&[], 60).is_empty());
+}
