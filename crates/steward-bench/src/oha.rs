@@ -5,10 +5,11 @@
 //! time; its JSON report (`--output-format json`) is parsed into an [`OhaRun`] and shown beside the
 //! harness's row of the same target, with the Steward/nginx ratios of both generators.
 //!
-//! What oha cannot do: a fresh DPoP proof per request (so no `oha-steward`/`oha-forward` with
-//! `--dpop`), open-loop latency from the scheduled send time (`--rate` runs use oha's `-q` without
-//! that correction being comparable), and renewing the session (each oha phase gets a session opened
-//! just before it, valid for Steward's session TTL).
+//! `--rate R` becomes oha's `-q R --latency-correction` (latency from the scheduled send time, as
+//! the harness measures it). What oha cannot do: a fresh DPoP proof per request (so no
+//! `oha-steward`/`oha-forward` with `--dpop`), and renewing the session (each oha phase gets a
+//! session opened just before it, valid for Steward's session TTL). oha opens its connections inside
+//! its measured time (the harness before it); the unmeasured warm-up run is a separate oha process.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
