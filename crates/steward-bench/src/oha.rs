@@ -359,3 +359,99 @@ pub fn render(
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `oha --no-tui --output-format json --ipv4 -z 1s -c 2 -q 200 http://127.0.0.1:18731/echo.json`
+    /// of oha 1.16.0 against a local static file server (captured; not edited).
+    const SAMPLE: &str = include_str!("testdata/oha-1.16.0.json");
+
+    #[test]
+    fn oha_json_is_parsed() {
+        let run = parse(SAMPLE, "oha-nginx", "nginx", 2).unwrap();
+        assert_eq!(run.status_codes, BTreeMap::from([("200".to_owned(), 200)]));
+        assert_eq!(run.errors, BTreeMap::from([("aborted due to deadline".to_owned(), 1)]));
+        assert_eq!(run.responses, 200);
+        assert!((run.seconds - 1.002388611).abs() < 1e-9);
+        // Answers over oha's total time (its own requestsPerSec, 200.52, also counts the aborted one).
+        assert!((run.requests_per_second - 200.0 / 1.002388611).abs() < 1e-6, "{run:?}");
+        assert!((run.ok_per_second - run.requests_per_second).abs() < 1e-9);
+        assert!((run.p50_ms - 0.946346).abs() < 1e-6, "{run:?}");
+        assert!((run.p90_ms - 2.453253).abs() < 1e-6);
+        assert!((run.p99_ms - 16.570282).abs() < 1e-6);
+        assert!((run.max_ms - 20.091672).abs() < 1e-6);
+        assert!(parse("{}", "x", "y", 1).is_err());
+        assert!(parse("not json", "x", "y", 1).is_err());
+    }
+
+    #[test]
+    fn only_200_counts_as_ok_and_ratios_pair_the_generators() {
+        let mut value: Value = serde_json::from_str(SAMPLE).unwrap();
+        value["statusCodeDistribution"] = serde_json::json!({"200": 150, "401": 50});
+        let run = parse(&value.to_string(), "oha-steward", "steward", 2).unwrap();
+        assert_eq!(run.responses, 200);
+        assert!((run.ok_per_second * run.seconds - 150.0).abs() < 1e-6);
+        let nginx = OhaRun { name: "oha-nginx".into(), ok_per_second: 1000.0, ..Default::default() };
+        let steward = OhaRun { name: "oha-steward".into(), ok_per_second: 250.0, ..Default::default() };
+        let ratios = ratios(&[nginx, steward], |name| match name {
+            "nginx" => Some(800.0),
+            "steward" => Some(400.0),
+            _ => None,
+        });
+        assert_eq!(ratios.oha_steward_over_nginx, Some(0.25));
+        assert_eq!(ratios.harness_steward_over_nginx, Some(0.5));
+        assert_eq!(ratios.oha_forward_over_nginx, None);
+    }
+
+    #[tokio::test]
+    async fn the_plan_replays_the_harness_request_with_mtls() {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri("/v1/execute")
+            .header("host", "localhost:8443")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer stw_sess_x")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{\"a\":1}")))
+            .unwrap();
+        let load = crate::load::LoadPlan {
+            connections: 64,
+            mode: crate::load::LoadMode::Closed,
+            warmup: Duration::from_secs(2),
+            duration: Duration::from_secs(20),
+            measure: crate::load::Measure::Complete,
+        };
+        let plan = plan_of("oha-steward", "steward", request, &load, "CA", "CERT", "KEY").await.unwrap();
+        assert_eq!(plan.url, "https://localhost:8443/v1/execute");
+        assert_eq!(plan.body, b"{\"a\":1}");
+        assert_eq!(
+            plan.headers,
+            vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("authorization".to_owned(), "Bearer stw_sess_x".to_owned())
+            ]
+        );
+        let args = arguments(&plan, Path::new("/d"), plan.duration).join(" ");
+        for expected in [
+            "-z 20000ms",
+            "-c 64",
+            "-m POST",
+            "--cacert /d/ca.pem --cert /d/cert.pem --key /d/key.pem",
+            "-H content-type: application/json",
+            "-D /d/body",
+        ] {
+            assert!(args.contains(expected), "{expected:?} not in {args}");
+        }
+        assert!(args.ends_with("https://localhost:8443/v1/execute"));
+        assert!(!args.contains("-q"));
+
+        let bound = http::Request::builder()
+            .uri("/v1/execute")
+            .header("host", "localhost:8443")
+            .header("dpop", "proof")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .unwrap();
+        assert!(plan_of("oha-steward", "steward", bound, &load, "CA", "CERT", "KEY").await.is_err());
+    }
+}

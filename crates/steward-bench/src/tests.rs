@@ -128,6 +128,10 @@ fn targets_expand_in_run_order() {
         expand_targets(&names(&["stream", "stream-forward"])).unwrap(),
         names(&["stream-direct", "stream-forward", "stream-nginx"])
     );
+    assert_eq!(
+        expand_targets(&names(&["oha", "nginx", "steward"])).unwrap(),
+        names(&["nginx", "oha-nginx", "steward", "oha-steward", "oha-forward"])
+    );
     assert_eq!(expand_targets(&names(&["all"])).unwrap().len(), TARGETS.len());
     assert!(expand_targets(&names(&["ssex"])).unwrap_err().contains("ssex"));
     assert!(expand_targets(&names(&["sse-"])).is_err());
