@@ -405,6 +405,24 @@ mod tests {
         assert_eq!(ratios.oha_forward_over_nginx, None);
     }
 
+    #[test]
+    fn the_text_report_puts_oha_beside_the_harness() {
+        let run = parse(SAMPLE, "oha-nginx", "nginx", 2).unwrap();
+        let ratios = OhaRatios { harness_steward_over_nginx: Some(0.165), ..Default::default() };
+        let text = render(&[run], &ratios, |name| (name == "nginx").then_some((180.0, 1.25, 9.5)));
+        let row = text.lines().find(|l| l.starts_with("oha-nginx ")).unwrap();
+        assert!(
+            row.contains(" 200 ") && row.contains("0.946") && row.contains("| ") && row.contains("1.250"),
+            "{row}"
+        );
+        assert!(
+            text.contains("oha-nginx statuses: 200=200; errors: \"aborted due to deadline\"=1"),
+            "{text}"
+        );
+        assert!(text.contains("steward/nginx (ok/s): harness 0.165, oha -"), "{text}");
+        assert!(render(&[], &ratios, |_| None).is_empty());
+    }
+
     #[tokio::test]
     async fn the_plan_replays_the_harness_request_with_mtls() {
         let request = http::Request::builder()
