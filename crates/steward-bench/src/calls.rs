@@ -4,6 +4,7 @@
 //! method, headers and body — no envelope, no base64).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use steward_crypto::{DpopAlg, DpopKey};
 use steward_types::{Clock, SystemClock};
 
 use crate::load::RequestFactory;
+use crate::session_refresh::SharedSession;
 use crate::steward::{Workload, mix_schedule};
 use crate::upstream::{BLOB_PATH, ECHO_PATH, SSE_PATH, json_of_size};
 
@@ -131,8 +133,8 @@ pub struct ForwardFactory {
     calls: Vec<(String, String, Call)>,
     schedule: Vec<usize>,
     host: String,
-    authorization: String,
-    dpop: Option<(DpopKey, String)>,
+    session: Arc<SharedSession>,
+    dpop: Option<DpopKey>,
 }
 
 impl std::fmt::Debug for ForwardFactory {
@@ -169,18 +171,15 @@ impl ForwardFactory {
             })
             .collect();
         let dpop = match &workload.dpop {
-            Some(key) => {
-                Some((DpopKey::from_pkcs8(DpopAlg::Es256, &key.to_pkcs8()?)?, workload.session_token.clone()))
-            }
+            Some(key) => Some(DpopKey::from_pkcs8(DpopAlg::Es256, &key.to_pkcs8()?)?),
             None => None,
         };
-        let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
         Ok(Self {
             kinds,
             calls,
             schedule: mix_schedule(&weights),
             host: format!("localhost:{}", data_addr.port()),
-            authorization: format!("{scheme} {}", workload.session_token),
+            session: Arc::clone(&workload.session),
             dpop,
         })
     }
@@ -195,14 +194,21 @@ impl RequestFactory for ForwardFactory {
         let slot = usize::try_from(seq % self.schedule.len() as u64).unwrap_or(0);
         let kind = self.schedule[slot];
         let (path, htu, call) = &self.calls[kind];
+        let session = self.session.current();
         let proof = match &self.dpop {
-            Some((key, token)) => {
+            Some(key) => {
                 let jti = uuid::Uuid::new_v4().to_string();
-                Some(key.proof(call.method, htu, SystemClock.now().unix_seconds(), &jti, Some(token))?)
+                Some(key.proof(
+                    call.method,
+                    htu,
+                    SystemClock.now().unix_seconds(),
+                    &jti,
+                    Some(&session.token),
+                )?)
             }
             None => None,
         };
-        let mut extra = vec![("authorization", self.authorization.as_str())];
+        let mut extra = vec![("authorization", session.authorization.as_str())];
         if let Some(proof) = &proof {
             extra.push(("dpop", proof.as_str()));
         }

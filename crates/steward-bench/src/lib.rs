@@ -12,10 +12,12 @@ pub mod admin;
 pub mod calls;
 pub mod load;
 pub mod nginx;
+pub mod oha;
 pub mod pki;
 pub mod report;
 pub mod rss;
 pub mod seed;
+pub mod session_refresh;
 pub mod steward;
 pub mod stream;
 pub mod upstream;
@@ -62,6 +64,8 @@ pub struct BenchOptions {
     pub postgres_url: Option<String>,
     pub redis_url: Option<String>,
     pub nginx: NginxChoice,
+    /// Where the second load generator comes from (`oha-*` phases).
+    pub oha: oha::OhaChoice,
     /// The phases to run, expanded by [`expand_targets`].
     pub targets: Vec<String>,
     /// Connections of the `sse-*` phases (closed loop).
@@ -74,6 +78,9 @@ pub struct BenchOptions {
     pub seed_scale: f64,
     /// Where seeds are kept (`--seed-dir`; default the system temp dir).
     pub seed_dir: PathBuf,
+    /// Steward's `session.default_ttl_seconds` (60..3600), to exercise the session refresh in a
+    /// short run; Steward's default (900 s) when `None`.
+    pub session_ttl_seconds: Option<u32>,
     /// The command line, for the report.
     pub command: String,
 }
@@ -118,34 +125,37 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 /// Every phase the harness knows, in the order it runs them.
-pub const TARGETS: [&str; 10] = [
+pub const TARGETS: [&str; 13] = [
     "direct",
     "sse-direct",
     "stream-direct",
     "stream-forward",
     "nginx",
+    "oha-nginx",
     "stream-nginx",
     "sse-nginx",
     "sse-forward",
     "steward",
     "forward",
+    "oha-steward",
+    "oha-forward",
 ];
 
 /// The `--targets` list: phase names, plus `sse` (= `sse-direct,sse-nginx,sse-forward`), `stream`
-/// (= the three `stream-*`) and `all`; duplicates dropped, in [`TARGETS`] order.
+/// (= the three `stream-*`), `oha` (= the three `oha-*`) and `all`; duplicates dropped, in [`TARGETS`] order.
 pub fn expand_targets(names: &[String]) -> Result<Vec<String>, String> {
     let mut wanted = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         match name {
             "all" => wanted.extend(TARGETS),
-            "sse" | "stream" => wanted
+            "sse" | "stream" | "oha" => wanted
                 .extend(TARGETS.iter().filter(|t| t.strip_prefix(name).is_some_and(|r| r.starts_with('-')))),
             _ if TARGETS.contains(&name) => {
                 wanted.push(TARGETS.iter().find(|t| **t == name).copied().unwrap_or(name))
             }
             _ => {
                 return Err(format!(
-                    "unknown target {name:?} (one of {}, or sse, stream, all)",
+                    "unknown target {name:?} (one of {}, or sse, stream, oha, all)",
                     TARGETS.join(", ")
                 ));
             }

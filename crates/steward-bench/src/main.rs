@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use steward_bench::oha::OhaChoice;
 use steward_bench::{BenchOptions, NginxChoice, expand_targets, parse_duration, parse_size};
 use steward_server::StartupError;
 use steward_server::startup::Environment;
@@ -65,10 +66,16 @@ struct Cli {
     /// `auto` (find nginx on PATH), `off`, or the path of an nginx binary.
     #[arg(long, default_value = "auto")]
     nginx: NginxChoice,
+    /// The second load generator of the `oha-*` phases: `auto` (`tools/oha/bin/oha` from
+    /// `scripts/install-bench-tools`, or `oha` on PATH; skipped with a note when absent), `off`, or
+    /// the path of an oha binary.
+    #[arg(long, default_value = "auto")]
+    oha: OhaChoice,
     /// Which phases to run, comma-separated: direct, nginx, steward (execute), forward, sse-direct,
-    /// sse-nginx, sse-forward, stream-direct, stream-nginx, stream-forward; `sse` and `stream` name
-    /// their three, `all` every phase.
-    #[arg(long, default_value = "direct,nginx,steward,forward", value_delimiter = ',')]
+    /// sse-nginx, sse-forward, stream-direct, stream-nginx, stream-forward, oha-nginx, oha-steward,
+    /// oha-forward (the same load from oha); `sse`, `stream` and `oha` name their three, `all` every
+    /// phase.
+    #[arg(long, default_value = "direct,nginx,steward,forward,oha", value_delimiter = ',')]
     targets: Vec<String>,
     /// Connections of the SSE time-to-first-byte phases (closed loop, `--duration` each).
     #[arg(long, default_value_t = 8)]
@@ -88,6 +95,10 @@ struct Cli {
     /// database `stwbench_seed_<scale>`). Default: the system temp dir.
     #[arg(long)]
     seed_dir: Option<PathBuf>,
+    /// Steward's session TTL in seconds (60..3600; default: Steward's, 900). The harness renews the
+    /// load's session before it expires either way; a short TTL exercises that in a short run.
+    #[arg(long)]
+    session_ttl: Option<u32>,
     #[arg(long, value_enum, default_value = "text")]
     output: Output,
 }
@@ -146,12 +157,14 @@ fn main() -> std::process::ExitCode {
         postgres_url: cli.postgres_url,
         redis_url: cli.redis_url,
         nginx: cli.nginx,
+        oha: cli.oha,
         targets,
         sse_connections: cli.sse_connections,
         stream_bytes: cli.stream_bytes,
         stream_runs: cli.stream_runs,
         seed_scale: cli.seed_scale,
         seed_dir: cli.seed_dir.unwrap_or_else(std::env::temp_dir),
+        session_ttl_seconds: cli.session_ttl,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     match runtime.block_on(steward_bench::run(&options)) {

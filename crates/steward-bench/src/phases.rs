@@ -16,10 +16,12 @@ use rustls_pki_types::ServerName;
 use crate::calls::{Call, ForwardFactory, PlainFactory};
 use crate::load::{self, Endpoint, LoadMode, LoadPlan, Measure, RequestFactory, client_tls};
 use crate::nginx;
+use crate::oha::{self, OhaChoice};
 use crate::pki;
 use crate::report::{Machine, PhaseResult, Report};
 use crate::rss::RssSampler;
 use crate::seed::{self, RunCopy, SeedOptions, Seeded};
+use crate::session_refresh::{self, REFRESH_CHECK_EVERY, RefreshStats, Refresher};
 use crate::steward::{self, BENCH_SECRET, ExecuteFactory, StewardOptions, StewardProcess, Workload};
 use crate::stream::{self, StreamRun};
 use crate::upstream::{self, UPSTREAM_HOST, Upstream};
@@ -39,6 +41,11 @@ struct Run<'a> {
     phases: Vec<PhaseResult>,
     streams: Vec<StreamRun>,
     notes: Vec<String>,
+    session_refresh: Option<RefreshStats>,
+    /// The second generator, when an `oha-*` target is wanted and it was found.
+    oha_binary: Option<std::path::PathBuf>,
+    oha_runs: Vec<oha::OhaRun>,
+    work_dir: std::path::PathBuf,
 }
 
 impl Run<'_> {
@@ -64,6 +71,38 @@ impl Run<'_> {
         result.rss = rss;
         result.upstream_connections = self.upstream.connections.load(Ordering::Relaxed) - before;
         self.phases.push(result);
+        Ok(())
+    }
+
+    /// The same load from oha (when found): `factory`'s first request, over the same connections
+    /// for the same time, verified with `ca_pem` and presenting the workload's certificate.
+    async fn oha(
+        &mut self,
+        name: &str,
+        beside: &str,
+        factory: &dyn RequestFactory,
+        ca_pem: &str,
+        identity: &steward_client::Identity,
+    ) -> Result<()> {
+        if !self.wants(name) {
+            return Ok(());
+        }
+        let Some(binary) = self.oha_binary.clone() else { return Ok(()) };
+        let (_, request) = factory.make(0)?;
+        let plan = oha::plan_of(
+            name,
+            beside,
+            request,
+            &self.plan,
+            ca_pem,
+            &identity.cert_pem,
+            identity.key_pem.as_str(),
+        )
+        .await?;
+        let result = oha::run(&binary, &plan, &self.work_dir.join(name))
+            .await
+            .with_context(|| format!("phase {name}"))?;
+        self.oha_runs.push(result);
         Ok(())
     }
 
@@ -145,7 +184,27 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         phases: Vec::new(),
         streams: Vec::new(),
         notes: Vec::new(),
+        session_refresh: None,
+        oha_binary: None,
+        oha_runs: Vec::new(),
+        work_dir: work.path().to_owned(),
     };
+    if ["oha-nginx", "oha-steward", "oha-forward"].iter().any(|t| run.wants(t)) {
+        run.oha_binary = match &options.oha {
+            OhaChoice::Off => None,
+            OhaChoice::Auto => {
+                let found = oha::find();
+                if found.is_none() {
+                    run.notes.push(
+                        "no oha binary found (--oha auto; scripts/install-bench-tools installs it): the oha-* phases were skipped"
+                            .into(),
+                    );
+                }
+                found
+            }
+            OhaChoice::Path(path) => Some(path.clone()),
+        };
+    }
 
     let direct = Endpoint {
         addr: run.upstream.addr,
@@ -174,7 +233,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         .await?;
     }
 
-    let nginx_wanted = ["nginx", "sse-nginx", "stream-nginx"].iter().any(|t| run.wants(t));
+    let nginx_wanted = ["nginx", "sse-nginx", "stream-nginx", "oha-nginx"].iter().any(|t| run.wants(t));
     let nginx_binary = match &options.nginx {
         _ if !nginx_wanted => None,
         NginxChoice::Off => None,
@@ -188,13 +247,17 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         }
         NginxChoice::Path(path) => Some(path.clone()),
     };
-    let steward_wanted = ["stream-forward", "sse-forward", "steward", "forward"].iter().any(|t| run.wants(t));
+    let steward_wanted =
+        ["stream-forward", "sse-forward", "steward", "forward", "oha-steward", "oha-forward"]
+            .iter()
+            .any(|t| run.wants(t));
     if steward_wanted || nginx_binary.is_some() {
         let steward_options = StewardOptions {
             postgres_url: options.postgres_url.clone(),
             redis_url: options.redis_url.clone(),
             upstream_ca_file: upstream_ca_file.clone(),
             seeded: None,
+            session_ttl_seconds: options.session_ttl_seconds,
         };
         let process = steward::launch(work.path(), &steward_options).await?;
         let outcome = with_steward(&mut run, &process, &ca, &mix, nginx_binary.as_deref(), work.path()).await;
@@ -213,6 +276,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
             redis_url: options.redis_url.clone(),
             upstream_ca_file: upstream_ca_file.clone(),
             seeded: Some((copy.data_dir.clone(), copy.config_path.clone())),
+            session_ttl_seconds: options.session_ttl_seconds,
         };
         let process = steward::launch(work.path(), &steward_options).await?;
         let outcome = seeded_phase(&mut run, &process, seeded, &mix, work.path()).await;
@@ -232,8 +296,15 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         streams: run.streams,
         ratios: Default::default(),
         notes: run.notes,
+        session_refresh: run.session_refresh,
+        oha: run.oha_runs,
+        oha_ratios: None,
     };
     report.compute_ratios();
+    if !report.oha.is_empty() {
+        let ratios = oha::ratios(&report.oha, |name| report.phase(name).map(|p| p.ok_per_second));
+        report.oha_ratios = Some(ratios);
+    }
     Ok(report)
 }
 
@@ -255,6 +326,27 @@ async fn with_steward(
         options.dpop,
     )
     .await?;
+    // Sessions expire (900 s by default): runs longer than that need the next one in time.
+    let refresher =
+        Refresher::spawn(Arc::clone(&workload.client), Arc::clone(&workload.session), REFRESH_CHECK_EVERY);
+    let outcome = steward_phases(run, process, ca, mix, nginx_binary, work_dir, &setup, &workload).await;
+    run.session_refresh = Some(refresher.finish());
+    outcome
+}
+
+/// [`with_steward`]'s phases, with the workload's session kept fresh.
+#[allow(clippy::too_many_arguments)]
+async fn steward_phases(
+    run: &mut Run<'_>,
+    process: &StewardProcess,
+    ca: &pki::BenchCa,
+    mix: &[(String, u32)],
+    nginx_binary: Option<&std::path::Path>,
+    work_dir: &std::path::Path,
+    setup: &steward::Setup,
+    workload: &Workload,
+) -> Result<()> {
+    let options = run.options;
     let identity = &workload.identity;
     let steward_endpoint = Endpoint {
         addr: process.data_addr,
@@ -268,7 +360,7 @@ async fn with_steward(
             process.data_addr,
             &setup.integration_id,
             &authority,
-            &workload,
+            workload,
             calls,
         )
     };
@@ -291,7 +383,7 @@ async fn with_steward(
             &run.injected,
         )
         .await?;
-        let outcome = nginx_phases(run, &proxy, ca, &workload).await;
+        let outcome = nginx_phases(run, &proxy, ca, workload).await;
         proxy.stop().await?;
         outcome?;
     }
@@ -306,7 +398,7 @@ async fn with_steward(
             process.data_addr,
             run.upstream.addr.port(),
             &setup.integration_id,
-            &workload,
+            workload,
             mix,
             options.body_bytes,
         )?);
@@ -319,6 +411,29 @@ async fn with_steward(
             .collect::<Result<Vec<_>>>()?;
         let factory = Arc::new(forward(calls)?);
         run.load("forward", &steward_endpoint, factory, false, Some(process.pid)).await?;
+    }
+    let oha_steward = ["oha-steward", "oha-forward"].iter().any(|t| run.wants(t));
+    if oha_steward && run.oha_binary.is_some() {
+        if options.dpop {
+            run.notes.push("--dpop: oha cannot send a fresh DPoP proof per request, oha-steward and oha-forward were skipped".into());
+        } else {
+            let ca_pem = process.ca_pem()?;
+            // oha sends one token for its whole run: a new session gives it a full TTL.
+            session_refresh::renew_now(&workload.client, &workload.session).await?;
+            let allowed = [("allowed".to_owned(), 1)];
+            let execute = ExecuteFactory::new(
+                &process.public_url,
+                process.data_addr,
+                run.upstream.addr.port(),
+                &setup.integration_id,
+                workload,
+                &allowed,
+                options.body_bytes,
+            )?;
+            run.oha("oha-steward", "steward", &execute, &ca_pem, identity).await?;
+            let forward = forward(one(Call::echo(options.body_bytes)))?;
+            run.oha("oha-forward", "forward", &forward, &ca_pem, identity).await?;
+        }
     }
     Ok(())
 }
@@ -381,6 +496,10 @@ async fn nginx_phases(
     if run.wants("nginx") {
         let factory = Arc::new(PlainFactory::new(host.clone(), Call::echo(run.options.body_bytes), None));
         run.load("nginx", &endpoint, factory, false, None).await?;
+    }
+    {
+        let factory = PlainFactory::new(host.clone(), Call::echo(run.options.body_bytes), None);
+        run.oha("oha-nginx", "nginx", &factory, &ca.cert_pem, identity).await?;
     }
     if run.wants("stream-nginx") {
         let factory = |call: Call| -> Result<Box<dyn RequestFactory>> {

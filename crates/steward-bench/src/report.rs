@@ -45,6 +45,36 @@ pub struct RssReport {
     pub peak_kib: u64,
     /// `VmRSS` sampled once a second during the phase.
     pub samples_kib: Vec<u64>,
+    /// The same samples summarized per minute of the phase (the first minute includes the
+    /// connections' set-up and the warm-up).
+    pub per_minute: Vec<RssMinute>,
+}
+
+/// `VmRSS` over one minute of a phase, in KiB.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RssMinute {
+    /// 1 for the first minute.
+    pub minute: usize,
+    pub samples: usize,
+    pub min_kib: u64,
+    pub avg_kib: u64,
+    pub max_kib: u64,
+}
+
+/// Groups samples taken every `per_minute`-th of a minute (60 for one a second) into minutes; the
+/// last minute may be partial.
+pub fn rss_per_minute(samples_kib: &[u64], per_minute: usize) -> Vec<RssMinute> {
+    samples_kib
+        .chunks(per_minute.max(1))
+        .enumerate()
+        .map(|(i, chunk)| RssMinute {
+            minute: i + 1,
+            samples: chunk.len(),
+            min_kib: chunk.iter().copied().min().unwrap_or(0),
+            avg_kib: chunk.iter().sum::<u64>() / chunk.len() as u64,
+            max_kib: chunk.iter().copied().max().unwrap_or(0),
+        })
+        .collect()
 }
 
 /// One target driven for one phase.
@@ -140,6 +170,11 @@ pub struct Report {
     pub streams: Vec<StreamRun>,
     pub ratios: Ratios,
     pub notes: Vec<String>,
+    /// The load session's renewals (Steward phases only).
+    pub session_refresh: Option<crate::session_refresh::RefreshStats>,
+    /// The second generator's runs (`oha-*` targets), and the ratios of both generators.
+    pub oha: Vec<crate::oha::OhaRun>,
+    pub oha_ratios: Option<crate::oha::OhaRatios>,
 }
 
 impl Report {
@@ -234,13 +269,32 @@ impl Report {
             }
             let _ = writeln!(out, "  upstream connections opened: {}", p.upstream_connections);
             if let Some(rss) = &p.rss {
-                let samples: Vec<String> = rss.samples_kib.iter().map(|k| format!("{}", k / 1024)).collect();
-                let _ = writeln!(
-                    out,
-                    "  steward RSS: peak {:.1} MiB; each second (MiB): {}",
-                    rss.peak_kib as f64 / 1024.0,
-                    samples.join(" ")
-                );
+                let _ = write!(out, "  steward RSS: peak {:.1} MiB", rss.peak_kib as f64 / 1024.0);
+                if rss.samples_kib.len() <= 120 {
+                    let samples: Vec<String> =
+                        rss.samples_kib.iter().map(|k| format!("{}", k / 1024)).collect();
+                    let _ = write!(out, "; each second (MiB): {}", samples.join(" "));
+                }
+                let _ = writeln!(out);
+                if rss.per_minute.len() > 1 {
+                    let _ = writeln!(
+                        out,
+                        "  {:>6} {:>8} {:>10} {:>10} {:>10}",
+                        "minute", "samples", "min MiB", "avg MiB", "max MiB"
+                    );
+                    for m in &rss.per_minute {
+                        let mib = |k: u64| k as f64 / 1024.0;
+                        let _ = writeln!(
+                            out,
+                            "  {:>6} {:>8} {:>10.1} {:>10.1} {:>10.1}",
+                            m.minute,
+                            m.samples,
+                            mib(m.min_kib),
+                            mib(m.avg_kib),
+                            mib(m.max_kib)
+                        );
+                    }
+                }
             }
         }
         if self.phases.iter().any(|p| p.measure == "first_byte") {
@@ -308,6 +362,18 @@ impl Report {
         );
         if let Some(ratio) = r.seeded_over_empty {
             let _ = writeln!(out, "seeded store: steward-seeded/steward {ratio:.3} (ok/s)");
+        }
+        if let Some(ratios) = &self.oha_ratios {
+            out.push_str(&crate::oha::render(&self.oha, ratios, |name| {
+                self.phase(name).map(|p| (p.ok_per_second, p.latency.p50_ms, p.latency.p99_ms))
+            }));
+        }
+        if let Some(refresh) = &self.session_refresh {
+            let _ = writeln!(
+                out,
+                "session refresh: {} new sessions swapped in, {} failed attempts",
+                refresh.refreshes, refresh.failures
+            );
         }
         for note in &self.notes {
             let _ = writeln!(out, "note: {note}");

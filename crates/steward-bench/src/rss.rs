@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::report::{RssReport, proc_memory};
+use crate::report::{RssReport, proc_memory, rss_per_minute};
 
 /// Samples a process's RSS every `interval` until finished (or dropped).
 #[derive(Debug)]
@@ -52,7 +52,9 @@ impl RssSampler {
         if let Some((rss, _)) = memory {
             samples_kib.push(rss);
         }
-        RssReport { peak_kib: memory.map(|(_, hwm)| hwm).unwrap_or(0), samples_kib }
+        // One sample a second (the harness's interval): 60 to a minute.
+        let per_minute = rss_per_minute(&samples_kib, 60);
+        RssReport { peak_kib: memory.map(|(_, hwm)| hwm).unwrap_or(0), samples_kib, per_minute }
     }
 }
 

@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 
 use crate::admin::{AdminClient, field};
 use crate::load::RequestFactory;
+use crate::session_refresh::{self, SharedSession};
 use crate::upstream::{BLOB_PATH, ECHO_PATH, SSE_PATH, UPSTREAM_HOST, json_of_size};
 
 /// The secret Steward injects (`authorization: Bearer …`); the baselines send the same header.
@@ -37,6 +38,8 @@ pub struct StewardOptions {
     /// A seeded deployment to run on (its data directory and `steward.toml`) instead of a fresh
     /// `init` into the run's temp directory.
     pub seeded: Option<(PathBuf, PathBuf)>,
+    /// `session.default_ttl_seconds` (60..3600; Steward's default, 900, when `None`).
+    pub session_ttl_seconds: Option<u32>,
 }
 
 /// The running child.
@@ -57,8 +60,32 @@ pub fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Initializes a data directory under `work_dir` (or takes the seeded one) and starts Steward on it.
-pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<StewardProcess> {
+/// A data directory initialized for a run, and how to start Steward on it.
+#[derive(Debug, Clone)]
+pub struct Initialized {
+    /// The environment overlay Steward runs with.
+    pub vars: Vec<(String, String)>,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    pub data_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+}
+
+impl Initialized {
+    /// An admin client with the owner token `init` wrote.
+    pub fn admin(&self) -> Result<AdminClient> {
+        let token = std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .context("reading the owner token")?
+            .trim()
+            .to_owned();
+        Ok(AdminClient::new(self.admin_addr, token))
+    }
+}
+
+/// `steward init` into `work_dir/steward-data` (or the seeded deployment, as it is), with the
+/// harness's configuration overlay.
+pub async fn initialize(work_dir: &Path, options: &StewardOptions) -> Result<Initialized> {
     let data_dir = match &options.seeded {
         Some((data_dir, _)) => data_dir.clone(),
         None => work_dir.join("steward-data"),
@@ -79,6 +106,9 @@ pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<Steward
         ("STEWARD_LOG__LEVEL".into(), "warn".into()),
         ("STEWARD_SESSION__MAX_PER_MINUTE".into(), "100000".into()),
     ];
+    if let Some(ttl) = options.session_ttl_seconds {
+        vars.push(("STEWARD_SESSION__DEFAULT_TTL_SECONDS".into(), ttl.to_string()));
+    }
     let storage = match (&options.postgres_url, &options.redis_url) {
         (Some(_), Some(_)) => {
             let prefix = format!("stwbench{}", uuid::Uuid::new_v4().simple());
@@ -109,13 +139,26 @@ pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<Steward
             .config_path
         }
     };
+    Ok(Initialized {
+        vars,
+        config_path,
+        data_dir,
+        public_url,
+        data_addr: SocketAddr::from(([127, 0, 0, 1], data_port)),
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+    })
+}
+
+/// Initializes a data directory under `work_dir` (or takes the seeded one) and starts Steward on it.
+pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<StewardProcess> {
+    let initialized = initialize(work_dir, options).await?;
     let log_file = work_dir.join(if options.seeded.is_some() { "steward-seeded.log" } else { "steward.log" });
     let log = std::fs::File::create(&log_file)?;
     let child = Command::new(std::env::current_exe().context("locating this binary")?)
         .arg("__serve")
         .arg("--config")
-        .arg(&config_path)
-        .envs(vars)
+        .arg(&initialized.config_path)
+        .envs(initialized.vars.clone())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
@@ -123,18 +166,13 @@ pub async fn launch(work_dir: &Path, options: &StewardOptions) -> Result<Steward
         .spawn()
         .context("starting the Steward child process")?;
     let pid = child.id().context("the child has no pid")?;
-    let token = std::fs::read_to_string(data_dir.join("admin-token"))
-        .context("reading the owner token")?
-        .trim()
-        .to_owned();
-    let admin = AdminClient::new(SocketAddr::from(([127, 0, 0, 1], admin_port)), token);
     let mut process = StewardProcess {
         child,
         pid,
-        admin,
-        public_url,
-        data_addr: SocketAddr::from(([127, 0, 0, 1], data_port)),
-        data_dir,
+        admin: initialized.admin()?,
+        public_url: initialized.public_url,
+        data_addr: initialized.data_addr,
+        data_dir: initialized.data_dir,
         log_file,
     };
     process.wait_ready().await?;
@@ -326,10 +364,18 @@ pub async fn setup_seeded(
 #[derive(Debug)]
 pub struct Workload {
     pub identity: Identity,
-    pub session_token: String,
+    /// The session the load sends, refreshed by a [`crate::session_refresh::Refresher`] on `client`.
+    pub session: Arc<SharedSession>,
     pub dpop: Option<DpopKey>,
-    /// Kept so the session stays the client's (and for a refresh later).
-    pub client: BrokerClient,
+    /// Holds the session (and renews it: [`crate::session_refresh`]).
+    pub client: Arc<BrokerClient>,
+}
+
+impl Workload {
+    /// The session token now (the first one, until a refresh swaps in the next).
+    pub fn session_token(&self) -> String {
+        self.session.current().token.clone()
+    }
 }
 
 /// Enrolls (key generated here, P-256) and opens a session, DPoP-bound when `dpop`.
@@ -358,10 +404,13 @@ pub async fn enroll_and_open_session(
     };
     let client = BrokerClient::new(public_url, &identity, key_for_client)?;
     client.session().await.context("opening a session")?;
-    let exported = client.export_session().await.context("no session after opening one")?;
-    let value: Value = serde_json::from_str(exported.as_str())?;
-    let session_token = field(&value, "/session_token")?;
-    Ok(Workload { identity, session_token, dpop: key_for_proofs, client })
+    let first = session_refresh::current_token(&client).await.context("no session after opening one")?;
+    Ok(Workload {
+        identity,
+        session: Arc::new(SharedSession::new(first)),
+        dpop: key_for_proofs,
+        client: Arc::new(client),
+    })
 }
 
 /// `--mix allowed=90,denied=5,approval=5`: the weights of each request kind.
@@ -409,8 +458,9 @@ pub struct ExecuteFactory {
     bodies: Vec<Bytes>,
     schedule: Vec<usize>,
     host: String,
-    authorization: String,
-    dpop: Option<(DpopKey, String, String)>,
+    session: Arc<SharedSession>,
+    /// The key and the `htu` of the proofs, when the session is DPoP-bound.
+    dpop: Option<(DpopKey, String)>,
 }
 
 impl std::fmt::Debug for ExecuteFactory {
@@ -454,17 +504,15 @@ impl ExecuteFactory {
             Some(key) => Some((
                 DpopKey::from_pkcs8(DpopAlg::Es256, &key.to_pkcs8()?)?,
                 format!("{}/v1/execute", public_url.trim_end_matches('/')),
-                workload.session_token.clone(),
             )),
             None => None,
         };
-        let scheme = if dpop.is_some() { "DPoP" } else { "Bearer" };
         Ok(Self {
             kinds: mix.iter().map(|(k, _)| k.clone()).collect(),
             bodies,
             schedule: mix_schedule(&weights),
             host: format!("localhost:{}", data_addr.port()),
-            authorization: format!("{scheme} {}", workload.session_token),
+            session: Arc::clone(&workload.session),
             dpop,
         })
     }
@@ -478,15 +526,17 @@ impl RequestFactory for ExecuteFactory {
     fn make(&self, seq: u64) -> Result<(usize, Request<Full<Bytes>>)> {
         let slot = usize::try_from(seq % self.schedule.len() as u64).unwrap_or(0);
         let kind = self.schedule[slot];
+        let session = self.session.current();
         let mut request = Request::builder()
             .method("POST")
             .uri("/v1/execute")
             .header("host", &self.host)
             .header("content-type", "application/json")
-            .header("authorization", &self.authorization);
-        if let Some((key, htu, token)) = &self.dpop {
+            .header("authorization", &session.authorization);
+        if let Some((key, htu)) = &self.dpop {
             let jti = uuid::Uuid::new_v4().to_string();
-            let proof = key.proof("POST", htu, SystemClock.now().unix_seconds(), &jti, Some(token))?;
+            let proof =
+                key.proof("POST", htu, SystemClock.now().unix_seconds(), &jti, Some(&session.token))?;
             request = request.header("dpop", proof);
         }
         Ok((kind, request.body(Full::new(self.bodies[kind].clone()))?))

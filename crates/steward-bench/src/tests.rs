@@ -75,12 +75,14 @@ async fn the_direct_baseline_runs_and_reports() {
         postgres_url: None,
         redis_url: None,
         nginx: NginxChoice::Off,
+        oha: crate::oha::OhaChoice::Off,
         targets: vec!["direct".into()],
         sse_connections: 2,
         stream_bytes: 1 << 20,
         stream_runs: 1,
         seed_scale: 0.0,
         seed_dir: std::env::temp_dir(),
+        session_ttl_seconds: None,
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
@@ -127,6 +129,10 @@ fn targets_expand_in_run_order() {
     assert_eq!(
         expand_targets(&names(&["stream", "stream-forward"])).unwrap(),
         names(&["stream-direct", "stream-forward", "stream-nginx"])
+    );
+    assert_eq!(
+        expand_targets(&names(&["oha", "nginx", "steward"])).unwrap(),
+        names(&["nginx", "oha-nginx", "steward", "oha-steward", "oha-forward"])
     );
     assert_eq!(expand_targets(&names(&["all"])).unwrap().len(), TARGETS.len());
     assert!(expand_targets(&names(&["ssex"])).unwrap_err().contains("ssex"));
@@ -246,6 +252,9 @@ fn forward_ratios_compare_like_with_like() {
         ],
         ratios: Default::default(),
         notes: vec![],
+        session_refresh: None,
+        oha: Vec::new(),
+        oha_ratios: None,
     };
     report.compute_ratios();
     let r = &report.ratios;
@@ -302,12 +311,14 @@ async fn the_direct_streams_run_and_report() {
         postgres_url: None,
         redis_url: None,
         nginx: NginxChoice::Off,
+        oha: crate::oha::OhaChoice::Off,
         targets: vec!["sse-direct".into(), "stream-direct".into()],
         sse_connections: 2,
         stream_bytes: 3 << 20,
         stream_runs: 2,
         seed_scale: 0.0,
         seed_dir: std::env::temp_dir(),
+        session_ttl_seconds: None,
         command: "test".into(),
     };
     let report = run(&options).await.unwrap();
@@ -326,4 +337,19 @@ async fn the_direct_streams_run_and_report() {
     }
     assert!(report.ratios.stream_forward_mib_per_second.is_none());
     assert!(report.to_text().contains("stream-direct: 3.0 MiB"));
+}
+
+#[test]
+fn rss_is_summarized_per_minute() {
+    // 150 one-second samples: two full minutes and a partial third.
+    let samples: Vec<u64> = (0..150u64).map(|i| 100_000 + i).collect();
+    let minutes = report::rss_per_minute(&samples, 60);
+    assert_eq!(minutes.len(), 3);
+    assert_eq!(
+        minutes[0],
+        report::RssMinute { minute: 1, samples: 60, min_kib: 100_000, avg_kib: 100_029, max_kib: 100_059 }
+    );
+    assert_eq!((minutes[1].min_kib, minutes[1].max_kib), (100_060, 100_119));
+    assert_eq!((minutes[2].minute, minutes[2].samples, minutes[2].avg_kib), (3, 30, 100_134));
+    assert!(report::rss_per_minute(&[], 60).is_empty());
 }
