@@ -9,12 +9,14 @@
 //! (`startup::prepare` + `runtime::run`), configured only through its documented environment overlay.
 
 pub mod admin;
+pub mod audit_scale;
 pub mod calls;
 pub mod load;
 pub mod nginx;
 pub mod pki;
 pub mod report;
 pub mod rss;
+pub mod seed;
 pub mod steward;
 pub mod stream;
 pub mod upstream;
