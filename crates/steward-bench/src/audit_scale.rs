@@ -284,6 +284,13 @@ pub async fn prepare(options: &AuditScaleOptions) -> Result<Prepared> {
         work.display()
     );
     let report = seed(&data_dir, spec, &progress_path).await?;
+    if let Some(url) = &postgres_url {
+        // What autovacuum would do a little later: statistics for the planner after a bulk load.
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::query("ANALYZE audit_events").execute(&mut conn).await?;
+        conn.close().await?;
+    }
     write_progress(&progress_path, &Progress { done: total, total, finished: true, report: Some(report.clone()) });
     eprintln!(
         "steward-bench: seeded {} events in {:.1} s ({:.0}/s)",

@@ -1,14 +1,15 @@
 -- Audit storage at scale (decision 0022). `audit_events` is rebuilt with an INTEGER key in append
--- order instead of the TEXT `event_id` primary key (whose unique index cost a B-tree write per event
--- and was never looked up), and its indexes are the ones audit search and verification use:
+-- order (the rowid, made explicit) and the indexes audit search and verification use:
+-- - `event_id` stays unique (the writer's UUIDv7s: a duplicate is refused with its whole batch);
 -- - (chain_tenant_id, chain_id, seq), unique, replaces both (chain_id, seq) and (chain_tenant_id,
 --   chain_id): one index serves the chain walk of verification and finding a tenant's chains;
--- - (X, occurred_at) for every search filter X, the `action_group` filter included (it had none);
+-- - (X, occurred_at) for every search filter X, the `action_group` filter included (it had none)
+--   and correlation id (which had (correlation_id) alone);
 -- - (occurred_at) for searches by time alone (since/until, or no filter).
 -- Existing events are copied in their order of time, so the new key keeps append order.
 CREATE TABLE audit_events_v2 (
     id              INTEGER PRIMARY KEY,
-    event_id        TEXT NOT NULL,
+    event_id        TEXT NOT NULL UNIQUE,
     chain_id        TEXT NOT NULL,
     seq             INTEGER NOT NULL,
     prev_hash       TEXT NOT NULL,
@@ -45,7 +46,7 @@ CREATE INDEX audit_events_integration ON audit_events (integration_id, occurred_
 CREATE INDEX audit_events_event_type ON audit_events (event_type, occurred_at);
 CREATE INDEX audit_events_decision ON audit_events (decision, occurred_at);
 CREATE INDEX audit_events_action_group ON audit_events (action_group, occurred_at);
-CREATE INDEX audit_events_correlation ON audit_events (correlation_id);
+CREATE INDEX audit_events_correlation ON audit_events (correlation_id, occurred_at);
 
 CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
 BEGIN

@@ -438,6 +438,26 @@ macro_rules! impl_store {
                 // A chain's events are found under its tenant, the first part of its id
                 // (`<tenant>/<writer>`, `audit::chain_id_for`): the (chain_tenant_id, chain_id, seq) index.
                 let tenant = chain_id.split_once('/').map_or(chain_id, |(tenant, _)| tenant);
+                if $backend == "sqlite" {
+                    // sqlx-sqlite hands every row from its worker thread to the caller separately (a
+                    // thread wake-up each); verification reads millions. So the page comes back as
+                    // one value: each row's writer id and body, each prefixed by its length in bytes
+                    // (`<len>:<text>`), which no stored text can break.
+                    let packed: Option<String> = sqlx::query_scalar(
+                        "SELECT group_concat(length(CAST(writer_id AS BLOB)) || ':' || writer_id \
+                           || length(CAST(body AS BLOB)) || ':' || body, '' ORDER BY seq) \
+                         FROM (SELECT seq, writer_id, body FROM audit_events \
+                               WHERE chain_tenant_id = $1 AND chain_id = $2 AND seq > $3 ORDER BY seq LIMIT $4)",
+                    )
+                    .bind(tenant)
+                    .bind(chain_id)
+                    .bind(after_seq)
+                    .bind(i64::from(limit))
+                    .fetch_one(self.reader())
+                    .await
+                    .map_err($crate::sql::map_sqlx)?;
+                    return $crate::sql::unpack_chain_page(packed.as_deref().unwrap_or_default());
+                }
                 let rows = sqlx::query(
                     "SELECT writer_id, body FROM audit_events \
                      WHERE chain_tenant_id = $1 AND chain_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
