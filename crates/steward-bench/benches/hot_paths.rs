@@ -366,8 +366,9 @@ fn audit_verify(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("sqlite/20k_events", |b| {
         b.iter(|| {
-            let report =
-                rt.block_on(steward_store::audit::verify_tenant(store.as_ref(), &[7; 32], "t_bench")).unwrap();
+            let report = rt
+                .block_on(steward_store::audit::verify_tenant(store.as_ref(), &[7; 32], "t_bench"))
+                .unwrap();
             assert!(report.ok && report.events_checked == EVENTS, "{report:?}");
         })
     });

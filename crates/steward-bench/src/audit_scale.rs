@@ -291,7 +291,10 @@ pub async fn prepare(options: &AuditScaleOptions) -> Result<Prepared> {
         sqlx::query("ANALYZE audit_events").execute(&mut conn).await?;
         conn.close().await?;
     }
-    write_progress(&progress_path, &Progress { done: total, total, finished: true, report: Some(report.clone()) });
+    write_progress(
+        &progress_path,
+        &Progress { done: total, total, finished: true, report: Some(report.clone()) },
+    );
     eprintln!(
         "steward-bench: seeded {} events in {:.1} s ({:.0}/s)",
         report.appended, report.seconds, report.events_per_second
@@ -341,11 +344,15 @@ fn filter_query(filter: &str, rng: &mut u64, tenants: &[AuditTenant], total: u64
             "integration_id={}",
             tenant.integration_ids[next(tenant.integration_ids.len() as u64) as usize]
         ),
-        "event_type" => format!("event_type={}", EVENT_TYPES[next(EVENT_TYPES.len() as u64) as usize].0.as_str()),
+        "event_type" => {
+            format!("event_type={}", EVENT_TYPES[next(EVENT_TYPES.len() as u64) as usize].0.as_str())
+        }
         "decision" => {
             format!("decision={}", ["allowed", "denied", "approval_required", "throttled"][next(4) as usize])
         }
-        "action_group" => format!("action_group={}", ACTION_GROUPS[next(ACTION_GROUPS.len() as u64) as usize]),
+        "action_group" => {
+            format!("action_group={}", ACTION_GROUPS[next(ACTION_GROUPS.len() as u64) as usize])
+        }
         "correlation_id" => format!("correlation_id={}", correlation_id(next(total / 2), total)),
         "since" => format!("since={}", time(next(SPAN_MICROS as u64))),
         "until" => format!("until={}", time(next(SPAN_MICROS as u64))),
@@ -447,8 +454,11 @@ pub fn to_json(report: &AuditScaleReport) -> Value {
 }
 
 /// Opens the seeded store of a data directory with its keyring (no Steward may run on it).
-pub async fn open_seeded_store(data_dir: &Path) -> Result<(Arc<dyn steward_store::Store>, steward_crypto::Keyring)> {
-    let loaded = config::load(Some(&data_dir.join("steward.toml")), &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+pub async fn open_seeded_store(
+    data_dir: &Path,
+) -> Result<(Arc<dyn steward_store::Store>, steward_crypto::Keyring)> {
+    let loaded =
+        config::load(Some(&data_dir.join("steward.toml")), &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
     let kek_path = loaded.resolve(&loaded.config.keys.kek_file);
     let keyring = steward_crypto::Keyring::load(None, &kek_path).map_err(|e| anyhow::anyhow!("{e}"))?.keyring;
     let store = open_store(&loaded).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
@@ -467,7 +477,8 @@ mod tests {
         assert_eq!(scale_tag(0.1), "0_1");
         assert_eq!(scale_tag(1.0), "1");
         assert_eq!(
-            database_url("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "stwbench_audit_1").unwrap(),
+            database_url("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "stwbench_audit_1")
+                .unwrap(),
             "postgres://postgres@127.0.0.1:5432/stwbench_audit_1?sslmode=disable"
         );
         assert_eq!(database_url("postgres://u@h", "db").unwrap(), "postgres://u@h/db");
@@ -499,7 +510,8 @@ mod tests {
 
         let (store, keyring) = open_seeded_store(&again.work.join("steward-data")).await?;
         let deployment = store.deployment().await?.context("deployment")?;
-        let audit_key = open_audit_key(&keyring, &deployment.audit_key).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let audit_key =
+            open_audit_key(&keyring, &deployment.audit_key).map_err(|e| anyhow::anyhow!("{e}"))?;
         let big = &again.tenants[0].tenant_id;
         let report = verify_tenant(store.as_ref(), &audit_key, big).await?;
         assert!(report.ok, "{report:?}");
@@ -510,7 +522,9 @@ mod tests {
             let filter = AuditFilter { tenant_id: Some(tenant.tenant_id.clone()), ..AuditFilter::default() };
             let mut cursor = None;
             loop {
-                let page = store.search_audit_events(&filter, cursor.as_ref(), AuditOrder::NewestFirst, 1000).await?;
+                let page = store
+                    .search_audit_events(&filter, cursor.as_ref(), AuditOrder::NewestFirst, 1000)
+                    .await?;
                 all += page.len();
                 match page.last() {
                     Some(last) if page.len() == 1000 => {

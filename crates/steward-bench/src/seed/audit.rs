@@ -203,10 +203,12 @@ pub fn generate_event(i: u64, spec: &AuditSeedSpec) -> AuditEvent {
     // A UUIDv7 of the request's time, as the server generates.
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&request.next().to_le_bytes());
-    let request_id =
-        uuid::Builder::from_unix_timestamp_millis((event_time(2 * r, spec.total).unix_micros() / 1_000) as u64, &random)
-            .into_uuid()
-            .to_string();
+    let request_id = uuid::Builder::from_unix_timestamp_millis(
+        (event_time(2 * r, spec.total).unix_micros() / 1_000) as u64,
+        &random,
+    )
+    .into_uuid()
+    .to_string();
     let mut own = Rng::for_index(i ^ 0xE7E_0000);
     let mut pick = own.below(10_000) as u32;
     let mut event_type = EventType::Execute;
@@ -333,7 +335,10 @@ pub async fn seed_audit_events(
                     if i >= end {
                         return Ok::<(), anyhow::Error>(());
                     }
-                    writer.append(generate_event(i, &spec)).await.with_context(|| format!("appending event {i}"))?;
+                    writer
+                        .append(generate_event(i, &spec))
+                        .await
+                        .with_context(|| format!("appending event {i}"))?;
                 }
             });
         }

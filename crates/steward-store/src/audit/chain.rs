@@ -391,7 +391,11 @@ fn link_hash(
 /// [`compute_hash`] with the crate's own RFC 8785 writer ([`jcs::write_unchained_event`]) and a key
 /// set up once by the caller: the same hash (the tests compare them), without the JSON value and
 /// `serde_jcs`'s buffering. Verification runs it on every event; `scratch` is reused between calls.
-pub(crate) fn chain_hash(key: &HmacKey, event: &AuditEvent, scratch: &mut Vec<u8>) -> Result<String, StoreError> {
+pub(crate) fn chain_hash(
+    key: &HmacKey,
+    event: &AuditEvent,
+    scratch: &mut Vec<u8>,
+) -> Result<String, StoreError> {
     let chain = event
         .chain
         .as_ref()

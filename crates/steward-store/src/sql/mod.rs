@@ -83,7 +83,8 @@ pub(crate) fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
 /// then `<len>:<body>`, lengths in bytes, in seq order — back into events.
 pub(crate) fn unpack_chain_page(mut packed: &str) -> Result<Vec<crate::audit::StoredEvent>, StoreError> {
     fn field<'a>(packed: &mut &'a str) -> Result<&'a str, StoreError> {
-        let (len, rest) = packed.split_once(':').ok_or_else(|| corrupt("a packed audit page is cut short"))?;
+        let (len, rest) =
+            packed.split_once(':').ok_or_else(|| corrupt("a packed audit page is cut short"))?;
         let len: usize = len.parse().map_err(|_| corrupt("a packed audit page has a bad length"))?;
         let text = rest.get(..len).ok_or_else(|| corrupt("a packed audit page is cut short"))?;
         *packed = &rest[len..];

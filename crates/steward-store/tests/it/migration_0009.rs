@@ -32,14 +32,15 @@ fn old_chain(tenant: &str, count: i64) -> anyhow::Result<Vec<StoredEvent>> {
     let mut out = Vec::new();
     for seq in 1..=count {
         let group = if seq % 2 == 0 { "openai_responses" } else { "github_issues_read" };
-        let mut event = AuditEvent::new(EventType::Execute, Actor::workload("w_old"), at(t0().unix_micros() + seq))
-            .with_tenant(tenant)
-            .with_request_id(format!("req-{seq}"))
-            .with_correlation_id(format!("corr-{tenant}-{seq}"))
-            .with_workload("w_old")
-            .with_integration("i_old")
-            .with_decision(Decision::Allowed)
-            .with_action_group(group);
+        let mut event =
+            AuditEvent::new(EventType::Execute, Actor::workload("w_old"), at(t0().unix_micros() + seq))
+                .with_tenant(tenant)
+                .with_request_id(format!("req-{seq}"))
+                .with_correlation_id(format!("corr-{tenant}-{seq}"))
+                .with_workload("w_old")
+                .with_integration("i_old")
+                .with_decision(Decision::Allowed)
+                .with_action_group(group);
         event.chain = Some(ChainLink {
             chain_id: chain_id_for(tenant, "wr_old"),
             seq,
@@ -109,7 +110,8 @@ async fn check(store: std::sync::Arc<dyn Store>) -> anyhow::Result<()> {
     assert!(page.windows(2).all(|w| w[0].timestamp >= w[1].timestamp));
     let by_tenant = AuditFilter { tenant_id: Some("t_one".into()), ..AuditFilter::default() };
     assert_eq!(store.search_audit_events(&by_tenant, None, AuditOrder::NewestFirst, 100).await?.len(), 25);
-    let by_correlation = AuditFilter { correlation_id: Some("corr-t_one-7".into()), ..AuditFilter::default() };
+    let by_correlation =
+        AuditFilter { correlation_id: Some("corr-t_one-7".into()), ..AuditFilter::default() };
     let found = store.search_audit_events(&by_correlation, None, AuditOrder::NewestFirst, 100).await?;
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].request_id.as_deref(), Some("req-7"));
