@@ -349,6 +349,32 @@ fn audit_append(c: &mut Criterion) {
     group.finish();
 }
 
+/// `GET /v1/audit/verify`'s work: 20 000 events of one tenant in a SQLite store (written by the audit
+/// writer), verified whole per iteration; events/s.
+fn audit_verify(c: &mut Criterion) {
+    const EVENTS: u64 = 20_000;
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        rt.block_on(SqliteStore::open(&dir.path().join("steward.db"), SqliteSynchronous::Normal)).unwrap(),
+    );
+    let writer = rt.block_on(async { audit_writer(Arc::clone(&store)) });
+    append_all(&rt, &writer, 256, EVENTS);
+    rt.block_on(writer.shutdown()).unwrap();
+    let mut group = c.benchmark_group("audit_verify");
+    group.throughput(Throughput::Elements(EVENTS));
+    group.sample_size(10);
+    group.bench_function("sqlite/20k_events", |b| {
+        b.iter(|| {
+            let report = rt
+                .block_on(steward_store::audit::verify_tenant(store.as_ref(), &[7; 32], "t_bench"))
+                .unwrap();
+            assert!(report.ok && report.events_checked == EVENTS, "{report:?}");
+        })
+    });
+    group.finish();
+}
+
 fn scrubber(c: &mut Criterion) {
     use steward_egress::Scrubber;
     use steward_server::services::execute::cache::ScrubberCache;
@@ -444,6 +470,7 @@ criterion_group!(
     envelope,
     manifest_signing,
     session_lookup,
-    audit_append
+    audit_append,
+    audit_verify
 );
 criterion_main!(benches);

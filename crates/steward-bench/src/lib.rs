@@ -9,6 +9,7 @@
 //! (`startup::prepare` + `runtime::run`), configured only through its documented environment overlay.
 
 pub mod admin;
+pub mod audit_scale;
 pub mod calls;
 pub mod load;
 pub mod nginx;

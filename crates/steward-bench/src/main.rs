@@ -111,6 +111,35 @@ enum Internal {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Audit at scale (issue 18): seeds `scale × 10 M` audit events into a store kept under
+    /// `--seed-dir` (reused when already seeded), then measures `GET /v1/audit/events` per filter and
+    /// `GET /v1/audit/verify` of the big tenant against a Steward child on it.
+    #[command(name = "audit-scale")]
+    AuditScale {
+        /// 1.0 = 10 000 000 events over 10 000 tenants.
+        #[arg(long, default_value_t = 0.01)]
+        seed_scale: f64,
+        /// Where seeded stores are kept (one per backend and scale).
+        #[arg(long)]
+        seed_dir: Option<PathBuf>,
+        /// The big tenant's share of the events (>= 0.1 gives it >= 1 M events at scale 1.0).
+        #[arg(long, default_value_t = 0.12)]
+        big_tenant_share: f64,
+        /// PostgreSQL server (a database `stwbench_audit_<scale>` is created next to this URL's).
+        #[arg(long, requires = "redis_url")]
+        postgres_url: Option<String>,
+        #[arg(long)]
+        redis_url: Option<String>,
+        /// Searches per filter; each follows `next_cursor` for `--pages` pages.
+        #[arg(long, default_value_t = 40)]
+        queries: usize,
+        #[arg(long, default_value_t = 3)]
+        pages: usize,
+        #[arg(long, default_value_t = 2)]
+        verify_runs: usize,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
 }
 
 async fn serve(config_path: PathBuf) -> Result<(), StartupError> {
@@ -129,14 +158,52 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    if let Some(Internal::Serve { config }) = cli.internal {
-        return match runtime.block_on(serve(config)) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                eprintln!("steward: {}", error.message);
-                std::process::ExitCode::from(u8::try_from(error.code()).unwrap_or(1))
-            }
-        };
+    match cli.internal {
+        Some(Internal::Serve { config }) => {
+            return match runtime.block_on(serve(config)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("steward: {}", error.message);
+                    std::process::ExitCode::from(u8::try_from(error.code()).unwrap_or(1))
+                }
+            };
+        }
+        Some(Internal::AuditScale {
+            seed_scale,
+            seed_dir,
+            big_tenant_share,
+            postgres_url,
+            redis_url,
+            queries,
+            pages,
+            verify_runs,
+            output,
+        }) => {
+            let options = steward_bench::audit_scale::AuditScaleOptions {
+                scale: seed_scale,
+                seed_dir: seed_dir.unwrap_or_else(|| std::env::temp_dir().join("steward-bench-seed")),
+                big_tenant_share,
+                postgres_url,
+                redis_url,
+                queries,
+                pages,
+                verify_runs,
+            };
+            return match runtime.block_on(steward_bench::audit_scale::run(&options)) {
+                Ok(report) => {
+                    match output {
+                        Output::Json => println!("{}", steward_bench::audit_scale::to_json(&report)),
+                        Output::Text => print!("{}", report.to_text()),
+                    }
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("steward-bench: {error:#}");
+                    std::process::ExitCode::from(1)
+                }
+            };
+        }
+        None => {}
     }
     let targets = match expand_targets(&cli.targets) {
         Ok(targets) => targets,

@@ -342,24 +342,7 @@ impl Unchained {
         writer_id: String,
     ) -> Result<StoredEvent, StoreError> {
         let Unchained { mut event, canonical, chain_at, body_head } = self;
-        // The link without its hash as `compute_hash` builds it, `{chain_id, seq, prev_hash}`, in JCS:
-        // keys in sorted order, strings escaped as `serde_json` does, the integer in plain digits.
-        let mut unhashed = Vec::with_capacity(160);
-        unhashed.extend_from_slice(b"{\"chain_id\":");
-        jcs::write_str(&mut unhashed, &chain_id)?;
-        unhashed.extend_from_slice(b",\"prev_hash\":");
-        jcs::write_str(&mut unhashed, &prev_hash)?;
-        unhashed.extend_from_slice(b",\"seq\":");
-        serde_json::to_writer(&mut unhashed, &seq).map_err(link_error)?;
-        unhashed.push(b'}');
-        let (before, after) = canonical.split_at(chain_at);
-        let mut context = key.context();
-        context.update(prev_hash.as_bytes());
-        context.update(b"\n");
-        context.update(before);
-        context.update(&unhashed);
-        context.update(&after["null".len()..]);
-        let hash = hex::encode(context.finish());
+        let hash = link_hash(key, &canonical, chain_at, &chain_id, seq, &prev_hash)?;
         let link = ChainLink { chain_id, seq, prev_hash, hash };
         let Some(mut body) = body_head else {
             event.chain = Some(link);
@@ -372,6 +355,54 @@ impl Unchained {
         event.chain = Some(link);
         Ok(StoredEvent { event, writer_id, body })
     }
+}
+
+/// The chain hash of an event whose canonical form with `chain: null` is `canonical` (that `null` at
+/// `chain_at`) once placed at `seq` of `chain_id` after `prev_hash`: the bytes [`compute_hash`]
+/// hashes, written without building a JSON value.
+fn link_hash(
+    key: &HmacKey,
+    canonical: &[u8],
+    chain_at: usize,
+    chain_id: &str,
+    seq: i64,
+    prev_hash: &str,
+) -> Result<String, StoreError> {
+    // The link without its hash as `compute_hash` builds it, `{chain_id, seq, prev_hash}`, in JCS:
+    // keys in sorted order, strings escaped as `serde_json` does, the integer in plain digits.
+    let mut unhashed = Vec::with_capacity(160);
+    unhashed.extend_from_slice(b"{\"chain_id\":");
+    jcs::write_str(&mut unhashed, chain_id)?;
+    unhashed.extend_from_slice(b",\"prev_hash\":");
+    jcs::write_str(&mut unhashed, prev_hash)?;
+    unhashed.extend_from_slice(b",\"seq\":");
+    serde_json::to_writer(&mut unhashed, &seq).map_err(link_error)?;
+    unhashed.push(b'}');
+    let (before, after) = canonical.split_at(chain_at);
+    let mut context = key.context();
+    context.update(prev_hash.as_bytes());
+    context.update(b"\n");
+    context.update(before);
+    context.update(&unhashed);
+    context.update(&after["null".len()..]);
+    Ok(hex::encode(context.finish()))
+}
+
+/// [`compute_hash`] with the crate's own RFC 8785 writer ([`jcs::write_unchained_event`]) and a key
+/// set up once by the caller: the same hash (the tests compare them), without the JSON value and
+/// `serde_jcs`'s buffering. Verification runs it on every event; `scratch` is reused between calls.
+pub(crate) fn chain_hash(
+    key: &HmacKey,
+    event: &AuditEvent,
+    scratch: &mut Vec<u8>,
+) -> Result<String, StoreError> {
+    let chain = event
+        .chain
+        .as_ref()
+        .ok_or_else(|| StoreError::Corrupt(format!("audit event {} has no chain link", event.event_id)))?;
+    scratch.clear();
+    let chain_at = jcs::write_unchained_event(scratch, event)?;
+    link_hash(key, scratch, chain_at, &chain.chain_id, chain.seq, &chain.prev_hash)
 }
 
 /// The id of the chain of `tenant_id` written by `writer_id`. Deterministic, so a reader can tell which

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use steward_crypto::HmacKey;
 
-use super::chain::{ChainHead, GENESIS_HASH, compute_hash};
+use super::StoredEvent;
+use super::chain::{ChainHead, GENESIS_HASH, chain_hash};
 use crate::{Store, StoreError};
 
 /// Events read per round trip while walking a chain.
@@ -28,6 +30,7 @@ pub async fn verify_tenant(
     audit_key: &[u8; 32],
     tenant_id: &str,
 ) -> Result<VerifyReport, StoreError> {
+    let key = HmacKey::new(audit_key);
     let mut heads = store.audit_chain_heads(Some(tenant_id)).await?;
     heads.sort_by(|a, b| a.chain_id.cmp(&b.chain_id));
     let checkpointed: BTreeMap<String, ChainHead> = store
@@ -41,9 +44,16 @@ pub async fn verify_tenant(
         VerifyReport { ok: true, chains_checked: 0, events_checked: 0, first_bad_event_id: None };
     for head in &heads {
         report.chains_checked += 1;
+        // A chain id is `<tenant>/<writer>` (`chain_id_for`); the store finds a chain's events under its
+        // tenant, so a chain whose id names another tenant does not belong here.
+        if head.chain_id.strip_prefix(tenant_id).is_none_or(|rest| !rest.starts_with('/')) {
+            report.ok = false;
+            report.first_bad_event_id = Some(head.event_id.clone());
+            return Ok(report);
+        }
         let bad = verify_chain(
             store,
-            audit_key,
+            &key,
             tenant_id,
             &head.chain_id,
             checkpointed.get(&head.chain_id),
@@ -67,55 +77,98 @@ pub async fn verify_tenant(
     Ok(report)
 }
 
-/// Walks one chain from seq 1; returns the id of the first event that does not fit.
-async fn verify_chain(
-    store: &dyn Store,
-    audit_key: &[u8; 32],
-    tenant_id: &str,
-    chain_id: &str,
-    checkpoint: Option<&ChainHead>,
-    report: &mut VerifyReport,
-) -> Result<Option<String>, StoreError> {
-    let mut expected_seq = 1_i64;
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    let mut checkpoint_reached = false;
-    // Start below every possible seq, so a row slipped in with seq <= 0 is seen (and rejected).
-    let mut after = i64::MIN;
-    loop {
-        let page = store.audit_chain_events(chain_id, after, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for stored in &page {
+/// Where the walk of one chain stands.
+struct Walk<'a> {
+    tenant_id: &'a str,
+    chain_id: &'a str,
+    checkpoint: Option<&'a ChainHead>,
+    expected_seq: i64,
+    prev_hash: String,
+    checkpoint_reached: bool,
+    /// Reused buffer of the canonical form.
+    scratch: Vec<u8>,
+}
+
+impl Walk<'_> {
+    /// Checks `page`, the events that follow the ones checked so far; returns the id of the first
+    /// event that does not fit.
+    fn check(
+        &mut self,
+        key: &HmacKey,
+        page: &[StoredEvent],
+        report: &mut VerifyReport,
+    ) -> Result<Option<String>, StoreError> {
+        for stored in page {
             report.events_checked += 1;
             let event = stored.event();
             let chain = stored.chain();
-            let fits = chain.chain_id == chain_id
-                && chain.seq == expected_seq
-                && chain.prev_hash == prev_hash
-                && event.chain_tenant() == tenant_id
+            let fits = chain.chain_id == self.chain_id
+                && chain.seq == self.expected_seq
+                && chain.prev_hash == self.prev_hash
+                && event.chain_tenant() == self.tenant_id
                 && steward_crypto::constant_time_eq(
-                    compute_hash(audit_key, event)?.as_bytes(),
+                    chain_hash(key, event, &mut self.scratch)?.as_bytes(),
                     chain.hash.as_bytes(),
                 );
             if !fits {
                 return Ok(Some(event.event_id.to_string()));
             }
-            if let Some(head) = checkpoint
+            if let Some(head) = self.checkpoint
                 && head.seq == chain.seq
             {
                 if head.hash != chain.hash {
                     return Ok(Some(event.event_id.to_string()));
                 }
-                checkpoint_reached = true;
+                self.checkpoint_reached = true;
             }
-            prev_hash = chain.hash.clone();
-            after = chain.seq;
-            expected_seq += 1;
+            self.prev_hash.clone_from(&chain.hash);
+            self.expected_seq += 1;
         }
+        Ok(None)
+    }
+}
+
+/// Walks one chain from seq 1; returns the id of the first event that does not fit. The next page is
+/// read while the current one is checked, so the store's round trip overlaps the hashing.
+async fn verify_chain(
+    store: &dyn Store,
+    key: &HmacKey,
+    tenant_id: &str,
+    chain_id: &str,
+    checkpoint: Option<&ChainHead>,
+    report: &mut VerifyReport,
+) -> Result<Option<String>, StoreError> {
+    let mut walk = Walk {
+        tenant_id,
+        chain_id,
+        checkpoint,
+        expected_seq: 1,
+        prev_hash: GENESIS_HASH.to_owned(),
+        checkpoint_reached: false,
+        scratch: Vec::with_capacity(2048),
+    };
+    // Start below every possible seq, so a row slipped in with seq <= 0 is seen (and rejected).
+    let mut page = store.audit_chain_events(chain_id, i64::MIN, PAGE).await?;
+    while let Some(last) = page.last() {
+        let after = last.chain().seq;
+        // A short page is the chain's last.
+        let more = page.len() >= PAGE as usize;
+        let next = async {
+            if more { store.audit_chain_events(chain_id, after, PAGE).await } else { Ok(Vec::new()) }
+        };
+        let check = async {
+            // Let the read of the next page start first.
+            tokio::task::yield_now().await;
+            walk.check(key, &page, report)
+        };
+        let (next, bad) = tokio::join!(next, check);
+        if let Some(event_id) = bad? {
+            return Ok(Some(event_id));
+        }
+        page = next?;
     }
     if let Some(head) = checkpoint
-        && !checkpoint_reached
+        && !walk.checkpoint_reached
     {
         // The chain ends below what a checkpoint saw: its newest events were cut off.
         return Ok(Some(head.event_id.clone()));

@@ -547,8 +547,10 @@ macro_rules! impl_governance_store {
                     let at = binds.int(cursor.timestamp.unix_micros());
                     let at_again = binds.int(cursor.timestamp.unix_micros());
                     let id = binds.text(&cursor.event_id);
+                    // `occurred_at <=` (or `>=`) first, so the index scan starts at the cursor instead
+                    // of walking past every event before it.
                     clauses.push(format!(
-                        "(occurred_at {comparison} {at} OR (occurred_at = {at_again} AND event_id {comparison} {id}))"
+                        "occurred_at {comparison}= {at} AND (occurred_at {comparison} {at_again} OR event_id {comparison} {id})"
                     ));
                 }
                 let limit = binds.int(i64::from(limit));

@@ -78,3 +78,59 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 pub(crate) fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("a stored token hash is not 32 bytes"))
 }
+
+/// Splits a page of a chain packed by SQLite's `audit_chain_events` — per event `<len>:<writer id>`
+/// then `<len>:<body>`, lengths in bytes, in seq order — back into events.
+pub(crate) fn unpack_chain_page(mut packed: &str) -> Result<Vec<crate::audit::StoredEvent>, StoreError> {
+    fn field<'a>(packed: &mut &'a str) -> Result<&'a str, StoreError> {
+        let (len, rest) =
+            packed.split_once(':').ok_or_else(|| corrupt("a packed audit page is cut short"))?;
+        let len: usize = len.parse().map_err(|_| corrupt("a packed audit page has a bad length"))?;
+        let text = rest.get(..len).ok_or_else(|| corrupt("a packed audit page is cut short"))?;
+        *packed = &rest[len..];
+        Ok(text)
+    }
+    let mut events = Vec::new();
+    while !packed.is_empty() {
+        let writer_id = field(&mut packed)?;
+        let body = field(&mut packed)?;
+        events.push(crate::audit::StoredEvent::from_body(body, writer_id.to_owned())?);
+    }
+    Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack_chain_page;
+
+    #[test]
+    fn packed_pages_split_by_length_whatever_the_text() {
+        assert!(unpack_chain_page("").unwrap().is_empty());
+        // A length that runs past the end, or text that is not a length, is refused.
+        assert!(unpack_chain_page("5:wr_1").is_err());
+        assert!(unpack_chain_page("x:wr_1").is_err());
+        assert!(unpack_chain_page("4:wr_12:{}").is_err(), "an event without a chain link is not stored");
+    }
+
+    #[test]
+    fn packed_pages_round_trip_multibyte_text_and_separators() {
+        use crate::audit::{Actor, AuditEvent, ChainLink, EventType, GENESIS_HASH, StoredEvent};
+        let at = steward_types::Timestamp::from_unix_micros(1_795_000_000_000_000).unwrap();
+        let mut packed = String::new();
+        let mut expected = Vec::new();
+        for n in 1..=3 {
+            let mut event = AuditEvent::new(EventType::AdminAction, Actor::system("sys"), at)
+                .with_metadata("note", serde_json::json!(format!("naïve 3:4 «{n}» 🎉\n")));
+            event.chain = Some(ChainLink {
+                chain_id: "global/wr_1".into(),
+                seq: n,
+                prev_hash: GENESIS_HASH.into(),
+                hash: "00".into(),
+            });
+            let stored = StoredEvent::new(event, "wr_1".into()).unwrap();
+            packed.push_str(&format!("{}:{}{}:{}", 4, "wr_1", stored.body().len(), stored.body()));
+            expected.push(stored);
+        }
+        assert_eq!(unpack_chain_page(&packed).unwrap(), expected);
+    }
+}

@@ -15,4 +15,5 @@ mod governance_conformance;
 mod idempotency_conformance;
 mod identity_conformance;
 mod migration_0008;
+mod migration_0009;
 mod oauth2_conformance;
