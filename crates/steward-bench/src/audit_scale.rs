@@ -21,10 +21,9 @@ use anyhow::{Context, Result, bail};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_server::bootstrap::{InitOptions, init};
-use steward_server::config::{self, StorageBackend};
-use steward_server::startup::{Environment, open_store};
-use steward_types::{SystemClock, Timestamp};
+use steward_server::config;
+use steward_server::startup::open_store;
+use steward_types::Timestamp;
 
 use crate::pki::BenchCa;
 use crate::seed::audit::{
@@ -257,22 +256,7 @@ pub async fn prepare(options: &AuditScaleOptions) -> Result<Prepared> {
         return Ok(Prepared { work, steward_options, tenants, total, seeding: None });
     }
     let data_dir = work.join("steward-data");
-    let storage = if postgres_url.is_some() { StorageBackend::Postgres } else { StorageBackend::Sqlite };
-    init(
-        &InitOptions {
-            data_dir: data_dir.clone(),
-            public_url: Some("https://localhost:8443".into()),
-            storage,
-            postgres_url: postgres_url.clone(),
-            redis_url: options.redis_url.clone(),
-            kek_file: None,
-            force: false,
-        },
-        &Environment { vars: Vec::new() },
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?;
+    crate::seed::init_deployment(&data_dir, postgres_url.clone(), options.redis_url.clone()).await?;
     let first_index = previous.map(|p| p.done).unwrap_or(0);
     let spec = AuditSeedSpec {
         tenants: tenants.clone(),

@@ -199,22 +199,8 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
         dir.display(),
         database.as_ref().map(|d| format!(" + database {d}")).unwrap_or_default()
     );
-    let report = init(
-        &InitOptions {
-            data_dir: seeded.data_dir.clone(),
-            public_url: Some("https://localhost:8443".into()),
-            storage: if seed_url.is_some() { StorageBackend::Postgres } else { StorageBackend::Sqlite },
-            postgres_url: seed_url,
-            redis_url: options.redis_url.clone(),
-            kek_file: None,
-            force: false,
-        },
-        &Environment { vars: Vec::new() },
-        Arc::new(SystemClock),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?;
-    seeded.config_path = report.config_path;
+    seeded.config_path =
+        init_deployment(&seeded.data_dir, seed_url, options.redis_url.clone()).await?;
 
     let opened = open(&seeded.config_path).await?;
     let outcome = seed_into(&opened, &mut seeded.manifest, clock.now()).await;
@@ -281,6 +267,32 @@ impl RunCopy {
 }
 
 /// Copies a directory tree, leaving out SQLite's lock file.
+/// `steward init` of a seed's deployment into `data_dir` (SQLite, or PostgreSQL at `postgres_url`
+/// with Redis at `redis_url`); the harness overrides the listeners and public URL when it runs
+/// Steward on it. Returns the path of its `steward.toml`.
+pub async fn init_deployment(
+    data_dir: &Path,
+    postgres_url: Option<String>,
+    redis_url: Option<String>,
+) -> Result<PathBuf> {
+    let report = init(
+        &InitOptions {
+            data_dir: data_dir.to_owned(),
+            public_url: Some("https://localhost:8443".into()),
+            storage: if postgres_url.is_some() { StorageBackend::Postgres } else { StorageBackend::Sqlite },
+            postgres_url,
+            redis_url,
+            kek_file: None,
+            force: false,
+        },
+        &Environment { vars: Vec::new() },
+        Arc::new(SystemClock),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("steward init: {}", e.message))?;
+    Ok(report.config_path)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
