@@ -199,8 +199,7 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
         dir.display(),
         database.as_ref().map(|d| format!(" + database {d}")).unwrap_or_default()
     );
-    seeded.config_path =
-        init_deployment(&seeded.data_dir, seed_url, options.redis_url.clone()).await?;
+    seeded.config_path = init_deployment(&seeded.data_dir, seed_url, options.redis_url.clone()).await?;
 
     let opened = open(&seeded.config_path).await?;
     let outcome = seed_into(&opened, &mut seeded.manifest, clock.now()).await;
