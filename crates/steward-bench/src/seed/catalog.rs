@@ -34,11 +34,9 @@ use steward_crypto::{Keyring, generate_token};
 use steward_policy::PolicyRule;
 use steward_server::builtin_templates::{builtin_templates, template_record};
 use steward_server::services::credentials::envelope::{seal_record, secret_context};
-use steward_store::catalog::{
-    CreateIntegrationOutcome, IntegrationRecord, NewSecretVersion, PolicyRecord, PublishOutcome,
-};
+use steward_store::catalog::{CreateIntegrationOutcome, IntegrationRecord, NewSecretVersion, PublishOutcome};
 use steward_store::{EnrollmentTokenRecord, Store, TenantRecord, WorkloadRecord};
-use steward_types::{GLOBAL_TENANT, IntegrationId, PolicyId, TenantId, Timestamp, WorkloadId};
+use steward_types::{GLOBAL_TENANT, IntegrationId, TenantId, Timestamp, WorkloadId};
 
 use crate::steward::{BENCH_SECRET, bench_rules, bench_template};
 use crate::upstream::UPSTREAM_HOST;
@@ -187,23 +185,6 @@ fn generated_rule(
         });
     }
     PolicyRule::from_json(&rule).map_err(|e| anyhow::anyhow!("generated rule {rule}: {e:?}"))
-}
-
-fn policy_record(rule: &PolicyRule, now: Timestamp) -> PolicyRecord {
-    let scope = rule.scope();
-    PolicyRecord {
-        policy_id: PolicyId::generate(),
-        tenant_id: scope.tenant_id.clone(),
-        integration_id: scope.integration_id.clone(),
-        action_group: scope.action_group.clone(),
-        method: scope.method.clone(),
-        host: scope.host.clone(),
-        workload_id: scope.workload_id.clone(),
-        rule_type: rule.rule_type().as_str().to_owned(),
-        rule: rule.to_json(),
-        created_at: now,
-        disabled_at: None,
-    }
 }
 
 /// Runs `items` through `write`, [`CONCURRENCY`] at a time; the first error stops it.
@@ -394,14 +375,14 @@ pub async fn seed_catalog(
     let mut rules = Vec::with_capacity(counts.policies as usize);
     for value in bench_rules(bench.record.tenant_id.as_str(), bench.record.integration_id.as_str()) {
         let rule = PolicyRule::from_json(&value).map_err(|e| anyhow::anyhow!("bench rule: {e:?}"))?;
-        rules.push(policy_record(&rule, now));
+        rules.push(steward_server::services::policies::new_record(&rule, now));
     }
     let others = planned.len() as u64 - 1;
     for j in 0..counts.policies.saturating_sub(4) {
         let integration = &planned[1 + (j % others) as usize];
         let tenant = &tenants[integration.tenant];
         let rule = generated_rule(j, j / others, &tenant.tenant_id, &tenant.workload_id, integration)?;
-        rules.push(policy_record(&rule, now));
+        rules.push(steward_server::services::policies::new_record(&rule, now));
     }
     in_parallel(rules, |record| {
         let store = Arc::clone(&store);

@@ -118,19 +118,7 @@ async fn create_policy(
             ),
         ));
     }
-    let record = PolicyRecord {
-        policy_id: PolicyId::generate(),
-        tenant_id: scope.tenant_id.clone(),
-        integration_id: scope.integration_id.clone(),
-        action_group: scope.action_group.clone(),
-        method: scope.method.clone(),
-        host: scope.host.clone(),
-        workload_id: scope.workload_id.clone(),
-        rule_type: rule.rule_type().as_str().to_owned(),
-        rule: rule.to_json(),
-        created_at: state.clock.now(),
-        disabled_at: None,
-    };
+    let record = crate::services::policies::new_record(&rule, state.clock.now());
     state.store.insert_policy(&record).await?;
     let view = view(&record);
     let targets = json!({

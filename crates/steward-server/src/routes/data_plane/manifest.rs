@@ -19,7 +19,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use steward_canon::Template;
-use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
+use steward_store::audit::{AuditEvent, Decision, EventType};
 use steward_types::{ErrorCode, Timestamp};
 
 use super::MtlsPrincipal;
@@ -27,7 +27,7 @@ use super::session_auth::{ManifestReadScope, SessionPrincipal, SessionRejection,
 use crate::http::{ApiError, LogFields, RequestContext};
 use crate::routes::admin::ErrorBody;
 use crate::services::AppState;
-use crate::services::audit::is_decision;
+use crate::services::audit::{is_decision, workload_event};
 use crate::services::identity::dpop;
 use crate::services::keys::ActiveKeyError;
 
@@ -115,15 +115,7 @@ pub async fn workload_manifest(
 }
 
 fn event(state: &AppState, context: &RequestContext, principal: &MtlsPrincipal) -> AuditEvent {
-    AuditEvent::new(
-        EventType::ManifestIssued,
-        Actor::workload(principal.workload_id.as_str()),
-        state.clock.now(),
-    )
-    .with_request_id(context.request_id.to_string())
-    .with_correlation_id(context.correlation_id.clone())
-    .with_tenant(principal.tenant_id.as_str())
-    .with_workload(principal.workload_id.as_str())
+    workload_event(state, context, principal, EventType::ManifestIssued)
 }
 
 async fn manifest_for(

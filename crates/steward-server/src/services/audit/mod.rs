@@ -113,6 +113,21 @@ fn hex_lower(bytes: &[u8]) -> String {
     })
 }
 
+/// A new event of `event_type` caused by the identified workload of a data-plane request: the actor,
+/// the request and correlation ids, the tenant and the workload.
+pub fn workload_event(
+    state: &AppState,
+    context: &RequestContext,
+    principal: &MtlsPrincipal,
+    event_type: EventType,
+) -> AuditEvent {
+    AuditEvent::new(event_type, Actor::workload(principal.workload_id.as_str()), state.clock.now())
+        .with_request_id(context.request_id.to_string())
+        .with_correlation_id(context.correlation_id.clone())
+        .with_tenant(principal.tenant_id.as_str())
+        .with_workload(principal.workload_id.as_str())
+}
+
 /// What every execute-related event of one request shares.
 #[derive(Debug, Clone)]
 pub struct EventBase<'a> {
@@ -127,16 +142,7 @@ impl EventBase<'_> {
     /// A new event of `event_type` with the request's ids, and — once the request is canonical — its
     /// action group, risk tier, destination and stored descriptor.
     pub fn event(&self, event_type: EventType) -> AuditEvent {
-        let principal = self.principal;
-        let mut event = AuditEvent::new(
-            event_type,
-            Actor::workload(principal.workload_id.as_str()),
-            self.state.clock.now(),
-        )
-        .with_request_id(self.context.request_id.to_string())
-        .with_correlation_id(self.context.correlation_id.clone())
-        .with_tenant(principal.tenant_id.as_str())
-        .with_workload(principal.workload_id.as_str());
+        let mut event = workload_event(self.state, self.context, self.principal, event_type);
         if let Some(integration_id) = &self.integration_id {
             event = event.with_integration(integration_id.clone());
         }

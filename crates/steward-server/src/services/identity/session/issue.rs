@@ -15,7 +15,7 @@
 use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use steward_crypto::generate_token;
-use steward_store::audit::{Actor, AuditEvent, Decision, EventType};
+use steward_store::audit::{AuditEvent, Decision, EventType};
 use steward_store::{RecentSessions, SessionInsertOutcome, SessionRecord};
 use steward_types::{ErrorCode, SessionId, Timestamp};
 use utoipa::ToSchema;
@@ -23,7 +23,7 @@ use utoipa::ToSchema;
 use super::{ALL_SCOPES, SESSION_TOKEN_PREFIX};
 use crate::http::{ApiError, DeferredBody, RequestContext};
 use crate::services::AppState;
-use crate::services::audit::is_decision;
+use crate::services::audit::{is_decision, workload_event};
 use crate::services::identity::MtlsPrincipal;
 use crate::services::identity::dpop::{self, ProofFor};
 
@@ -203,15 +203,7 @@ fn rate_limited(state: &AppState, now: Timestamp, recent: RecentSessions) -> Api
 }
 
 fn base_event(state: &AppState, context: &RequestContext, principal: &MtlsPrincipal) -> AuditEvent {
-    AuditEvent::new(
-        EventType::SessionIssued,
-        Actor::workload(principal.workload_id.as_str()),
-        state.clock.now(),
-    )
-    .with_request_id(context.request_id.to_string())
-    .with_correlation_id(context.correlation_id.clone())
-    .with_tenant(principal.tenant_id.as_str())
-    .with_workload(principal.workload_id.as_str())
+    workload_event(state, context, principal, EventType::SessionIssued)
 }
 
 /// `session_issued` denied (throttled for the rate limit) with the reason code.
