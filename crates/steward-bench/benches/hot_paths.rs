@@ -261,11 +261,25 @@ impl CheckpointSigner for Signer {
     }
 }
 
-fn execute_event(tenant: &str, n: u64) -> AuditEvent {
+/// How the bench's events get their correlation ids.
+#[derive(Debug, Clone, Copy)]
+enum Correlation {
+    /// What `spec/data-plane.md` gives a request without `x-correlation-id`: a UUIDv4, so the
+    /// correlation index takes each event at a random place.
+    Random,
+    /// Time-ordered (UUIDv7): not what the spec says, measured to show what the random index costs.
+    TimeOrdered,
+}
+
+fn execute_event(tenant: &str, n: u64, correlation: Correlation) -> AuditEvent {
+    let correlation_id = match correlation {
+        Correlation::Random => uuid::Uuid::new_v4(),
+        Correlation::TimeOrdered => uuid::Uuid::now_v7(),
+    };
     AuditEvent::new(EventType::Execute, Actor::workload("w_bench"), now())
         .with_tenant(tenant)
         .with_request_id(format!("req-{n}"))
-        .with_correlation_id(uuid::Uuid::new_v4().to_string())
+        .with_correlation_id(correlation_id.to_string())
         .with_workload("w_bench")
         .with_integration("i_bench")
         .with_decision(Decision::Allowed)
@@ -284,7 +298,13 @@ fn execute_event(tenant: &str, n: u64) -> AuditEvent {
 
 /// `appenders` tasks append `iters` events in all through one writer; the time until the last
 /// acknowledgement (each sent only after its batch committed) is the measurement.
-fn append_all(rt: &tokio::runtime::Runtime, writer: &AuditWriter, appenders: u64, iters: u64) -> Duration {
+fn append_all(
+    rt: &tokio::runtime::Runtime,
+    writer: &AuditWriter,
+    appenders: u64,
+    iters: u64,
+    correlation: Correlation,
+) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -293,7 +313,7 @@ fn append_all(rt: &tokio::runtime::Runtime, writer: &AuditWriter, appenders: u64
             let share = iters / appenders + u64::from(a < iters % appenders);
             tasks.spawn(async move {
                 for n in 0..share {
-                    writer.append(execute_event("t_bench", n)).await.unwrap();
+                    writer.append(execute_event("t_bench", n, correlation)).await.unwrap();
                 }
             });
         }
@@ -341,9 +361,18 @@ fn audit_append(c: &mut Criterion) {
         let writer = rt.block_on(async { audit_writer(Arc::clone(store)) });
         for appenders in [1u64, 64, 256] {
             group.bench_function(format!("{name}/{appenders}_appenders"), |b| {
-                b.iter_custom(|iters| append_all(&rt, &writer, appenders.min(iters.max(1)), iters))
+                b.iter_custom(|iters| {
+                    append_all(&rt, &writer, appenders.min(iters.max(1)), iters, Correlation::Random)
+                })
             });
         }
+        // The same at 256 appenders with time-ordered correlation ids: what the one index keyed by a
+        // random value costs (`docs/performance.md`, "Canonical bodies and the correlation index").
+        group.bench_function(format!("{name}/256_appenders_time_ordered_correlation"), |b| {
+            b.iter_custom(|iters| {
+                append_all(&rt, &writer, 256.min(iters.max(1)), iters, Correlation::TimeOrdered)
+            })
+        });
         rt.block_on(writer.shutdown()).unwrap();
     }
     group.finish();
@@ -359,7 +388,7 @@ fn audit_verify(c: &mut Criterion) {
         rt.block_on(SqliteStore::open(&dir.path().join("steward.db"), SqliteSynchronous::Normal)).unwrap(),
     );
     let writer = rt.block_on(async { audit_writer(Arc::clone(&store)) });
-    append_all(&rt, &writer, 256, EVENTS);
+    append_all(&rt, &writer, 256, EVENTS, Correlation::Random);
     rt.block_on(writer.shutdown()).unwrap();
     let mut group = c.benchmark_group("audit_verify");
     group.throughput(Throughput::Elements(EVENTS));

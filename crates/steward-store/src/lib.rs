@@ -120,13 +120,28 @@ pub trait Store:
     /// a tenant) when given, in `chain_id` order.
     async fn audit_chain_heads(&self, tenant_id: Option<&str>) -> Result<Vec<audit::ChainHead>, StoreError>;
 
-    /// The events of one chain with `seq > after_seq`, in `seq` order, at most `limit`.
+    /// The rows of one chain with `seq > after_seq`, in `seq` order, at most `limit`, as stored:
+    /// verification reads them without parsing every body.
+    async fn audit_chain_rows(
+        &self,
+        chain_id: &str,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<audit::StoredRow>, StoreError>;
+
+    /// [`Store::audit_chain_rows`], each row's body parsed.
     async fn audit_chain_events(
         &self,
         chain_id: &str,
         after_seq: i64,
         limit: u32,
-    ) -> Result<Vec<audit::StoredEvent>, StoreError>;
+    ) -> Result<Vec<audit::StoredEvent>, StoreError> {
+        self.audit_chain_rows(chain_id, after_seq, limit)
+            .await?
+            .into_iter()
+            .map(audit::StoredRow::parse)
+            .collect()
+    }
 
     async fn insert_checkpoint(&self, checkpoint: &audit::Checkpoint) -> Result<(), StoreError>;
 

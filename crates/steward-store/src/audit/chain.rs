@@ -19,8 +19,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub struct StoredEvent {
     event: AuditEvent,
     writer_id: String,
-    /// `serde_json` of `event`, made once when the event is built (the audit writer builds it without
-    /// serializing the whole event again) so the store does not serialize it a second time.
+    /// The RFC 8785 form of `event`, `chain` and its `hash` included ([`canonical_body`]), made
+    /// once when the event is linked so the store does not serialize it a second time. Bodies
+    /// stored before decision 0024 are `serde_json` of the event, which parses the same.
     body: String,
 }
 
@@ -34,15 +35,17 @@ impl PartialEq for StoredEvent {
 impl StoredEvent {
     /// Wraps a chained event. Fails when `event.chain` is missing: an unchained event is never stored.
     pub fn new(event: AuditEvent, writer_id: String) -> Result<Self, StoreError> {
-        if event.chain.is_none() {
+        let Some(link) = &event.chain else {
             return Err(StoreError::Corrupt(format!("audit event {} has no chain link", event.event_id)));
-        }
-        let body = serde_json::to_string(&event)
-            .map_err(|e| StoreError::Corrupt(format!("audit event does not serialize: {e}")))?;
+        };
+        let mut canonical = Vec::with_capacity(1024);
+        let chain_at = jcs::write_unchained_event(&mut canonical, &event)?;
+        let body = canonical_body(&canonical, chain_at, link)?;
         Ok(Self { event, writer_id, body })
     }
 
-    /// Parses a stored body (the JSON written by [`StoredEvent::body_json`]).
+    /// Parses a stored body (the JSON written by [`StoredEvent::body_json`], or by releases before
+    /// decision 0024, `serde_json` of the event). The body is kept as stored.
     pub fn from_body(body: &str, writer_id: String) -> Result<Self, StoreError> {
         let event: AuditEvent = serde_json::from_str(body)
             .map_err(|e| StoreError::Corrupt(format!("audit event body does not parse: {e}")))?;
@@ -90,6 +93,22 @@ impl StoredEvent {
             hash: chain.hash.clone(),
             event_id: self.event.event_id.to_string(),
         }
+    }
+}
+
+/// One row of a chain as the store keeps it, its body not parsed yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRow {
+    /// The `seq` column (the body holds the event's own).
+    pub seq: i64,
+    pub writer_id: String,
+    pub body: String,
+}
+
+impl StoredRow {
+    /// The event the body holds ([`StoredEvent::from_body`]).
+    pub fn parse(self) -> Result<StoredEvent, StoreError> {
+        StoredEvent::from_body(&self.body, self.writer_id)
     }
 }
 
@@ -280,17 +299,15 @@ pub fn compute_hash(audit_key: &[u8; 32], event: &AuditEvent) -> Result<String, 
     Ok(hex::encode(context.finish()))
 }
 
-/// An event serialized once, before it has a place in a chain: its RFC 8785 form and its body JSON,
-/// each with a hole where `chain` goes. The audit writer builds it on the appending caller's task, so
-/// the one writer task only fills the holes with the link and runs the HMAC instead of serializing
-/// every event twice itself.
+/// An event serialized once, before it has a place in a chain: its RFC 8785 form with a hole where
+/// `chain` goes. The audit writer builds it on the appending caller's task, so the one writer task
+/// only fills the hole with the link and runs the HMAC instead of serializing every event itself.
 ///
 /// Filling the hole gives exactly the bytes [`compute_hash`] hashes: that is JCS of the event's JSON
 /// value with `chain` replaced by `{chain_id, seq, prev_hash}`, and JCS sorts object keys without
 /// looking at the values and writes a value the same wherever it sits, so only the bytes of the
 /// `chain` value differ from the canonical form with `chain: null` ([`jcs::write_unchained_event`]).
-/// The body hole is the `null` of the final `"chain":null}`, since `chain` is the last field of
-/// [`AuditEvent`].
+/// Filling it with the whole link, hash included, gives the stored body ([`canonical_body`]).
 #[derive(Debug)]
 pub(crate) struct Unchained {
     /// The event, its `chain` cleared.
@@ -299,13 +316,10 @@ pub(crate) struct Unchained {
     canonical: Vec<u8>,
     /// Byte offset of that `null` in `canonical`.
     chain_at: usize,
-    /// `serde_json` of the event with `chain: null` without the final `null}`, with room for the link;
-    /// `None` if the body does not end that way (it always does while `chain` is the struct's last
-    /// field), and then the body is serialized again once the link is known.
-    body_head: Option<Vec<u8>>,
 }
 
-/// Room kept in a body for its link: the JSON of two hashes, the chain id and the sequence number.
+/// Room kept in a canonical form for its link: the JSON of two hashes, the chain id and the sequence
+/// number, so filling the hole does not reallocate.
 const LINK_ROOM: usize = 320;
 
 fn link_error(error: serde_json::Error) -> StoreError {
@@ -315,16 +329,9 @@ fn link_error(error: serde_json::Error) -> StoreError {
 impl Unchained {
     pub(crate) fn new(mut event: AuditEvent) -> Result<Self, StoreError> {
         event.chain = None;
-        let mut canonical = Vec::with_capacity(1024);
+        let mut canonical = Vec::with_capacity(1024 + LINK_ROOM);
         let chain_at = jcs::write_unchained_event(&mut canonical, &event)?;
-        let mut body = Vec::with_capacity(canonical.len() + LINK_ROOM);
-        serde_json::to_writer(&mut body, &event)
-            .map_err(|e| StoreError::Corrupt(format!("audit event does not serialize: {e}")))?;
-        let body_head = body.ends_with(b",\"chain\":null}").then(|| {
-            body.truncate(body.len() - "null}".len());
-            body
-        });
-        Ok(Self { event, canonical, chain_at, body_head })
+        Ok(Self { event, canonical, chain_at })
     }
 
     pub(crate) fn event(&self) -> &AuditEvent {
@@ -341,20 +348,51 @@ impl Unchained {
         prev_hash: String,
         writer_id: String,
     ) -> Result<StoredEvent, StoreError> {
-        let Unchained { mut event, canonical, chain_at, body_head } = self;
+        let Unchained { mut event, canonical, chain_at } = self;
         let hash = link_hash(key, &canonical, chain_at, &chain_id, seq, &prev_hash)?;
         let link = ChainLink { chain_id, seq, prev_hash, hash };
-        let Some(mut body) = body_head else {
-            event.chain = Some(link);
-            return StoredEvent::new(event, writer_id);
-        };
-        serde_json::to_writer(&mut body, &link).map_err(link_error)?;
-        body.push(b'}');
-        // Both halves came from `serde_json`, so this only checks what is already true.
-        let body = String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = canonical_body(&canonical, chain_at, &link)?;
         event.chain = Some(link);
         Ok(StoredEvent { event, writer_id, body })
     }
+}
+
+/// Appends the JCS form of a chain link: `{chain_id, hash, prev_hash, seq}` (keys in sorted order,
+/// strings escaped as `serde_json` does, the integer in plain digits), without `hash` when it is
+/// `None` — the link as [`compute_hash`] hashes it.
+pub(super) fn write_link(
+    out: &mut Vec<u8>,
+    chain_id: &str,
+    hash: Option<&str>,
+    prev_hash: &str,
+    seq: i64,
+) -> Result<(), StoreError> {
+    out.extend_from_slice(b"{\"chain_id\":");
+    jcs::write_str(out, chain_id)?;
+    if let Some(hash) = hash {
+        out.extend_from_slice(b",\"hash\":");
+        jcs::write_str(out, hash)?;
+    }
+    out.extend_from_slice(b",\"prev_hash\":");
+    jcs::write_str(out, prev_hash)?;
+    out.extend_from_slice(b",\"seq\":");
+    serde_json::to_writer(&mut *out, &seq).map_err(link_error)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// The body stored for an event whose canonical form with `chain: null` is `canonical` (that `null`
+/// at `chain_at`): the canonical form with the whole link, hash included (decision 0024). Removing
+/// the link's `hash` member gives back the bytes that were hashed, which is what lets verification
+/// check a stored event without parsing it ([`super::skim`]).
+fn canonical_body(canonical: &[u8], chain_at: usize, link: &ChainLink) -> Result<String, StoreError> {
+    let (before, after) = canonical.split_at(chain_at);
+    let mut body = Vec::with_capacity(canonical.len() + LINK_ROOM);
+    body.extend_from_slice(before);
+    write_link(&mut body, &link.chain_id, Some(&link.hash), &link.prev_hash, link.seq)?;
+    body.extend_from_slice(&after["null".len()..]);
+    // Every piece came from `serde_json`'s writers, so this only checks what is already true.
+    String::from_utf8(body).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// The chain hash of an event whose canonical form with `chain: null` is `canonical` (that `null` at
@@ -368,16 +406,8 @@ fn link_hash(
     seq: i64,
     prev_hash: &str,
 ) -> Result<String, StoreError> {
-    // The link without its hash as `compute_hash` builds it, `{chain_id, seq, prev_hash}`, in JCS:
-    // keys in sorted order, strings escaped as `serde_json` does, the integer in plain digits.
     let mut unhashed = Vec::with_capacity(160);
-    unhashed.extend_from_slice(b"{\"chain_id\":");
-    jcs::write_str(&mut unhashed, chain_id)?;
-    unhashed.extend_from_slice(b",\"prev_hash\":");
-    jcs::write_str(&mut unhashed, prev_hash)?;
-    unhashed.extend_from_slice(b",\"seq\":");
-    serde_json::to_writer(&mut unhashed, &seq).map_err(link_error)?;
-    unhashed.push(b'}');
+    write_link(&mut unhashed, chain_id, None, prev_hash, seq)?;
     let (before, after) = canonical.split_at(chain_at);
     let mut context = key.context();
     context.update(prev_hash.as_bytes());

@@ -7,11 +7,12 @@
 mod chain;
 mod event;
 mod jcs;
+mod skim;
 mod verify;
 mod writer;
 
 pub use chain::{
-    ChainHead, Checkpoint, CheckpointSigner, GENESIS_HASH, StoredEvent, chain_id_for, compute_hash,
+    ChainHead, Checkpoint, CheckpointSigner, GENESIS_HASH, StoredEvent, StoredRow, chain_id_for, compute_hash,
 };
 pub use event::{Actor, ActorType, AuditEvent, ChainLink, Decision, Destination, EventType, PolicyRef};
 pub use verify::{VerifyReport, verify_tenant};

@@ -79,24 +79,32 @@ pub(crate) fn hash32(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes).map_err(|_| corrupt("a stored token hash is not 32 bytes"))
 }
 
-/// Splits a page of a chain packed by SQLite's `audit_chain_events` — per event `<len>:<writer id>`
-/// then `<len>:<body>`, lengths in bytes, in seq order — back into events.
-pub(crate) fn unpack_chain_page(mut packed: &str) -> Result<Vec<crate::audit::StoredEvent>, StoreError> {
-    fn field<'a>(packed: &mut &'a str) -> Result<&'a str, StoreError> {
-        let (len, rest) =
+/// Splits a page of a chain packed by SQLite's `audit_chain_rows` — per row `<seq>:`, then
+/// `<len>:<writer id>` and `<len>:<body>`, lengths in bytes — back into rows, in seq order.
+pub(crate) fn unpack_chain_page(mut packed: &str) -> Result<Vec<crate::audit::StoredRow>, StoreError> {
+    fn number<T: std::str::FromStr>(packed: &mut &str) -> Result<T, StoreError> {
+        let (number, rest) =
             packed.split_once(':').ok_or_else(|| corrupt("a packed audit page is cut short"))?;
-        let len: usize = len.parse().map_err(|_| corrupt("a packed audit page has a bad length"))?;
-        let text = rest.get(..len).ok_or_else(|| corrupt("a packed audit page is cut short"))?;
-        *packed = &rest[len..];
+        *packed = rest;
+        number.parse().map_err(|_| corrupt("a packed audit page has a bad number"))
+    }
+    fn text<'a>(packed: &mut &'a str) -> Result<&'a str, StoreError> {
+        let len: usize = number(packed)?;
+        let text = packed.get(..len).ok_or_else(|| corrupt("a packed audit page is cut short"))?;
+        *packed = &packed[len..];
         Ok(text)
     }
-    let mut events = Vec::new();
+    let mut rows = Vec::new();
     while !packed.is_empty() {
-        let writer_id = field(&mut packed)?;
-        let body = field(&mut packed)?;
-        events.push(crate::audit::StoredEvent::from_body(body, writer_id.to_owned())?);
+        let seq = number(&mut packed)?;
+        let writer_id = text(&mut packed)?.to_owned();
+        let body = text(&mut packed)?.to_owned();
+        rows.push(crate::audit::StoredRow { seq, writer_id, body });
     }
-    Ok(events)
+    if !rows.is_sorted_by_key(|row| row.seq) {
+        rows.sort_unstable_by_key(|row| row.seq);
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -106,17 +114,18 @@ mod tests {
     #[test]
     fn packed_pages_split_by_length_whatever_the_text() {
         assert!(unpack_chain_page("").unwrap().is_empty());
-        // A length that runs past the end, or text that is not a length, is refused.
-        assert!(unpack_chain_page("5:wr_1").is_err());
-        assert!(unpack_chain_page("x:wr_1").is_err());
-        assert!(unpack_chain_page("4:wr_12:{}").is_err(), "an event without a chain link is not stored");
+        // A length that runs past the end, or text that is not a number, is refused.
+        assert!(unpack_chain_page("1:5:wr_1").is_err());
+        assert!(unpack_chain_page("1:x:wr_1").is_err());
+        assert!(unpack_chain_page("x:4:wr_12:{}").is_err());
+        assert!(unpack_chain_page("1:4:wr_1").is_err());
     }
 
     #[test]
     fn packed_pages_round_trip_multibyte_text_and_separators() {
         use crate::audit::{Actor, AuditEvent, ChainLink, EventType, GENESIS_HASH, StoredEvent};
         let at = steward_types::Timestamp::from_unix_micros(1_795_000_000_000_000).unwrap();
-        let mut packed = String::new();
+        let mut packed_rows = Vec::new();
         let mut expected = Vec::new();
         for n in 1..=3 {
             let mut event = AuditEvent::new(EventType::AdminAction, Actor::system("sys"), at)
@@ -128,9 +137,15 @@ mod tests {
                 hash: "00".into(),
             });
             let stored = StoredEvent::new(event, "wr_1".into()).unwrap();
-            packed.push_str(&format!("{}:{}{}:{}", 4, "wr_1", stored.body().len(), stored.body()));
+            packed_rows.push(format!("{n}:{}:{}{}:{}", 4, "wr_1", stored.body().len(), stored.body()));
             expected.push(stored);
         }
-        assert_eq!(unpack_chain_page(&packed).unwrap(), expected);
+        let rows = unpack_chain_page(&packed_rows.concat()).unwrap();
+        // Rows packed out of order come back in seq order.
+        packed_rows.rotate_left(1);
+        assert_eq!(unpack_chain_page(&packed_rows.concat()).unwrap(), rows);
+        assert_eq!(rows.iter().map(|row| row.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        let events: Vec<StoredEvent> = rows.into_iter().map(|row| row.parse().unwrap()).collect();
+        assert_eq!(events, expected);
     }
 }

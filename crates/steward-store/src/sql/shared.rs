@@ -428,12 +428,12 @@ macro_rules! impl_store {
                 rows.iter().map(Self::head_from_row).collect()
             }
 
-            async fn audit_chain_events(
+            async fn audit_chain_rows(
                 &self,
                 chain_id: &str,
                 after_seq: i64,
                 limit: u32,
-            ) -> Result<Vec<$crate::audit::StoredEvent>, $crate::StoreError> {
+            ) -> Result<Vec<$crate::audit::StoredRow>, $crate::StoreError> {
                 use sqlx::Row as _;
                 // A chain's events are found under its tenant, the first part of its id
                 // (`<tenant>/<writer>`, `audit::chain_id_for`): the (chain_tenant_id, chain_id, seq) index.
@@ -441,11 +441,14 @@ macro_rules! impl_store {
                 if $backend == "sqlite" {
                     // sqlx-sqlite hands every row from its worker thread to the caller separately (a
                     // thread wake-up each); verification reads millions. So the page comes back as
-                    // one value: each row's writer id and body, each prefixed by its length in bytes
-                    // (`<len>:<text>`), which no stored text can break.
+                    // one value: each row's seq, writer id and body, the texts prefixed by their
+                    // length in bytes (`<seq>:<len>:<text><len>:<text>`), which no stored text can break.
+                    // No `ORDER BY` inside `group_concat`: it copies every row into a temporary
+                    // B-tree to sort what the subquery already delivers in order; the unpacking
+                    // puts the rows in seq order should they ever come otherwise.
                     let packed: Option<String> = sqlx::query_scalar(
-                        "SELECT group_concat(length(CAST(writer_id AS BLOB)) || ':' || writer_id \
-                           || length(CAST(body AS BLOB)) || ':' || body, '' ORDER BY seq) \
+                        "SELECT group_concat(seq || ':' || length(CAST(writer_id AS BLOB)) || ':' || writer_id \
+                           || length(CAST(body AS BLOB)) || ':' || body, '') \
                          FROM (SELECT seq, writer_id, body FROM audit_events \
                                WHERE chain_tenant_id = $1 AND chain_id = $2 AND seq > $3 ORDER BY seq LIMIT $4)",
                     )
@@ -459,7 +462,7 @@ macro_rules! impl_store {
                     return $crate::sql::unpack_chain_page(packed.as_deref().unwrap_or_default());
                 }
                 let rows = sqlx::query(
-                    "SELECT writer_id, body FROM audit_events \
+                    "SELECT seq, writer_id, body FROM audit_events \
                      WHERE chain_tenant_id = $1 AND chain_id = $2 AND seq > $3 ORDER BY seq LIMIT $4",
                 )
                 .bind(tenant)
@@ -471,9 +474,11 @@ macro_rules! impl_store {
                 .map_err($crate::sql::map_sqlx)?;
                 rows.iter()
                     .map(|row| {
-                        let writer_id: String = row.try_get("writer_id").map_err($crate::sql::corrupt)?;
-                        let body: String = row.try_get("body").map_err($crate::sql::corrupt)?;
-                        $crate::audit::StoredEvent::from_body(&body, writer_id)
+                        Ok($crate::audit::StoredRow {
+                            seq: row.try_get("seq").map_err($crate::sql::corrupt)?,
+                            writer_id: row.try_get("writer_id").map_err($crate::sql::corrupt)?,
+                            body: row.try_get("body").map_err($crate::sql::corrupt)?,
+                        })
                     })
                     .collect()
             }

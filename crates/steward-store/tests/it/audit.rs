@@ -165,6 +165,45 @@ pub async fn verify_detects_edited_event(h: Harness) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bodies written before decision 0024 (`serde_json` of the event, struct order) and canonical ones
+/// (RFC 8785, what the writer stores now) in one chain: both verify, and an edit to either is found.
+pub async fn verify_checks_legacy_and_canonical_bodies_alike(h: Harness) -> anyhow::Result<()> {
+    let store = h.store();
+    let chain = chain_of("t_one", "wr_mixed", 6, |_| None)?;
+    // Events 1–3 as an older release stored them, 4–6 as this one does.
+    let mixed: Vec<StoredEvent> = chain
+        .iter()
+        .enumerate()
+        .map(|(i, stored)| {
+            if i < 3 {
+                let legacy = serde_json::to_string(stored.event())?;
+                assert_ne!(legacy, stored.body(), "the legacy body is another form");
+                Ok(StoredEvent::from_body(&legacy, stored.writer_id().to_owned())?)
+            } else {
+                Ok(stored.clone())
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    store.append_audit_events(&mixed).await?;
+    let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok && report.events_checked == 6, "{report:?}");
+    assert_eq!(read_chain(store.as_ref(), &chain[0].chain().chain_id).await?, chain);
+
+    // Edit one canonical and, in a second step, one legacy body: each is the first bad event.
+    for victim in [4, 1] {
+        let victim = chain[victim].event().event_id.as_str();
+        h.tamper(&format!(
+            "UPDATE audit_events SET body = REPLACE(body, '\"reason_code\":\"r', '\"reason_code\":\"x') \
+             WHERE event_id = '{victim}'"
+        ))
+        .await?;
+        let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+        assert!(!report.ok, "{report:?}");
+        assert_eq!(report.first_bad_event_id.as_deref(), Some(victim));
+    }
+    Ok(())
+}
+
 pub async fn verify_detects_removed_event(h: Harness) -> anyhow::Result<()> {
     let (events, _) = write_chain(&h, "t_one", 5).await?;
     h.tamper(&format!("DELETE FROM audit_events WHERE event_id = '{}'", events[2].event().event_id)).await?;

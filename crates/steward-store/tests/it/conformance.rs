@@ -19,6 +19,7 @@ backend_suite!(
     audit::writer_group_commits_concurrent_appends,
     audit::failed_batch_leaves_no_gap,
     audit::verify_detects_edited_event,
+    audit::verify_checks_legacy_and_canonical_bodies_alike,
     audit::verify_detects_removed_event,
     audit::verify_detects_inserted_event,
     audit::verify_detects_cut_off_tail,

@@ -149,7 +149,6 @@ fn linking_a_prepared_event_equals_compute_hash_and_body_json() {
         (chain_id_for("global", "wr_3"), i64::MAX, "0123456789abcdef".repeat(4)),
     ];
     for (i, event) in varied_events().into_iter().enumerate() {
-        assert!(Unchained::new(event.clone()).unwrap().body_head.is_some(), "event {i}: body hole");
         for (chain_id, seq, prev_hash) in &links {
             let stored = Unchained::new(event.clone())
                 .unwrap()
@@ -166,7 +165,9 @@ fn linking_a_prepared_event_equals_compute_hash_and_body_json() {
             expected.chain.as_mut().unwrap().hash = hash;
             assert_eq!(stored.event(), &expected, "event {i} at seq {seq}");
             assert_eq!(stored.writer_id(), "wr_1");
-            assert_eq!(stored.body(), serde_json::to_string(&expected).unwrap(), "event {i}: body");
+            // The body is the RFC 8785 form of the whole event (decision 0024).
+            let value = serde_json::to_value(&expected).unwrap();
+            assert_eq!(stored.body(), serde_jcs::to_string(&value).unwrap(), "event {i}: body");
             assert_eq!(stored, StoredEvent::new(expected, "wr_1".into()).unwrap());
         }
     }
@@ -190,4 +191,87 @@ fn the_unchained_canonical_form_is_jcs_of_the_json_value() {
             "event {i}"
         );
     }
+}
+
+/// Every way a body can be stored: as the writer stores it now (RFC 8785, decision 0024), as releases
+/// before 0024 stored it (`serde_json` of the event), and the same event reformatted.
+fn stored_bodies(event: &AuditEvent) -> Vec<(&'static str, String)> {
+    let canonical = StoredEvent::new(event.clone(), "wr_1".into()).unwrap().body().to_owned();
+    let legacy = serde_json::to_string(event).unwrap();
+    let pretty = serde_json::to_string_pretty(event).unwrap();
+    vec![("canonical", canonical), ("legacy", legacy), ("pretty", pretty)]
+}
+
+fn linked(event: AuditEvent, audit_key: &[u8; 32], seq: i64) -> AuditEvent {
+    let mut event = event;
+    event.chain = Some(ChainLink {
+        chain_id: chain_id_for("t_\"x\"\n😀", "wr_1"),
+        seq,
+        prev_hash: "ab".repeat(32),
+        hash: String::new(),
+    });
+    let hash = compute_hash(audit_key, &event).unwrap();
+    event.chain.as_mut().unwrap().hash = hash;
+    event
+}
+
+#[test]
+fn a_skimmed_body_hashes_as_its_parsed_event_in_every_stored_form() {
+    use crate::audit::skim::SkimmedEvent;
+    let audit_key = [5_u8; 32];
+    let key = HmacKey::new(&audit_key);
+    let mut scratch = Vec::new();
+    for (i, event) in varied_events().into_iter().enumerate() {
+        let event = linked(event, &audit_key, 7 + i as i64);
+        let expected = &event.chain.as_ref().unwrap().hash;
+        for (form, body) in stored_bodies(&event) {
+            let skim = SkimmedEvent::parse(&body).unwrap();
+            assert_eq!(skim.event_id, event.event_id.as_str(), "event {i}, {form}");
+            assert_eq!(skim.chain_tenant(), event.chain_tenant(), "event {i}, {form}");
+            let hash = skim.chain_hash(&key, &body, &mut scratch).unwrap();
+            assert_eq!(hash, expected.as_bytes(), "event {i}, {form}");
+        }
+    }
+}
+
+#[test]
+fn a_skimmed_body_that_was_altered_does_not_hash_as_the_event() {
+    use crate::audit::skim::SkimmedEvent;
+    let audit_key = [5_u8; 32];
+    let key = HmacKey::new(&audit_key);
+    let mut scratch = Vec::new();
+    let event = linked(chained(1).with_metadata("note", serde_json::json!("paid 10")), &audit_key, 1);
+    let link = event.chain.clone().unwrap();
+    let body = StoredEvent::new(event, "wr_1".into()).unwrap().body().to_owned();
+    let link_json = format!(
+        "{{\"chain_id\":{},\"hash\":\"{}\",\"prev_hash\":\"{}\",\"seq\":1}}",
+        serde_json::to_string(&link.chain_id).unwrap(),
+        link.hash,
+        link.prev_hash
+    );
+    assert!(body.contains(&format!("\"chain\":{link_json}")), "{body}");
+    let unhashed = link_json.replace(&format!(",\"hash\":\"{}\"", link.hash), "");
+    let altered = [
+        // A value edited in place.
+        body.replace("paid 10", "paid 99"),
+        // The link's `hash` moved into a nested copy of the link, the top-level link left without:
+        // the bytes around the nested copy are the hashed bytes, but that is not the stored event.
+        body.replace(&format!("\"chain\":{link_json}"), &format!("\"chain\":{unhashed}")).replace(
+            "\"note\":\"paid 10\"",
+            &format!("\"note\":\"paid 10\",\"x\":{{\"chain\":{link_json}}}"),
+        ),
+        // A second top-level member after the link (the writer never writes one).
+        body.replacen('{', "{\"zz\":1,", 1),
+    ];
+    for (n, altered) in altered.iter().enumerate() {
+        let fits = SkimmedEvent::parse(altered).is_ok_and(|skim| {
+            skim.chain.as_ref().is_some_and(|link| {
+                skim.chain_hash(&key, altered, &mut scratch).is_ok_and(|hash| hash == link.hash.as_bytes())
+            })
+        });
+        assert!(!fits, "alteration {n} went unnoticed: {altered}");
+    }
+    // The unaltered body fits.
+    let skim = SkimmedEvent::parse(&body).unwrap();
+    assert_eq!(skim.chain_hash(&key, &body, &mut scratch).unwrap(), link.hash.as_bytes());
 }
