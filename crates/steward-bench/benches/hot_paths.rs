@@ -335,17 +335,17 @@ fn audit_writer(store: Arc<dyn Store>) -> AuditWriter {
     )
 }
 
-fn audit_append(c: &mut Criterion) {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
+/// The stores the audit benches run on: an embedded SQLite store in `dir`, and with
+/// `STEWARD_BENCH_POSTGRES=1` a PostgreSQL one in a database of its own (dropped with the guard).
+fn audit_stores(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> (Vec<(&'static str, Arc<dyn Store>)>, Option<steward_testkit::TestDatabase>) {
     let mut stores: Vec<(&str, Arc<dyn Store>)> = vec![(
         "sqlite",
-        Arc::new(
-            rt.block_on(SqliteStore::open(&dir.path().join("steward.db"), SqliteSynchronous::Normal))
-                .unwrap(),
-        ),
+        Arc::new(rt.block_on(SqliteStore::open(&dir.join("steward.db"), SqliteSynchronous::Normal)).unwrap()),
     )];
-    let _postgres = if std::env::var("STEWARD_BENCH_POSTGRES").is_ok_and(|v| v == "1") {
+    let postgres = if std::env::var("STEWARD_BENCH_POSTGRES").is_ok_and(|v| v == "1") {
         let db = rt.block_on(steward_testkit::TestDatabase::create()).unwrap();
         let store = rt.block_on(steward_store::PostgresStore::connect(&db.url)).unwrap();
         stores.push(("postgres", Arc::new(store)));
@@ -353,6 +353,13 @@ fn audit_append(c: &mut Criterion) {
     } else {
         None
     };
+    (stores, postgres)
+}
+
+fn audit_append(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let (stores, _postgres) = audit_stores(&rt, dir.path());
     let mut group = c.benchmark_group("audit_append");
     group.throughput(Throughput::Elements(1));
     group.sample_size(10);
@@ -378,29 +385,29 @@ fn audit_append(c: &mut Criterion) {
     group.finish();
 }
 
-/// `GET /v1/audit/verify`'s work: 20 000 events of one tenant in a SQLite store (written by the audit
-/// writer), verified whole per iteration; events/s.
+/// `GET /v1/audit/verify`'s work: 20 000 events of one tenant (written by the audit writer), verified
+/// whole per iteration; events/s. SQLite, and PostgreSQL with `STEWARD_BENCH_POSTGRES=1`.
 fn audit_verify(c: &mut Criterion) {
     const EVENTS: u64 = 20_000;
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        rt.block_on(SqliteStore::open(&dir.path().join("steward.db"), SqliteSynchronous::Normal)).unwrap(),
-    );
-    let writer = rt.block_on(async { audit_writer(Arc::clone(&store)) });
-    append_all(&rt, &writer, 256, EVENTS, Correlation::Random);
-    rt.block_on(writer.shutdown()).unwrap();
+    let (stores, _postgres) = audit_stores(&rt, dir.path());
     let mut group = c.benchmark_group("audit_verify");
     group.throughput(Throughput::Elements(EVENTS));
     group.sample_size(10);
-    group.bench_function("sqlite/20k_events", |b| {
-        b.iter(|| {
-            let report = rt
-                .block_on(steward_store::audit::verify_tenant(store.as_ref(), &[7; 32], "t_bench"))
-                .unwrap();
-            assert!(report.ok && report.events_checked == EVENTS, "{report:?}");
-        })
-    });
+    for (name, store) in &stores {
+        let writer = rt.block_on(async { audit_writer(Arc::clone(store)) });
+        append_all(&rt, &writer, 256, EVENTS, Correlation::Random);
+        rt.block_on(writer.shutdown()).unwrap();
+        group.bench_function(format!("{name}/20k_events"), |b| {
+            b.iter(|| {
+                let report = rt
+                    .block_on(steward_store::audit::verify_tenant(store.as_ref(), &[7; 32], "t_bench"))
+                    .unwrap();
+                assert!(report.ok && report.events_checked == EVENTS, "{report:?}");
+            })
+        });
+    }
     group.finish();
 }
 

@@ -60,13 +60,12 @@ fn json_bodies_have_the_requested_size() {
 }
 
 /// The whole harness against the direct baseline only (no Steward, no nginx), briefly, in both modes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_direct_baseline_runs_and_reports() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut options = BenchOptions {
-        duration: Duration::from_millis(800),
+/// Options for a short in-process run of `targets`: no baselines, no seeding, small bodies.
+fn quick_options(duration: Duration, connections: usize, targets: &[&str]) -> BenchOptions {
+    BenchOptions {
+        duration,
         warmup: Duration::from_millis(100),
-        connections: 4,
+        connections,
         rate: None,
         body_bytes: 256,
         response_bytes: 512,
@@ -76,7 +75,7 @@ async fn the_direct_baseline_runs_and_reports() {
         redis_url: None,
         nginx: NginxChoice::Off,
         oha: crate::oha::OhaChoice::Off,
-        targets: vec!["direct".into()],
+        targets: targets.iter().map(|target| (*target).to_owned()).collect(),
         sse_connections: 2,
         stream_bytes: 1 << 20,
         stream_runs: 1,
@@ -84,7 +83,13 @@ async fn the_direct_baseline_runs_and_reports() {
         seed_dir: std::env::temp_dir(),
         session_ttl_seconds: None,
         command: "test".into(),
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_direct_baseline_runs_and_reports() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut options = quick_options(Duration::from_millis(800), 4, &["direct"]);
     let report = run(&options).await.unwrap();
     let direct = report.phase("direct").unwrap();
     assert!(direct.requests > 10, "{direct:?}");
@@ -300,26 +305,9 @@ fn nginx_streams_are_not_buffered() {
 async fn the_direct_streams_run_and_report() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let options = BenchOptions {
-        duration: Duration::from_millis(600),
-        warmup: Duration::from_millis(100),
-        connections: 2,
-        rate: None,
-        body_bytes: 256,
-        response_bytes: 512,
-        dpop: false,
-        mix: "allowed=100".into(),
-        postgres_url: None,
-        redis_url: None,
-        nginx: NginxChoice::Off,
-        oha: crate::oha::OhaChoice::Off,
-        targets: vec!["sse-direct".into(), "stream-direct".into()],
-        sse_connections: 2,
         stream_bytes: 3 << 20,
         stream_runs: 2,
-        seed_scale: 0.0,
-        seed_dir: std::env::temp_dir(),
-        session_ttl_seconds: None,
-        command: "test".into(),
+        ..quick_options(Duration::from_millis(600), 2, &["sse-direct", "stream-direct"])
     };
     let report = run(&options).await.unwrap();
     let sse = report.phase("sse-direct").unwrap();

@@ -155,15 +155,15 @@ async fn verify_chain(
     };
     // Start below every possible seq, so a row slipped in with seq <= 0 is seen (and rejected).
     let mut page = store.audit_chain_rows(chain_id, i64::MIN, PAGE).await?;
+    // A short page is the chain's last.
+    let mut more = page.len() >= PAGE as usize;
     while let Some(last) = page.last() {
         let after = last.seq;
-        // A short page is the chain's last.
-        let more = page.len() >= PAGE as usize;
         let check = tokio::task::spawn_blocking(move || {
             let bad = walk.check(&page);
             (walk, bad)
         });
-        let next = if more { store.audit_chain_rows(chain_id, after, PAGE).await } else { Ok(Vec::new()) };
+        let next = if more { read_ahead(store, chain_id, after).await } else { Ok((Vec::new(), false)) };
         let (checked, bad) =
             check.await.map_err(|e| StoreError::Database(format!("audit verification stopped: {e}")))?;
         walk = checked;
@@ -171,7 +171,7 @@ async fn verify_chain(
         if let Some(event_id) = bad? {
             return Ok(Some(event_id));
         }
-        page = next?;
+        (page, more) = next?;
     }
     if let Some(head) = checkpoint
         && !walk.checkpoint_reached
@@ -180,4 +180,39 @@ async fn verify_chain(
         return Ok(Some(head.event_id.clone()));
     }
     Ok(None)
+}
+
+/// The rows of a chain after seq `after`, and whether there may be more: one page, and the page
+/// after it read at the same time on a second reader connection, kept when it is the continuation.
+///
+/// The second read asks for the rows after `after + PAGE`. That is where the first page ends only if
+/// the first holds exactly the seqs `after + 1 ..= after + PAGE` (full, and its last seq the
+/// highest possible: seqs are unique); otherwise — a gap, the chain's end — the second page is
+/// dropped and the walk goes on from wherever the first ended, so what is checked is the same as
+/// reading one page at a time. Reading is what bounds verification (SQLite's thread, or the round
+/// trip), and a second read at once puts the otherwise idle core to work.
+async fn read_ahead(
+    store: &dyn Store,
+    chain_id: &str,
+    after: i64,
+) -> Result<(Vec<StoredRow>, bool), StoreError> {
+    let Some(second_after) = after.checked_add(i64::from(PAGE)) else {
+        let rows = store.audit_chain_rows(chain_id, after, PAGE).await?;
+        let more = rows.len() >= PAGE as usize;
+        return Ok((rows, more));
+    };
+    let (first, second) = tokio::join!(
+        store.audit_chain_rows(chain_id, after, PAGE),
+        store.audit_chain_rows(chain_id, second_after, PAGE)
+    );
+    let mut rows = first?;
+    let contiguous = rows.len() == PAGE as usize && rows.last().is_some_and(|row| row.seq == second_after);
+    if !contiguous {
+        let more = rows.len() >= PAGE as usize;
+        return Ok((rows, more));
+    }
+    let second = second?;
+    let more = second.len() >= PAGE as usize;
+    rows.extend(second);
+    Ok((rows, more))
 }
