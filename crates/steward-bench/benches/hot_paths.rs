@@ -335,13 +335,16 @@ fn audit_writer(store: Arc<dyn Store>) -> AuditWriter {
     )
 }
 
+/// Named stores an audit bench runs on.
+type BenchStores = Vec<(&'static str, Arc<dyn Store>)>;
+
 /// The stores the audit benches run on: an embedded SQLite store in `dir`, and with
 /// `STEWARD_BENCH_POSTGRES=1` a PostgreSQL one in a database of its own (dropped with the guard).
 fn audit_stores(
     rt: &tokio::runtime::Runtime,
     dir: &std::path::Path,
-) -> (Vec<(&'static str, Arc<dyn Store>)>, Option<steward_testkit::TestDatabase>) {
-    let mut stores: Vec<(&str, Arc<dyn Store>)> = vec![(
+) -> (BenchStores, Option<steward_testkit::TestDatabase>) {
+    let mut stores: BenchStores = vec![(
         "sqlite",
         Arc::new(rt.block_on(SqliteStore::open(&dir.join("steward.db"), SqliteSynchronous::Normal)).unwrap()),
     )];
