@@ -20,6 +20,7 @@ backend_suite!(
     audit::failed_batch_leaves_no_gap,
     audit::verify_detects_edited_event,
     audit::verify_checks_legacy_and_canonical_bodies_alike,
+    audit::verify_walks_long_chains_and_finds_gaps_in_any_page,
     audit::verify_detects_removed_event,
     audit::verify_detects_inserted_event,
     audit::verify_detects_cut_off_tail,
