@@ -77,6 +77,8 @@ pub struct BenchOptions {
     /// `--seed-scale F`: above 0, the `steward` phase runs a second time against a seeded store
     /// ([`seed`]), as `steward-seeded`.
     pub seed_scale: f64,
+    /// `--seed-audit-events N`: seed N audit events instead of `F × 10 M` (0: the catalog alone).
+    pub seed_audit_events: Option<u64>,
     /// Where seeds are kept (`--seed-dir`; default the system temp dir).
     pub seed_dir: PathBuf,
     /// Steward's `session.default_ttl_seconds` (60..3600), to exercise the session refresh in a

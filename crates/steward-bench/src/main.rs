@@ -91,6 +91,10 @@ struct Cli {
     /// then again on the seed as `steward-seeded`, and the report gives seeded/empty. 0: empty only.
     #[arg(long, default_value_t = 0.0)]
     seed_scale: f64,
+    /// With `--seed-scale`: seed this many audit events instead of F × 10 000 000 (0 measures the
+    /// catalog alone: tenants, integrations and rules). Kept as a seed of its own.
+    #[arg(long, requires = "seed_scale")]
+    seed_audit_events: Option<u64>,
     /// Where seeds are kept and reused (`stwbench-seed-<backend>-<scale>/`; shared mode adds the
     /// database `stwbench_seed_<scale>`). Default: the system temp dir.
     #[arg(long)]
@@ -230,6 +234,7 @@ fn main() -> std::process::ExitCode {
         stream_bytes: cli.stream_bytes,
         stream_runs: cli.stream_runs,
         seed_scale: cli.seed_scale,
+        seed_audit_events: cli.seed_audit_events,
         seed_dir: cli.seed_dir.unwrap_or_else(std::env::temp_dir),
         session_ttl_seconds: cli.session_ttl,
         command: std::env::args().collect::<Vec<_>>().join(" "),

@@ -159,6 +159,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report> {
         Some(
             seed::prepare(&SeedOptions {
                 scale: options.seed_scale,
+                audit_events: options.seed_audit_events,
                 root: options.seed_dir.clone(),
                 postgres_url: options.postgres_url.clone(),
                 redis_url: options.redis_url.clone(),

@@ -45,9 +45,31 @@ pub struct RssReport {
     pub peak_kib: u64,
     /// `VmRSS` sampled once a second during the phase.
     pub samples_kib: Vec<u64>,
+    /// The same samples split by kind of page (`RssAnon`, `RssFile`, `RssShmem`), in KiB.
+    pub samples_split_kib: Vec<RssSplit>,
     /// The same samples summarized per minute of the phase (the first minute includes the
     /// connections' set-up and the warm-up).
     pub per_minute: Vec<RssMinute>,
+}
+
+/// What a resident set is made of, in KiB: anonymous pages (the heap: allocator, SQLite's page
+/// caches), file-backed pages (the binary, mapped files such as SQLite's WAL index) and shared memory.
+/// Tells a step in `VmRSS` apart by where it comes from.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct RssSplit {
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
+}
+
+/// One reading of a process's memory, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemorySample {
+    /// `VmRSS`.
+    pub rss_kib: u64,
+    /// `VmHWM`: the peak since the process started.
+    pub peak_kib: u64,
+    pub split: RssSplit,
 }
 
 /// `VmRSS` over one minute of a phase, in KiB.
@@ -59,20 +81,31 @@ pub struct RssMinute {
     pub min_kib: u64,
     pub avg_kib: u64,
     pub max_kib: u64,
+    /// The minute's average of each part of the resident set.
+    pub avg_split: RssSplit,
 }
 
 /// Groups samples taken every `per_minute`-th of a minute (60 for one a second) into minutes; the
 /// last minute may be partial.
-pub fn rss_per_minute(samples_kib: &[u64], per_minute: usize) -> Vec<RssMinute> {
-    samples_kib
+pub fn rss_per_minute(samples: &[MemorySample], per_minute: usize) -> Vec<RssMinute> {
+    samples
         .chunks(per_minute.max(1))
         .enumerate()
-        .map(|(i, chunk)| RssMinute {
-            minute: i + 1,
-            samples: chunk.len(),
-            min_kib: chunk.iter().copied().min().unwrap_or(0),
-            avg_kib: chunk.iter().sum::<u64>() / chunk.len() as u64,
-            max_kib: chunk.iter().copied().max().unwrap_or(0),
+        .map(|(i, chunk)| {
+            let n = chunk.len() as u64;
+            let avg = |part: fn(&MemorySample) -> u64| chunk.iter().map(part).sum::<u64>() / n;
+            RssMinute {
+                minute: i + 1,
+                samples: chunk.len(),
+                min_kib: chunk.iter().map(|s| s.rss_kib).min().unwrap_or(0),
+                avg_kib: avg(|s| s.rss_kib),
+                max_kib: chunk.iter().map(|s| s.rss_kib).max().unwrap_or(0),
+                avg_split: RssSplit {
+                    anon_kib: avg(|s| s.split.anon_kib),
+                    file_kib: avg(|s| s.split.file_kib),
+                    shmem_kib: avg(|s| s.split.shmem_kib),
+                },
+            }
         })
         .collect()
 }
@@ -279,19 +312,29 @@ impl Report {
                 if rss.per_minute.len() > 1 {
                     let _ = writeln!(
                         out,
-                        "  {:>6} {:>8} {:>10} {:>10} {:>10}",
-                        "minute", "samples", "min MiB", "avg MiB", "max MiB"
+                        "  {:>6} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+                        "minute",
+                        "samples",
+                        "min MiB",
+                        "avg MiB",
+                        "max MiB",
+                        "anon MiB",
+                        "file MiB",
+                        "shmem MiB"
                     );
                     for m in &rss.per_minute {
                         let mib = |k: u64| k as f64 / 1024.0;
                         let _ = writeln!(
                             out,
-                            "  {:>6} {:>8} {:>10.1} {:>10.1} {:>10.1}",
+                            "  {:>6} {:>8} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
                             m.minute,
                             m.samples,
                             mib(m.min_kib),
                             mib(m.avg_kib),
-                            mib(m.max_kib)
+                            mib(m.max_kib),
+                            mib(m.avg_split.anon_kib),
+                            mib(m.avg_split.file_kib),
+                            mib(m.avg_split.shmem_kib)
                         );
                     }
                 }
@@ -382,14 +425,27 @@ impl Report {
     }
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-pub fn proc_memory(pid: u32) -> Option<(u64, u64)> {
+/// A process's memory from `/proc/<pid>/status`; `None` once it is gone.
+pub fn proc_memory(pid: u32) -> Option<MemorySample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_proc_status(&status)
+}
+
+/// The memory fields of a `/proc/<pid>/status` text (values in kB).
+pub fn parse_proc_status(status: &str) -> Option<MemorySample> {
     let field = |name: &str| {
         status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
     };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
+    Some(MemorySample {
+        rss_kib: field("VmRSS:")?,
+        peak_kib: field("VmHWM:")?,
+        split: RssSplit {
+            anon_kib: field("RssAnon:").unwrap_or(0),
+            file_kib: field("RssFile:").unwrap_or(0),
+            shmem_kib: field("RssShmem:").unwrap_or(0),
+        },
+    })
 }

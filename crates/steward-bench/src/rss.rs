@@ -1,14 +1,14 @@
-//! Sampling the Steward child's resident memory (`VmRSS`) while a phase runs.
+//! Sampling the Steward child's resident memory (`VmRSS`, split by kind of page) while a phase runs.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::report::{RssReport, proc_memory, rss_per_minute};
+use crate::report::{MemorySample, RssReport, proc_memory, rss_per_minute};
 
 /// Samples a process's RSS every `interval` until finished (or dropped).
 #[derive(Debug)]
 pub struct RssSampler {
-    samples: Arc<Mutex<Vec<u64>>>,
+    samples: Arc<Mutex<Vec<MemorySample>>>,
     task: tokio::task::JoinHandle<()>,
     pid: u32,
 }
@@ -29,32 +29,30 @@ impl RssSampler {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                if let Some((rss, _)) = proc_memory(pid)
+                if let Some(sample) = proc_memory(pid)
                     && let Ok(mut s) = sink.lock()
                 {
-                    s.push(rss);
+                    s.push(sample);
                 }
             }
         });
         Self { samples, task, pid }
     }
 
-    /// The samples so far, in KiB.
-    pub fn samples_kib(&self) -> Vec<u64> {
-        self.samples.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
     /// Stops sampling (taking one last sample) and reports.
     pub fn finish(self) -> RssReport {
         self.task.abort();
-        let mut samples_kib = self.samples_kib();
-        let memory = proc_memory(self.pid);
-        if let Some((rss, _)) = memory {
-            samples_kib.push(rss);
-        }
+        let mut samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        let last = proc_memory(self.pid);
+        samples.extend(last);
         // One sample a second (the harness's interval): 60 to a minute.
-        let per_minute = rss_per_minute(&samples_kib, 60);
-        RssReport { peak_kib: memory.map(|(_, hwm)| hwm).unwrap_or(0), samples_kib, per_minute }
+        let per_minute = rss_per_minute(&samples, 60);
+        RssReport {
+            peak_kib: last.map(|m| m.peak_kib).unwrap_or(0),
+            samples_kib: samples.iter().map(|s| s.rss_kib).collect(),
+            samples_split_kib: samples.iter().map(|s| s.split).collect(),
+            per_minute,
+        }
     }
 }
 

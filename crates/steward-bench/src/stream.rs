@@ -68,7 +68,7 @@ pub async fn run_once(
     let mut sender = connect(endpoint).await?;
     let (_, request) = factory.make(0)?;
     sender.ready().await.context("connection not ready")?;
-    let before_kib = rss_pid.and_then(proc_memory).map(|(rss, _)| rss);
+    let before_kib = rss_pid.and_then(proc_memory).map(|m| m.rss_kib);
     let sampler = rss_pid.map(|pid| RssSampler::start(pid, RSS_INTERVAL));
     let sent = Instant::now();
     let response = sender.send_request(request).await.context("sending the stream request")?;

@@ -80,6 +80,7 @@ fn quick_options(duration: Duration, connections: usize, targets: &[&str]) -> Be
         stream_bytes: 1 << 20,
         stream_runs: 1,
         seed_scale: 0.0,
+        seed_audit_events: None,
         seed_dir: std::env::temp_dir(),
         session_ttl_seconds: None,
         command: "test".into(),
@@ -330,14 +331,40 @@ async fn the_direct_streams_run_and_report() {
 #[test]
 fn rss_is_summarized_per_minute() {
     // 150 one-second samples: two full minutes and a partial third.
-    let samples: Vec<u64> = (0..150u64).map(|i| 100_000 + i).collect();
+    let samples: Vec<report::MemorySample> = (0..150u64)
+        .map(|i| report::MemorySample {
+            rss_kib: 100_000 + i,
+            peak_kib: 200_000,
+            split: report::RssSplit { anon_kib: 90_000 + i, file_kib: 10_000, shmem_kib: 0 },
+        })
+        .collect();
     let minutes = report::rss_per_minute(&samples, 60);
     assert_eq!(minutes.len(), 3);
     assert_eq!(
         minutes[0],
-        report::RssMinute { minute: 1, samples: 60, min_kib: 100_000, avg_kib: 100_029, max_kib: 100_059 }
+        report::RssMinute {
+            minute: 1,
+            samples: 60,
+            min_kib: 100_000,
+            avg_kib: 100_029,
+            max_kib: 100_059,
+            avg_split: report::RssSplit { anon_kib: 90_029, file_kib: 10_000, shmem_kib: 0 },
+        }
     );
     assert_eq!((minutes[1].min_kib, minutes[1].max_kib), (100_060, 100_119));
     assert_eq!((minutes[2].minute, minutes[2].samples, minutes[2].avg_kib), (3, 30, 100_134));
     assert!(report::rss_per_minute(&[], 60).is_empty());
+}
+
+#[test]
+fn proc_status_memory_is_split_by_kind_of_page() {
+    let status = "Name:\tsteward\nVmHWM:\t  131800 kB\nVmRSS:\t  120000 kB\nRssAnon:\t  100000 kB\n\
+                  RssFile:\t   19000 kB\nRssShmem:\t    1000 kB\nThreads:\t8\n";
+    let sample = report::parse_proc_status(status).expect("parsed");
+    assert_eq!((sample.rss_kib, sample.peak_kib), (120_000, 131_800));
+    assert_eq!(sample.split, report::RssSplit { anon_kib: 100_000, file_kib: 19_000, shmem_kib: 1_000 });
+    assert!(report::parse_proc_status("Name:\tsteward\n").is_none());
+    // This process's own status has every field on Linux.
+    let own = report::proc_memory(std::process::id()).expect("own status");
+    assert!(own.split.anon_kib > 0 && own.rss_kib >= own.split.anon_kib);
 }

@@ -49,6 +49,9 @@ const AUDIT_EVENTS_AT_FULL_SCALE: f64 = 10_000_000.0;
 #[derive(Debug, Clone)]
 pub struct SeedOptions {
     pub scale: f64,
+    /// How many audit events to seed instead of `scale × 10 M` (`--seed-audit-events`; 0 measures the
+    /// catalog alone). A seed with another count is kept apart from the default one.
+    pub audit_events: Option<u64>,
     /// The directory that holds the seeds (`--seed-dir`).
     pub root: PathBuf,
     /// Shared mode: the server (any database on it) and Redis.
@@ -112,6 +115,16 @@ pub fn scale_key(scale: f64) -> String {
     format!("{scale}").replace(['.', '-', '+'], "_")
 }
 
+/// The seed's name in directory and database names: its scale, plus its audit event count when that
+/// is not the scale's.
+pub fn seed_key(options: &SeedOptions) -> String {
+    let scale = scale_key(options.scale);
+    match options.audit_events {
+        Some(events) if events != audit_events_at(options.scale) => format!("{scale}_audit{events}"),
+        _ => scale,
+    }
+}
+
 /// The audit events of scale F.
 pub fn audit_events_at(scale: f64) -> u64 {
     (AUDIT_EVENTS_AT_FULL_SCALE * scale).round().max(0.0) as u64
@@ -144,7 +157,7 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
         (None, None) => "sqlite",
         _ => bail!("--postgres-url and --redis-url go together"),
     };
-    let key = scale_key(options.scale);
+    let key = seed_key(options);
     let dir = options.root.join(format!("stwbench-seed-{backend}-{key}"));
     let database = (backend == "postgres").then(|| format!("stwbench_seed_{key}"));
     let started = Instant::now();
@@ -159,7 +172,7 @@ pub async fn prepare(options: &SeedOptions) -> Result<Seeded> {
             backend: backend.to_owned(),
             database: database.clone(),
             counts: CatalogCounts::at_scale(options.scale),
-            audit_events: audit_events_at(options.scale),
+            audit_events: options.audit_events.unwrap_or_else(|| audit_events_at(options.scale)),
             bench_tenant_id: String::new(),
             bench_integration_id: String::new(),
             stages: Vec::new(),
@@ -340,6 +353,7 @@ async fn reusable(seeded: &Seeded, options: &SeedOptions) -> Result<SeedManifest
         || manifest.backend != expected.backend
         || manifest.database != expected.database
         || manifest.counts != expected.counts
+        || manifest.audit_events != expected.audit_events
     {
         bail!("seed.json describes another seed");
     }

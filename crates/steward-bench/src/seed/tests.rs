@@ -88,8 +88,13 @@ async fn check_contents(seeded: &Seeded, expected: CatalogCounts) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tiny_seed_is_made_then_reused() {
     let root = tempfile::tempdir().unwrap();
-    let options =
-        SeedOptions { scale: TINY, root: root.path().to_owned(), postgres_url: None, redis_url: None };
+    let options = SeedOptions {
+        scale: TINY,
+        audit_events: None,
+        root: root.path().to_owned(),
+        postgres_url: None,
+        redis_url: None,
+    };
     let first = prepare(&options).await.unwrap();
     assert!(!first.reused);
     assert!(first.dir.ends_with("stwbench-seed-sqlite-0_001"), "{}", first.dir.display());
@@ -106,6 +111,18 @@ async fn a_tiny_seed_is_made_then_reused() {
     assert!(!third.reused);
     assert_ne!(third.manifest.bench_integration_id, first.manifest.bench_integration_id);
     check_contents(&third, CatalogCounts { tenants: 10, integrations: 50, policies: 200 }).await;
+
+    // The catalog alone (`--seed-audit-events 0`) is a seed of its own, beside the default one.
+    let catalog_only = prepare(&SeedOptions { audit_events: Some(0), ..options.clone() }).await.unwrap();
+    assert!(!catalog_only.reused);
+    assert!(
+        catalog_only.dir.ends_with("stwbench-seed-sqlite-0_001_audit0"),
+        "{}",
+        catalog_only.dir.display()
+    );
+    assert_eq!(catalog_only.manifest.audit_events, 0);
+    assert_eq!(catalog_only.manifest.counts, third.manifest.counts);
+    assert!(prepare(&options).await.unwrap().reused, "the default seed is still there");
 }
 
 /// Shared mode: the seed's database `stwbench_seed_0_0002` on the test server
@@ -116,6 +133,7 @@ async fn a_tiny_postgres_seed_is_made_then_reused() {
     let url = steward_testkit::postgres_base_url();
     let options = SeedOptions {
         scale: 0.0002,
+        audit_events: None,
         root: root.path().to_owned(),
         postgres_url: Some(url.clone()),
         redis_url: Some(steward_testkit::redis_url()),
@@ -140,6 +158,16 @@ fn names_and_counts_follow_the_scale() {
     assert_eq!(scale_key(1.0), "1");
     assert_eq!(scale_key(0.25), "0_25");
     assert_eq!(audit_events_at(1.0), 10_000_000);
+    let options = |audit_events| SeedOptions {
+        scale: 1.0,
+        audit_events,
+        root: PathBuf::new(),
+        postgres_url: None,
+        redis_url: None,
+    };
+    assert_eq!(seed_key(&options(None)), "1");
+    assert_eq!(seed_key(&options(Some(10_000_000))), "1");
+    assert_eq!(seed_key(&options(Some(0))), "1_audit0");
     assert_eq!(
         CatalogCounts::at_scale(1.0),
         CatalogCounts { tenants: 10_000, integrations: 50_000, policies: 200_000 }
