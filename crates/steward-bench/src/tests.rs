@@ -59,7 +59,6 @@ fn json_bodies_have_the_requested_size() {
     }
 }
 
-/// The whole harness against the direct baseline only (no Steward, no nginx), briefly, in both modes.
 /// Options for a short in-process run of `targets`: no baselines, no seeding, small bodies.
 fn quick_options(duration: Duration, connections: usize, targets: &[&str]) -> BenchOptions {
     BenchOptions {
@@ -87,6 +86,7 @@ fn quick_options(duration: Duration, connections: usize, targets: &[&str]) -> Be
     }
 }
 
+/// The whole harness against the direct baseline only (no Steward, no nginx), briefly, in both modes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_direct_baseline_runs_and_reports() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

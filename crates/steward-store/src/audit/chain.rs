@@ -409,13 +409,19 @@ fn link_hash(
     let mut unhashed = Vec::with_capacity(160);
     write_link(&mut unhashed, chain_id, None, prev_hash, seq)?;
     let (before, after) = canonical.split_at(chain_at);
+    Ok(hex::encode(hash_canonical(key, prev_hash, &[before, &unhashed, &after["null".len()..]])))
+}
+
+/// `HMAC(key, prev_hash ‖ "\n" ‖ parts…)`: the chain hash of an event whose canonical form (its link
+/// without `hash`) is the concatenation of `parts`, as [`compute_hash`] defines it.
+pub(super) fn hash_canonical(key: &HmacKey, prev_hash: &str, parts: &[&[u8]]) -> [u8; 32] {
     let mut context = key.context();
     context.update(prev_hash.as_bytes());
     context.update(b"\n");
-    context.update(before);
-    context.update(&unhashed);
-    context.update(&after["null".len()..]);
-    Ok(hex::encode(context.finish()))
+    for part in parts {
+        context.update(part);
+    }
+    context.finish()
 }
 
 /// [`compute_hash`] with the crate's own RFC 8785 writer ([`jcs::write_unchained_event`]) and a key

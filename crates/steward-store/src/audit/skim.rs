@@ -19,7 +19,7 @@ use memchr::memmem;
 use serde::Deserialize;
 use steward_crypto::HmacKey;
 
-use super::chain::{chain_hash, write_link};
+use super::chain::{chain_hash, hash_canonical, write_link};
 use super::{AuditEvent, StoredEvent};
 use crate::StoreError;
 
@@ -93,7 +93,7 @@ impl<'a> SkimmedEvent<'a> {
         match (places.next(), places.next()) {
             (Some(at), None) => {
                 let cut = at + hash_from;
-                let tag = hash_bytes(key, &link.prev_hash, &[&bytes[..cut], &bytes[cut + hash_len..]]);
+                let tag = hash_canonical(key, &link.prev_hash, &[&bytes[..cut], &bytes[cut + hash_len..]]);
                 let mut hex = [0; 64];
                 hex::encode_to_slice(tag, &mut hex).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 Ok(hex)
@@ -107,17 +107,6 @@ impl<'a> SkimmedEvent<'a> {
             }
         }
     }
-}
-
-/// `HMAC(key, prev_hash ‖ "\n" ‖ parts…)`, the chain hash of the canonical bytes in `parts`.
-fn hash_bytes(key: &HmacKey, prev_hash: &str, parts: &[&[u8]]) -> [u8; 32] {
-    let mut context = key.context();
-    context.update(prev_hash.as_bytes());
-    context.update(b"\n");
-    for part in parts {
-        context.update(part);
-    }
-    context.finish()
 }
 
 /// The length in bytes of the JSON string `serde_json` wrote at the start of `text` (its quotes

@@ -157,8 +157,7 @@ async fn verify_chain(
     };
     // Start below every possible seq, so a row slipped in with seq <= 0 is seen (and rejected).
     let mut page = store.audit_chain_rows(chain_id, i64::MIN, PAGE).await?;
-    // A short page is the chain's last.
-    let mut more = page.len() >= PAGE as usize;
+    let mut more = may_continue(&page);
     while let Some(last) = page.last() {
         let after = last.seq;
         let check = tokio::task::spawn_blocking(move || {
@@ -184,6 +183,11 @@ async fn verify_chain(
     Ok(None)
 }
 
+/// Whether the chain may go on after `page`: a short page is the chain's last.
+fn may_continue(page: &[StoredRow]) -> bool {
+    page.len() >= PAGE as usize
+}
+
 /// The rows of a chain after seq `after`, and whether there may be more: one page, and the page
 /// after it read at the same time on a second reader connection, kept when it is the continuation.
 ///
@@ -200,7 +204,7 @@ async fn read_ahead(
 ) -> Result<(Vec<StoredRow>, bool), StoreError> {
     let Some(second_after) = after.checked_add(i64::from(PAGE)) else {
         let rows = store.audit_chain_rows(chain_id, after, PAGE).await?;
-        let more = rows.len() >= PAGE as usize;
+        let more = may_continue(&rows);
         return Ok((rows, more));
     };
     let (first, second) = tokio::join!(
@@ -210,11 +214,11 @@ async fn read_ahead(
     let mut rows = first?;
     let contiguous = rows.len() == PAGE as usize && rows.last().is_some_and(|row| row.seq == second_after);
     if !contiguous {
-        let more = rows.len() >= PAGE as usize;
+        let more = may_continue(&rows);
         return Ok((rows, more));
     }
     let second = second?;
-    let more = second.len() >= PAGE as usize;
+    let more = may_continue(&second);
     rows.extend(second);
     Ok((rows, more))
 }
