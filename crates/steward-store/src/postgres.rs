@@ -52,6 +52,59 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Writes a batch of chained audit events in one transaction ([`crate::Store::append_audit_events`]).
+    async fn append_audit_rows(&self, events: &[crate::audit::StoredEvent]) -> Result<(), StoreError> {
+        // Rows per INSERT: 17 parameters a row keeps one statement under PostgreSQL's 65 535, and it
+        // covers a whole batch of the audit writer.
+        const MAX_ROWS: usize = 512;
+        /// One multi-row INSERT of `rows`. Not kept prepared: its text differs with the row count,
+        /// and hundreds of shapes would evict every other statement from the statement cache.
+        fn insert(rows: &[crate::audit::StoredEvent]) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO audit_events (event_id, chain_id, seq, prev_hash, hash, writer_id, \
+                 chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
+                 action_group, correlation_id, request_id, body) ",
+            );
+            insert.push_values(rows, |mut row, stored| {
+                let event = stored.event();
+                let chain = stored.chain();
+                row.push_bind(event.event_id.as_str())
+                    .push_bind(&chain.chain_id)
+                    .push_bind(chain.seq)
+                    .push_bind(&chain.prev_hash)
+                    .push_bind(&chain.hash)
+                    .push_bind(stored.writer_id())
+                    .push_bind(event.chain_tenant())
+                    .push_bind(event.tenant_id.as_deref())
+                    .push_bind(event.timestamp.unix_micros())
+                    .push_bind(event.workload_id.as_deref())
+                    .push_bind(event.integration_id.as_deref())
+                    .push_bind(event.event_type.as_str())
+                    .push_bind(event.decision.map(|d| d.as_str()))
+                    .push_bind(event.action_group.as_deref())
+                    .push_bind(event.correlation_id.as_deref())
+                    .push_bind(event.request_id.as_deref())
+                    .push_bind(stored.body());
+            });
+            insert
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Every statement is a round trip, and under load each costs far more waiting than
+        // executing. One statement is atomic on its own, so a batch that fits in one needs no BEGIN
+        // and COMMIT around it.
+        if events.len() <= MAX_ROWS {
+            insert(events).build().persistent(false).execute(&self.pool).await.map_err(map_sqlx)?;
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(map_sqlx)?;
+        for chunk in events.chunks(MAX_ROWS) {
+            insert(chunk).build().persistent(false).execute(&mut *tx).await.map_err(map_sqlx)?;
+        }
+        tx.commit().await.map_err(map_sqlx)
+    }
+
     fn reader(&self) -> &PgPool {
         &self.pool
     }

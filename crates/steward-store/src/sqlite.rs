@@ -7,6 +7,11 @@
 //! WAL checkpoints (copying committed pages from the WAL into the database file) run on a connection
 //! of their own every [`CHECKPOINT_EVERY`], not on the writer: a checkpoint inside a commit would
 //! hold every queued write (the audit writer's group commits first) for its whole duration.
+//!
+//! Audit batches are written by [`audit_appender`], on a rusqlite connection of its own, while the
+//! sqlx writer connection is held: the process still has one writer at a time.
+
+mod audit_appender;
 
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -15,6 +20,7 @@ use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use self::audit_appender::{AuditAppender, PackedBatch};
 use crate::StoreError;
 use crate::sql::{
     impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store,
@@ -51,6 +57,7 @@ pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
     checkpointer: Checkpointer,
+    audit_appender: AuditAppender,
     path: PathBuf,
     /// Held (locked) for the store's lifetime; the OS releases it when the process dies.
     _lock: File,
@@ -73,9 +80,12 @@ impl SqliteStore {
             })
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // No pool pings a connection before lending it (`test_before_acquire`): a local file does
+        // not hang up, and each ping is a round trip to the connection's worker thread.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone().pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES))
             .await
@@ -83,12 +93,14 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&writer).await.map_err(map_migrate)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone().read_only(true).create_if_missing(false))
             .await
             .map_err(map_sqlx)?;
         let checkpointer = Checkpointer::start(options).await?;
-        Ok(SqliteStore { writer, reader, checkpointer, path: path.to_owned(), _lock: lock })
+        let audit_appender = AuditAppender::start(path, synchronous)?;
+        Ok(SqliteStore { writer, reader, checkpointer, audit_appender, path: path.to_owned(), _lock: lock })
     }
 
     /// The database file.
@@ -100,6 +112,7 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.checkpointer.task.abort();
         self.checkpointer.pool.close().await;
+        self.audit_appender.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }
@@ -118,6 +131,19 @@ impl SqliteStore {
 
     fn writer(&self) -> &SqlitePool {
         &self.writer
+    }
+
+    /// Writes a batch of chained audit events in one transaction ([`crate::Store::append_audit_events`])
+    /// on the audit appender's connection. The sqlx writer connection is held meanwhile, so no other
+    /// write of this store meets the batch's transaction.
+    async fn append_audit_rows(&self, events: &[crate::audit::StoredEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Packed before taking the writer, which other writes may be waiting for.
+        let batch = PackedBatch::pack(events);
+        let _writer = self.writer.acquire().await.map_err(map_sqlx)?;
+        self.audit_appender.append(batch).await
     }
 
     /// Nothing to do: the single writer connection already serializes every write transaction, and
@@ -146,6 +172,7 @@ impl Checkpointer {
     async fn start(options: SqliteConnectOptions) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.create_if_missing(false))
             .await

@@ -5,7 +5,9 @@
 //! dialects. The backend type must provide:
 //! - `fn reader(&self) -> &sqlx::Pool<DB>` and `fn writer(&self) -> &sqlx::Pool<DB>`;
 //! - `async fn lock_deployment(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>`, which
-//!   serializes concurrent `initialize_deployment` calls (an advisory lock on PostgreSQL).
+//!   serializes concurrent `initialize_deployment` calls (an advisory lock on PostgreSQL);
+//! - `async fn append_audit_rows(&self, events: &[audit::StoredEvent]) -> Result<(), StoreError>`,
+//!   which writes a batch of chained audit events in one transaction.
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
@@ -331,58 +333,9 @@ macro_rules! impl_store {
                 &self,
                 events: &[$crate::audit::StoredEvent],
             ) -> Result<(), $crate::StoreError> {
-                // Rows per INSERT. 17 parameters a row keeps one statement under both limits (SQLite
-                // 32766, PostgreSQL 65535), and it covers a whole batch of the audit writer.
-                const MAX_ROWS: usize = 512;
-                /// One multi-row INSERT of `rows`. Not kept prepared: its text differs with the row
-                /// count, and hundreds of shapes would evict every other statement from the writer
-                /// connection's statement cache.
-                fn insert(rows: &[$crate::audit::StoredEvent]) -> sqlx::QueryBuilder<'_, $db> {
-                    let mut insert = sqlx::QueryBuilder::new(
-                        "INSERT INTO audit_events (event_id, chain_id, seq, prev_hash, hash, writer_id, \
-                         chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
-                         action_group, correlation_id, request_id, body) ",
-                    );
-                    insert.push_values(rows, |mut row, stored| {
-                        let event = stored.event();
-                        let chain = stored.chain();
-                        row.push_bind(event.event_id.as_str())
-                            .push_bind(&chain.chain_id)
-                            .push_bind(chain.seq)
-                            .push_bind(&chain.prev_hash)
-                            .push_bind(&chain.hash)
-                            .push_bind(stored.writer_id())
-                            .push_bind(event.chain_tenant())
-                            .push_bind(event.tenant_id.as_deref())
-                            .push_bind(event.timestamp.unix_micros())
-                            .push_bind(event.workload_id.as_deref())
-                            .push_bind(event.integration_id.as_deref())
-                            .push_bind(event.event_type.as_str())
-                            .push_bind(event.decision.map(|d| d.as_str()))
-                            .push_bind(event.action_group.as_deref())
-                            .push_bind(event.correlation_id.as_deref())
-                            .push_bind(event.request_id.as_deref())
-                            .push_bind(stored.body());
-                    });
-                    insert
-                }
-                if events.is_empty() {
-                    return Ok(());
-                }
-                // Every statement is a round trip (to SQLite's worker thread or to PostgreSQL), and
-                // under load each costs far more waiting than executing. One statement is atomic on its
-                // own, so a batch that fits in one needs no BEGIN and COMMIT around it.
-                if events.len() <= MAX_ROWS {
-                    let mut insert = insert(events);
-                    insert.build().persistent(false).execute(self.writer()).await.map_err($crate::sql::map_sqlx)?;
-                    return Ok(());
-                }
-                let mut tx = self.writer().begin().await.map_err($crate::sql::map_sqlx)?;
-                for chunk in events.chunks(MAX_ROWS) {
-                    let mut insert = insert(chunk);
-                    insert.build().persistent(false).execute(&mut *tx).await.map_err($crate::sql::map_sqlx)?;
-                }
-                tx.commit().await.map_err($crate::sql::map_sqlx)
+                // Each backend writes audit rows its own way (`append_audit_rows`): the embedded
+                // store on a connection of its own, PostgreSQL in multi-row INSERTs.
+                self.append_audit_rows(events).await
             }
 
             async fn audit_chain_heads(

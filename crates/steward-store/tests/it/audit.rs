@@ -501,3 +501,52 @@ pub async fn failed_batches_among_concurrent_appends_leave_no_gap(h: Harness) ->
     assert_eq!(report.events_checked, written.len() as u64);
     Ok(())
 }
+
+/// The embedded store writes audit batches on a connection of its own (decision 0025) while other
+/// writes use the sqlx writer connection: under both at once, every write succeeds (neither meets
+/// SQLite's busy handler), and once the store is closed an append is refused as unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_audit_batches_and_other_writes_take_turns() -> anyhow::Result<()> {
+    use steward_store::{SqliteStore, SqliteSynchronous, Store as _, StoreError};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("steward.db");
+    let store = Arc::new(SqliteStore::open(&path, SqliteSynchronous::Normal).await?);
+    let w = writer(store.clone(), TestSigner::new(), HOUR);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..32i64 {
+        let w = w.clone();
+        tasks.spawn(async move {
+            for n in 0..50 {
+                w.append(execute_event(Some("t_one"), task * 1000 + n)).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    for token in 0..100u8 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            store
+                .insert_admin_token(&crate::harness::admin_token(token, steward_store::AdminRole::Auditor))
+                .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined??;
+    }
+    w.shutdown().await?;
+    let report = verify_tenant(store.as_ref(), &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok && report.events_checked == 32 * 50, "{report:?}");
+    assert!(store.admin_token_by_hash(&[99; 32]).await?.is_some());
+
+    store.close().await;
+    let late = chain_of("t_two", "wr_late", 1, |_| None)?;
+    let refused = store.append_audit_events(&late).await;
+    assert!(matches!(refused, Err(StoreError::Unavailable(_))), "{refused:?}");
+    drop(store);
+    // Everything acknowledged is in the file.
+    let again = SqliteStore::open(&path, SqliteSynchronous::Normal).await?;
+    let report = verify_tenant(&again, &AUDIT_KEY, "t_one").await?;
+    assert!(report.ok && report.events_checked == 32 * 50, "{report:?}");
+    Ok(())
+}

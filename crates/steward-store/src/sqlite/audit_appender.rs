@@ -1,0 +1,264 @@
+//! The embedded store's audit appender: one rusqlite connection on a thread of its own that writes
+//! the audit writer's batches (decision 0025).
+//!
+//! Through sqlx, a batch was one multi-row INSERT: its text built, parsed and planned again for every
+//! batch (the row count differs each time), every bound text copied into an owned value to cross to
+//! sqlx's worker thread, and every statement a round trip to that thread. Here the single-row INSERT
+//! is prepared once and stepped per event inside one `BEGIN IMMEDIATE … COMMIT`, on a thread that
+//! does nothing else, with the batch handed over as one buffer.
+//!
+//! SQLite allows one writer at a time. The caller holds the store's sqlx writer connection while a
+//! batch is written here ([`super::SqliteStore`]), so the two writers take turns in the process
+//! instead of meeting SQLite's busy handler, whose sleeps would stall both.
+
+use std::ops::Range;
+use std::path::Path;
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{BUSY_TIMEOUT, SqliteSynchronous, WRITER_AUTOCHECKPOINT_PAGES};
+use crate::StoreError;
+use crate::audit::StoredEvent;
+
+const INSERT: &str = "INSERT INTO audit_events (event_id, chain_id, seq, prev_hash, hash, writer_id, \
+     chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
+     action_group, correlation_id, request_id, body) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+/// A batch of audit rows with every text column in one buffer, so handing it to the appender's
+/// thread moves three allocations rather than a dozen per event (freeing memory allocated on
+/// another thread is what the allocator does slowest).
+#[derive(Debug, Default)]
+pub(super) struct PackedBatch {
+    text: String,
+    rows: Vec<PackedRow>,
+}
+
+/// The text columns of a row, in the order of [`PackedRow::texts`].
+const TEXT_COLUMNS: usize = 12;
+
+#[derive(Debug)]
+struct PackedRow {
+    seq: i64,
+    occurred_at: i64,
+    event_type: &'static str,
+    decision: Option<&'static str>,
+    /// event_id, chain_id, prev_hash, hash, writer_id, chain_tenant_id, tenant_id, workload_id,
+    /// integration_id, action_group, correlation_id, request_id — ranges of [`PackedBatch::text`],
+    /// `None` for NULL. The body is the rest of the row's text (`body`).
+    texts: [Option<Range<usize>>; TEXT_COLUMNS],
+    body: Range<usize>,
+}
+
+impl PackedBatch {
+    pub(super) fn pack(events: &[StoredEvent]) -> Self {
+        let bytes: usize = events.iter().map(|e| e.body().len() + 256).sum();
+        let mut batch =
+            PackedBatch { text: String::with_capacity(bytes), rows: Vec::with_capacity(events.len()) };
+        for stored in events {
+            let event = stored.event();
+            let chain = stored.chain();
+            let columns: [Option<&str>; TEXT_COLUMNS] = [
+                Some(event.event_id.as_str()),
+                Some(&chain.chain_id),
+                Some(&chain.prev_hash),
+                Some(&chain.hash),
+                Some(stored.writer_id()),
+                Some(event.chain_tenant()),
+                event.tenant_id.as_deref(),
+                event.workload_id.as_deref(),
+                event.integration_id.as_deref(),
+                event.action_group.as_deref(),
+                event.correlation_id.as_deref(),
+                event.request_id.as_deref(),
+            ];
+            let texts = columns.map(|column| column.map(|text| batch.push(text)));
+            let body = batch.push(stored.body());
+            batch.rows.push(PackedRow {
+                seq: chain.seq,
+                occurred_at: event.timestamp.unix_micros(),
+                event_type: event.event_type.as_str(),
+                decision: event.decision.map(|d| d.as_str()),
+                texts,
+                body,
+            });
+        }
+        batch
+    }
+
+    fn push(&mut self, text: &str) -> Range<usize> {
+        let start = self.text.len();
+        self.text.push_str(text);
+        start..self.text.len()
+    }
+
+    fn text(&self, range: &Option<Range<usize>>) -> Option<&str> {
+        range.as_ref().map(|r| &self.text[r.clone()])
+    }
+}
+
+enum Job {
+    Append(PackedBatch, oneshot::Sender<Result<(), StoreError>>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Handle to the appender thread; the thread ends when this is closed or dropped.
+#[derive(Debug)]
+pub(super) struct AuditAppender {
+    jobs: mpsc::Sender<Job>,
+    thread: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Append(batch, _) => write!(f, "Append({} rows)", batch.rows.len()),
+            Job::Close(_) => f.write_str("Close"),
+        }
+    }
+}
+
+impl AuditAppender {
+    /// Opens the appender's connection to the (already migrated) database at `path` and starts its
+    /// thread.
+    pub(super) fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self, StoreError> {
+        let connection = open(path, synchronous)?;
+        // One batch is in flight at a time (the caller holds the writer connection meanwhile).
+        let (jobs, receiver) = mpsc::channel(1);
+        let thread = std::thread::Builder::new()
+            .name("steward-audit-appender".into())
+            .spawn(move || run(connection, receiver))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the audit appender thread: {e}")))?;
+        Ok(Self { jobs, thread: std::sync::Mutex::new(Some(thread)) })
+    }
+
+    /// Writes `batch` in one transaction: all rows or none.
+    pub(super) async fn append(&self, batch: PackedBatch) -> Result<(), StoreError> {
+        let (done, result) = oneshot::channel();
+        self.jobs.send(Job::Append(batch, done)).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
+    }
+
+    /// Stops the thread once the batch in flight (if any) is written, and closes its connection.
+    pub(super) async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close(done)).await.is_ok() {
+            let _ = closed.await;
+        }
+        let thread = self.thread.lock().map(|mut t| t.take()).unwrap_or_default();
+        if let Some(thread) = thread {
+            // The thread has answered `Close`, so this join returns at once.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the embedded store is closed".into())
+}
+
+fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags).map_err(map_rusqlite)?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(map_rusqlite)?;
+    let synchronous = match synchronous {
+        SqliteSynchronous::Normal => "NORMAL",
+        SqliteSynchronous::Full => "FULL",
+    };
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+             PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES};"
+        ))
+        .map_err(map_rusqlite)?;
+    // Prepared now so a schema this binary does not know fails at open, not at the first event.
+    connection.prepare_cached(INSERT).map_err(map_rusqlite)?;
+    Ok(connection)
+}
+
+fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.blocking_recv() {
+        match job {
+            Job::Append(batch, done) => {
+                let _ = done.send(write(&mut connection, &batch));
+            }
+            Job::Close(done) => {
+                drop(connection);
+                let _ = done.send(());
+                return;
+            }
+        }
+    }
+}
+
+fn write(connection: &mut Connection, batch: &PackedBatch) -> Result<(), StoreError> {
+    // Dropped without commit (an error below), the transaction rolls back: nothing of the batch.
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_rusqlite)?;
+    {
+        let mut insert = tx.prepare_cached(INSERT).map_err(map_rusqlite)?;
+        for row in &batch.rows {
+            let [
+                event_id,
+                chain_id,
+                prev_hash,
+                hash,
+                writer_id,
+                chain_tenant_id,
+                tenant_id,
+                workload_id,
+                integration_id,
+                action_group,
+                correlation_id,
+                request_id,
+            ] = &row.texts;
+            insert
+                .execute(params![
+                    batch.text(event_id),
+                    batch.text(chain_id),
+                    row.seq,
+                    batch.text(prev_hash),
+                    batch.text(hash),
+                    batch.text(writer_id),
+                    batch.text(chain_tenant_id),
+                    batch.text(tenant_id),
+                    row.occurred_at,
+                    batch.text(workload_id),
+                    batch.text(integration_id),
+                    row.event_type,
+                    row.decision,
+                    batch.text(action_group),
+                    batch.text(correlation_id),
+                    batch.text(request_id),
+                    &batch.text[row.body.clone()],
+                ])
+                .map_err(map_rusqlite)?;
+        }
+    }
+    tx.commit().map_err(map_rusqlite)
+}
+
+/// The same mapping as `map_sqlx` for SQLite: busy, locked and I/O errors mean the store is not
+/// usable right now, a uniqueness violation is a conflict.
+fn map_rusqlite(error: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen => StoreError::Unavailable(error.to_string()),
+            ErrorCode::ConstraintViolation
+                if matches!(
+                    failure.extended_code,
+                    rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                ) =>
+            {
+                StoreError::Conflict(error.to_string())
+            }
+            _ => StoreError::Database(error.to_string()),
+        },
+        _ => StoreError::Database(error.to_string()),
+    }
+}
