@@ -111,15 +111,6 @@ pub(super) struct AuditAppender {
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-impl std::fmt::Debug for Job {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Job::Append(batch, _) => write!(f, "Append({} rows)", batch.rows.len()),
-            Job::Close(_) => f.write_str("Close"),
-        }
-    }
-}
-
 impl AuditAppender {
     /// Opens the appender's connection to the (already migrated) database at `path` and starts its
     /// thread.
