@@ -134,16 +134,15 @@ impl SqliteStore {
     }
 
     /// Writes a batch of chained audit events in one transaction ([`crate::Store::append_audit_events`])
-    /// on the audit appender's connection. The sqlx writer connection is held meanwhile, so no other
-    /// write of this store meets the batch's transaction.
+    /// on the audit appender's connection. The appender holds the sqlx writer connection meanwhile,
+    /// so no other write of this store meets the batch's transaction.
     async fn append_audit_rows(&self, events: &[crate::audit::StoredEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         // Packed before taking the writer, which other writes may be waiting for.
         let batch = PackedBatch::pack(events);
-        let _writer = self.writer.acquire().await.map_err(map_sqlx)?;
-        self.audit_appender.append(batch).await
+        self.audit_appender.append(&self.writer, batch).await
     }
 
     /// Nothing to do: the single writer connection already serializes every write transaction, and
