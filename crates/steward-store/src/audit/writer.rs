@@ -176,7 +176,10 @@ impl WriterTask {
             self.take_queued(&mut rx, &mut batch, &mut intake);
             // Write batches back to back. While one is in the database, what arrives is chained on
             // top of it, so chaining the next batch overlaps writing this one instead of waiting for
-            // it; the heads still only advance when a write succeeded.
+            // it; the heads still only advance when a write succeeded. A committed batch's events are
+            // acknowledged once the next write has been handed to the store, not before: the store
+            // gets its next batch first, the callers their acknowledgements right after.
+            let mut unacknowledged: Option<Batch> = None;
             while !batch.is_empty() {
                 let mut next = Batch::on(batch.heads.clone());
                 let mut tick = false;
@@ -188,6 +191,10 @@ impl WriterTask {
                         tokio::select! {
                             biased;
                             result = &mut write => break result,
+                            // Polled after `write` has been handed to the store (its first poll).
+                            () = std::future::ready(()), if unacknowledged.is_some() => {
+                                acknowledge(unacknowledged.take());
+                            }
                             command = rx.recv(), if intake.accepting() && next.len() < BATCH_CAP => {
                                 self.accept(&mut next, command, &mut intake);
                             }
@@ -195,17 +202,23 @@ impl WriterTask {
                         }
                     }
                 };
-                if !self.settle(batch, result, started) {
+                // The write finished before the branch above ran (a store that never waits).
+                acknowledge(unacknowledged.take());
+                if let Some(written) = self.settle(batch, result, started) {
+                    unacknowledged = Some(written);
+                } else {
                     // `next` was chained on top of events that were not written: chain it again on
                     // the committed heads, so the failed batch leaves no gap.
                     next = self.rechain(next);
                 }
                 self.take_queued(&mut rx, &mut next, &mut intake);
                 if tick {
+                    acknowledge(unacknowledged.take());
                     self.periodic_checkpoint().await;
                 }
                 batch = next;
             }
+            acknowledge(unacknowledged);
             if let Some(ack) = intake.shutdown {
                 rx.close();
                 // Anything that slipped in before the close is still written.
@@ -221,7 +234,7 @@ impl WriterTask {
                 if !rest.is_empty() {
                     let started = Instant::now();
                     let result = self.store.append_audit_events(&rest.stored).await;
-                    self.settle(rest, result, started);
+                    acknowledge(self.settle(rest, result, started));
                 }
                 let _ = ack.send(self.checkpoint().await);
                 return;
@@ -294,22 +307,20 @@ impl WriterTask {
         batch
     }
 
-    /// Acknowledges every event of `batch` with the outcome of its write; on success its heads
-    /// become the committed ones. Returns whether it was written.
-    fn settle(&mut self, batch: Batch, result: Result<(), StoreError>, started: Instant) -> bool {
+    /// Settles the write of `batch`: on success its heads become the committed ones and it is
+    /// returned, for [`acknowledge`]; on failure every event of it is answered with the error here.
+    fn settle(&mut self, batch: Batch, result: Result<(), StoreError>, started: Instant) -> Option<Batch> {
         match result {
             Ok(()) => {
-                self.heads = batch.heads;
+                let mut batch = batch;
+                self.heads = std::mem::take(&mut batch.heads);
                 self.dirty = true;
                 tracing::debug!(
                     batch = batch.stored.len(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "Audit batch committed."
                 );
-                for (event, ack) in batch.stored.into_iter().zip(batch.acks) {
-                    let _ = ack.send(Ok(event));
-                }
-                true
+                Some(batch)
             }
             Err(error) => {
                 tracing::error!(%error, batch = batch.stored.len(), "Audit batch could not be written.");
@@ -317,7 +328,7 @@ impl WriterTask {
                 for ack in batch.acks {
                     let _ = ack.send(Err(AuditError::WriteFailed(message.clone())));
                 }
-                false
+                None
             }
         }
     }
@@ -401,5 +412,14 @@ impl WriterTask {
             .map_err(|e| AuditError::WriteFailed(e.to_string()))?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// Answers every event of a committed batch (from [`WriterTask::settle`]) with its stored form.
+fn acknowledge(committed: Option<Batch>) {
+    if let Some(batch) = committed {
+        for (event, ack) in batch.stored.into_iter().zip(batch.acks) {
+            let _ = ack.send(Ok(event));
+        }
     }
 }
