@@ -10,8 +10,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::StoreError;
 use crate::sql::{
-    impl_catalog_store, impl_governance_store, impl_idempotency_store, impl_identity_store,
-    impl_oauth2_store, impl_store, map_migrate, map_sqlx,
+    AUDIT_INSERT_COLUMNS, AuditRow, impl_catalog_store, impl_governance_store, impl_idempotency_store,
+    impl_identity_store, impl_oauth2_store, impl_store, map_migrate, map_sqlx,
 };
 
 /// How long a request waits for a connection before the store reports itself unavailable.
@@ -60,31 +60,27 @@ impl PostgresStore {
         /// One multi-row INSERT of `rows`. Not kept prepared: its text differs with the row count,
         /// and hundreds of shapes would evict every other statement from the statement cache.
         fn insert(rows: &[crate::audit::StoredEvent]) -> sqlx::QueryBuilder<'_, sqlx::Postgres> {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO audit_events (event_id, chain_id, seq, prev_hash, hash, writer_id, \
-                 chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
-                 action_group, correlation_id, request_id, body) ",
-            );
-            insert.push_values(rows, |mut row, stored| {
-                let event = stored.event();
-                let chain = stored.chain();
-                row.push_bind(event.event_id.as_str())
-                    .push_bind(&chain.chain_id)
-                    .push_bind(chain.seq)
-                    .push_bind(&chain.prev_hash)
-                    .push_bind(&chain.hash)
-                    .push_bind(stored.writer_id())
-                    .push_bind(event.chain_tenant())
-                    .push_bind(event.tenant_id.as_deref())
-                    .push_bind(event.timestamp.unix_micros())
-                    .push_bind(event.workload_id.as_deref())
-                    .push_bind(event.integration_id.as_deref())
-                    .push_bind(event.event_type.as_str())
-                    .push_bind(event.decision.map(|d| d.as_str()))
-                    .push_bind(event.action_group.as_deref())
-                    .push_bind(event.correlation_id.as_deref())
-                    .push_bind(event.request_id.as_deref())
-                    .push_bind(stored.body());
+            let mut insert =
+                sqlx::QueryBuilder::new(format!("INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) "));
+            insert.push_values(rows, |mut bind, stored| {
+                let row = AuditRow::of(stored);
+                bind.push_bind(row.event_id)
+                    .push_bind(row.chain_id)
+                    .push_bind(row.seq)
+                    .push_bind(row.prev_hash)
+                    .push_bind(row.hash)
+                    .push_bind(row.writer_id)
+                    .push_bind(row.chain_tenant_id)
+                    .push_bind(row.tenant_id)
+                    .push_bind(row.occurred_at)
+                    .push_bind(row.workload_id)
+                    .push_bind(row.integration_id)
+                    .push_bind(row.event_type)
+                    .push_bind(row.decision)
+                    .push_bind(row.action_group)
+                    .push_bind(row.correlation_id)
+                    .push_bind(row.request_id)
+                    .push_bind(row.body);
             });
             insert
         }

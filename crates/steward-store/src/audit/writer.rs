@@ -309,10 +309,14 @@ impl WriterTask {
 
     /// Settles the write of `batch`: on success its heads become the committed ones and it is
     /// returned, for [`acknowledge`]; on failure every event of it is answered with the error here.
-    fn settle(&mut self, batch: Batch, result: Result<(), StoreError>, started: Instant) -> Option<Batch> {
+    fn settle(
+        &mut self,
+        mut batch: Batch,
+        result: Result<(), StoreError>,
+        started: Instant,
+    ) -> Option<Batch> {
         match result {
             Ok(()) => {
-                let mut batch = batch;
                 self.heads = std::mem::take(&mut batch.heads);
                 self.dirty = true;
                 tracing::debug!(

@@ -21,6 +21,60 @@ use steward_types::Timestamp;
 
 use crate::StoreError;
 
+/// The columns of `audit_events` an appended event fills, in the order of [`AuditRow`]'s fields.
+pub(crate) const AUDIT_INSERT_COLUMNS: &str = "event_id, chain_id, seq, prev_hash, hash, writer_id, \
+     chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
+     action_group, correlation_id, request_id, body";
+
+/// A chained event as the `audit_events` row it is stored as: the values of
+/// [`AUDIT_INSERT_COLUMNS`], in that order. Both backends' append paths bind these, so how an event
+/// maps to its columns is written once.
+pub(crate) struct AuditRow<'a> {
+    pub event_id: &'a str,
+    pub chain_id: &'a str,
+    pub seq: i64,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+    pub writer_id: &'a str,
+    pub chain_tenant_id: &'a str,
+    pub tenant_id: Option<&'a str>,
+    pub occurred_at: i64,
+    pub workload_id: Option<&'a str>,
+    pub integration_id: Option<&'a str>,
+    pub event_type: &'static str,
+    pub decision: Option<&'static str>,
+    pub action_group: Option<&'a str>,
+    pub correlation_id: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub body: &'a str,
+}
+
+impl<'a> AuditRow<'a> {
+    pub(crate) fn of(stored: &'a crate::audit::StoredEvent) -> Self {
+        let event = stored.event();
+        let chain = stored.chain();
+        AuditRow {
+            event_id: event.event_id.as_str(),
+            chain_id: &chain.chain_id,
+            seq: chain.seq,
+            prev_hash: &chain.prev_hash,
+            hash: &chain.hash,
+            writer_id: stored.writer_id(),
+            chain_tenant_id: event.chain_tenant(),
+            tenant_id: event.tenant_id.as_deref(),
+            occurred_at: event.timestamp.unix_micros(),
+            workload_id: event.workload_id.as_deref(),
+            integration_id: event.integration_id.as_deref(),
+            event_type: event.event_type.as_str(),
+            decision: event.decision.map(|d| d.as_str()),
+            action_group: event.action_group.as_deref(),
+            correlation_id: event.correlation_id.as_deref(),
+            request_id: event.request_id.as_deref(),
+            body: stored.body(),
+        }
+    }
+}
+
 /// Maps a driver error: anything that means "the database is not there right now" becomes
 /// [`StoreError::Unavailable`] (503 `storage_unavailable`), a uniqueness violation [`StoreError::Conflict`].
 pub(crate) fn map_sqlx(error: sqlx::Error) -> StoreError {

@@ -10,7 +10,7 @@
 //! SQLite allows one writer at a time. The appender holds the store's sqlx writer connection while
 //! a batch is written here, so the two writers take turns in the process instead of meeting SQLite's
 //! busy handler, whose sleeps would stall both. It keeps that connection across back-to-back batches
-//! ([`WriterTurn`]): sqlx pings a connection on its worker thread every time it returns to the pool,
+//! (`AuditAppender::turn`): sqlx pings a connection on its worker thread every time it returns to the pool,
 //! and under load that round trip held up every batch by ~0.4 ms.
 
 use std::ops::Range;
@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::{BUSY_TIMEOUT, SqliteSynchronous, WRITER_AUTOCHECKPOINT_PAGES};
 use crate::StoreError;
 use crate::audit::StoredEvent;
-use crate::sql::map_sqlx;
+use crate::sql::{AUDIT_INSERT_COLUMNS, AuditRow, map_sqlx};
 
 /// Longest the appender keeps the writer connection through back-to-back batches before handing it
 /// back to the pool, whose queue is fair: another write waits at most this plus one batch.
@@ -36,15 +36,18 @@ const MAX_TURN: Duration = Duration::from_millis(10);
 /// The writer connection goes back to the pool once no batch followed for this long.
 const IDLE_RELEASE: Duration = Duration::from_millis(2);
 
-const INSERT: &str = "INSERT INTO audit_events (event_id, chain_id, seq, prev_hash, hash, writer_id, \
-     chain_tenant_id, tenant_id, occurred_at, workload_id, integration_id, event_type, decision, \
-     action_group, correlation_id, request_id, body) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+/// The single-row INSERT the appender keeps prepared.
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO audit_events ({AUDIT_INSERT_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+    )
+}
 
 /// A batch of audit rows with every text column in one buffer, so handing it to the appender's
 /// thread moves three allocations rather than a dozen per event (freeing memory allocated on
 /// another thread is what the allocator does slowest).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct PackedBatch {
     text: String,
     rows: Vec<PackedRow>,
@@ -72,29 +75,28 @@ impl PackedBatch {
         let mut batch =
             PackedBatch { text: String::with_capacity(bytes), rows: Vec::with_capacity(events.len()) };
         for stored in events {
-            let event = stored.event();
-            let chain = stored.chain();
+            let row = AuditRow::of(stored);
             let columns: [Option<&str>; TEXT_COLUMNS] = [
-                Some(event.event_id.as_str()),
-                Some(&chain.chain_id),
-                Some(&chain.prev_hash),
-                Some(&chain.hash),
-                Some(stored.writer_id()),
-                Some(event.chain_tenant()),
-                event.tenant_id.as_deref(),
-                event.workload_id.as_deref(),
-                event.integration_id.as_deref(),
-                event.action_group.as_deref(),
-                event.correlation_id.as_deref(),
-                event.request_id.as_deref(),
+                Some(row.event_id),
+                Some(row.chain_id),
+                Some(row.prev_hash),
+                Some(row.hash),
+                Some(row.writer_id),
+                Some(row.chain_tenant_id),
+                row.tenant_id,
+                row.workload_id,
+                row.integration_id,
+                row.action_group,
+                row.correlation_id,
+                row.request_id,
             ];
             let texts = columns.map(|column| column.map(|text| batch.push(text)));
-            let body = batch.push(stored.body());
+            let body = batch.push(row.body);
             batch.rows.push(PackedRow {
-                seq: chain.seq,
-                occurred_at: event.timestamp.unix_micros(),
-                event_type: event.event_type.as_str(),
-                decision: event.decision.map(|d| d.as_str()),
+                seq: row.seq,
+                occurred_at: row.occurred_at,
+                event_type: row.event_type,
+                decision: row.decision,
                 texts,
                 body,
             });
@@ -118,22 +120,20 @@ enum Job {
     Close(oneshot::Sender<()>),
 }
 
+/// The store's sqlx writer connection, and since when the appender holds it.
+type HeldWriter = (PoolConnection<sqlx::Sqlite>, Instant);
+
 /// Handle to the appender thread; the thread ends when this is closed or dropped.
 #[derive(Debug)]
 pub(super) struct AuditAppender {
     jobs: mpsc::Sender<Job>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
-    turn: Arc<Mutex<WriterTurn>>,
+    /// The store's sqlx writer connection while the appender holds it.
+    turn: Arc<Mutex<Option<HeldWriter>>>,
     /// Batches written so far: an idle release only hands the connection back when none followed.
     /// Outside the lock, so the release checks that are moot (nearly all, under load) do not queue
     /// for it ahead of the next batch.
     batches: Arc<AtomicU64>,
-}
-
-/// The store's sqlx writer connection while the appender holds it, and since when.
-#[derive(Debug, Default)]
-struct WriterTurn {
-    held: Option<(PoolConnection<sqlx::Sqlite>, Instant)>,
 }
 
 impl AuditAppender {
@@ -158,12 +158,12 @@ impl AuditAppender {
     /// Writes `batch` in one transaction, all rows or none, while holding `writer`'s connection.
     pub(super) async fn append(&self, writer: &SqlitePool, batch: PackedBatch) -> Result<(), StoreError> {
         let mut turn = self.turn.lock().await;
-        if turn.held.as_ref().is_some_and(|(_, since)| since.elapsed() >= MAX_TURN) {
+        if turn.as_ref().is_some_and(|(_, since)| since.elapsed() >= MAX_TURN) {
             // Other writes may be queued for the connection: back to the pool, then in line again.
-            turn.held = None;
+            *turn = None;
         }
-        if turn.held.is_none() {
-            turn.held = Some((writer.acquire().await.map_err(map_sqlx)?, Instant::now()));
+        if turn.is_none() {
+            *turn = Some((writer.acquire().await.map_err(map_sqlx)?, Instant::now()));
         }
         let (done, result) = oneshot::channel();
         self.jobs.send(Job::Append(batch, done)).await.map_err(|_| closed())?;
@@ -179,7 +179,7 @@ impl AuditAppender {
             let mut turn = turn.lock().await;
             // Checked again under the lock: a batch may have started meanwhile.
             if batches.load(Ordering::SeqCst) == written {
-                turn.held = None;
+                *turn = None;
             }
         });
         result
@@ -188,7 +188,7 @@ impl AuditAppender {
     /// Hands the writer connection back, then stops the thread once the batch in flight (if any) is
     /// written, and closes its connection.
     pub(super) async fn close(&self) {
-        self.turn.lock().await.held = None;
+        *self.turn.lock().await = None;
         let (done, closed) = oneshot::channel();
         if self.jobs.send(Job::Close(done)).await.is_ok() {
             let _ = closed.await;
@@ -220,15 +220,16 @@ fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection, Store
         ))
         .map_err(map_rusqlite)?;
     // Prepared now so a schema this binary does not know fails at open, not at the first event.
-    connection.prepare_cached(INSERT).map_err(map_rusqlite)?;
+    connection.prepare_cached(&insert_sql()).map_err(map_rusqlite)?;
     Ok(connection)
 }
 
 fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+    let insert = insert_sql();
     while let Some(job) = jobs.blocking_recv() {
         match job {
             Job::Append(batch, done) => {
-                let _ = done.send(write(&mut connection, &batch));
+                let _ = done.send(write(&mut connection, &insert, &batch));
             }
             Job::Close(done) => {
                 drop(connection);
@@ -239,11 +240,11 @@ fn run(mut connection: Connection, mut jobs: mpsc::Receiver<Job>) {
     }
 }
 
-fn write(connection: &mut Connection, batch: &PackedBatch) -> Result<(), StoreError> {
+fn write(connection: &mut Connection, insert: &str, batch: &PackedBatch) -> Result<(), StoreError> {
     // Dropped without commit (an error below), the transaction rolls back: nothing of the batch.
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map_rusqlite)?;
     {
-        let mut insert = tx.prepare_cached(INSERT).map_err(map_rusqlite)?;
+        let mut insert = tx.prepare_cached(insert).map_err(map_rusqlite)?;
         for row in &batch.rows {
             let [
                 event_id,
@@ -285,8 +286,9 @@ fn write(connection: &mut Connection, batch: &PackedBatch) -> Result<(), StoreEr
     tx.commit().map_err(map_rusqlite)
 }
 
-/// The same mapping as `map_sqlx` for SQLite: busy, locked and I/O errors mean the store is not
-/// usable right now, a uniqueness violation is a conflict.
+/// `map_sqlx`'s classification of SQLite's errors (busy, locked and I/O errors mean the store is not
+/// usable right now, a uniqueness violation is a conflict), plus a file that cannot be opened, which
+/// is unavailable too.
 fn map_rusqlite(error: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode;
     match &error {
