@@ -84,9 +84,6 @@ impl PostgresStore {
             });
             insert
         }
-        if events.is_empty() {
-            return Ok(());
-        }
         // Every statement is a round trip, and under load each costs far more waiting than
         // executing. One statement is atomic on its own, so a batch that fits in one needs no BEGIN
         // and COMMIT around it.

@@ -137,9 +137,6 @@ impl SqliteStore {
     /// on the audit appender's connection. The appender holds the sqlx writer connection meanwhile,
     /// so no other write of this store meets the batch's transaction.
     async fn append_audit_rows(&self, events: &[crate::audit::StoredEvent]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
         // Packed before taking the writer, which other writes may be waiting for.
         let batch = PackedBatch::pack(events);
         self.audit_appender.append(&self.writer, batch).await

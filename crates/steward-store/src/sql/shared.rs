@@ -7,7 +7,7 @@
 //! - `async fn lock_deployment(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>`, which
 //!   serializes concurrent `initialize_deployment` calls (an advisory lock on PostgreSQL);
 //! - `async fn append_audit_rows(&self, events: &[audit::StoredEvent]) -> Result<(), StoreError>`,
-//!   which writes a batch of chained audit events in one transaction.
+//!   which writes a non-empty batch of chained audit events in one transaction.
 
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:literal) => {
@@ -333,6 +333,9 @@ macro_rules! impl_store {
                 &self,
                 events: &[$crate::audit::StoredEvent],
             ) -> Result<(), $crate::StoreError> {
+                if events.is_empty() {
+                    return Ok(());
+                }
                 // Each backend writes audit rows its own way (`append_audit_rows`): the embedded
                 // store on a connection of its own, PostgreSQL in multi-row INSERTs.
                 self.append_audit_rows(events).await

@@ -64,7 +64,7 @@ struct PackedRow {
     decision: Option<&'static str>,
     /// event_id, chain_id, prev_hash, hash, writer_id, chain_tenant_id, tenant_id, workload_id,
     /// integration_id, action_group, correlation_id, request_id — ranges of [`PackedBatch::text`],
-    /// `None` for NULL. The body is the rest of the row's text (`body`).
+    /// `None` for NULL. The body's range is `body`.
     texts: [Option<Range<usize>>; TEXT_COLUMNS],
     body: Range<usize>,
 }
